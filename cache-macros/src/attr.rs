@@ -1,0 +1,94 @@
+//! The typed model of `#[cached(...)]` and its parser.
+
+use syn::meta::ParseNestedMeta;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, UnOp};
+
+/// Every argument of `#[cached(...)]`; all optional.
+#[derive(Default)]
+pub struct Args {
+    /// `ttl = 300` (validated integer literal) or `ttl = CONST_EXPR`.
+    pub ttl: Option<Ttl>,
+    pub key_prefix: Option<LitStr>,
+    pub skip_cache: Option<Expr>,
+    pub cache: Option<Expr>,
+    pub ignore: Vec<Ident>,
+    pub name: Option<LitStr>,
+    /// The spans of arguments already seen, to reject duplicates.
+    seen: Vec<String>,
+}
+
+pub enum Ttl {
+    /// An integer literal, in seconds.
+    Secs(u64),
+    /// Any other expression: `u64`, `u32`, `usize` seconds or a `Duration`.
+    Expr(Expr),
+}
+
+const KNOWN: &str = "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `name`";
+
+impl Args {
+    /// Parses one `key = value` or `ignore(...)` entry.
+    pub fn parse_entry(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
+        let Some(ident) = meta.path.get_ident() else {
+            return Err(meta.error(format!("unknown argument; expected one of {KNOWN}")));
+        };
+        let key = ident.to_string();
+        if self.seen.contains(&key) {
+            return Err(meta.error(format!("duplicate argument `{key}`")));
+        }
+        match key.as_str() {
+            "ttl" => self.ttl = Some(parse_ttl(meta.value()?.parse()?)?),
+            "key_prefix" => self.key_prefix = Some(meta.value()?.parse()?),
+            "name" => {
+                let name: LitStr = meta.value()?.parse()?;
+                if name.value().is_empty() {
+                    return Err(syn::Error::new(name.span(), "`name` must not be empty"));
+                }
+                self.name = Some(name);
+            }
+            "skip_cache" => self.skip_cache = Some(meta.value()?.parse()?),
+            "cache" => self.cache = Some(meta.value()?.parse()?),
+            "ignore" => meta.parse_nested_meta(|param| {
+                match param.path.get_ident() {
+                    Some(ident) => self.ignore.push(ident.clone()),
+                    None => return Err(param.error("expected a parameter name")),
+                }
+                Ok(())
+            })?,
+            _ => {
+                return Err(
+                    meta.error(format!("unknown argument `{key}`; expected one of {KNOWN}"))
+                );
+            }
+        }
+        self.seen.push(key);
+        Ok(())
+    }
+}
+
+fn parse_ttl(expr: Expr) -> syn::Result<Ttl> {
+    let wrong = |span: proc_macro2::Span| {
+        syn::Error::new(
+            span,
+            "`ttl` must be a whole number of seconds (`ttl = 300`, `0` for no expiry), \
+             or a const expression of type u64 or std::time::Duration",
+        )
+    };
+    match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => match int.base10_parse::<u64>() {
+            Ok(secs) => Ok(Ttl::Secs(secs)),
+            Err(_) => Err(wrong(int.span())),
+        },
+        Expr::Lit(ExprLit { lit, .. }) => Err(wrong(lit.span())),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_), ..
+        }) => Err(syn::Error::new(
+            expr.span(),
+            "`ttl` cannot be negative; use `ttl = 0` for no expiry",
+        )),
+        _ => Ok(Ttl::Expr(expr)),
+    }
+}

@@ -1,0 +1,204 @@
+//! The rewrite of a `#[cached]` function.
+//!
+//! ```text
+//! async fn f(a: A, b: B) -> R { body }
+//! ```
+//! becomes
+//! ```text
+//! async fn f(a: A, b: B) -> R {
+//!     let call = if skip_cache { Call::skip() } else { Call::new(cache, key of (&a, &b), ...) };
+//!     let body = async move { body };
+//!     __private::plain(call, body).await        // or __private::result for Result<T, E>
+//! }
+//! ```
+//! The key is computed from borrowed arguments before the first `.await`, and the
+//! user's body stays an `async move` block whose type is the declared return
+//! type, so type errors point at the user's code.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, FnArg, Ident, ItemFn, Pat, ReturnType, Type};
+
+use crate::attr::{Args, Ttl};
+
+pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+        ..
+    } = &func;
+
+    if sig.asyncness.is_none() {
+        return Err(syn::Error::new_spanned(
+            sig.fn_token,
+            "#[cached] works on `async fn` only; make this function `async`",
+        ));
+    }
+
+    let mut is_method = false;
+    let mut params = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(_) => is_method = true,
+            FnArg::Typed(typed) => bound_idents(&typed.pat, &mut params),
+        }
+    }
+
+    for ignored in &args.ignore {
+        let is_self = ignored == "self" && is_method;
+        if !is_self && !params.contains(ignored) {
+            return Err(syn::Error::new(
+                ignored.span(),
+                format!("`{ignored}` is not a parameter of `{}`", sig.ident),
+            ));
+        }
+    }
+
+    // `cache = c` where `c` is a parameter: that parameter is the cache, not a key part.
+    let cache_param = match &args.cache {
+        Some(Expr::Path(path)) if path.qself.is_none() => path.path.get_ident(),
+        _ => None,
+    };
+    let key_params = params
+        .iter()
+        .filter(|p| !args.ignore.contains(p) && Some(*p) != cache_param);
+
+    let call = mixed("call");
+    let skip = mixed("skip");
+    let cache = mixed("cache");
+    let key_args = mixed("args");
+    let body = mixed("body");
+    let ret = mixed("ret");
+
+    let cache_expr = match &args.cache {
+        Some(expr) => quote_spanned! {expr.span()=>
+            ::redis_memo::__private::cache_ref(&(#expr))
+        },
+        None => quote!(::redis_memo::__private::default_cache()),
+    };
+    let prefix = match &args.key_prefix {
+        Some(lit) => quote!(#lit),
+        None => quote!(""),
+    };
+    let fn_name = sig.ident.to_string();
+    let name = match (&args.name, is_method) {
+        (Some(lit), _) => quote!(::redis_memo::__private::FnName::Custom(#lit)),
+        (None, true) => quote! {
+            ::redis_memo::__private::FnName::Method {
+                module: ::core::module_path!(),
+                self_type: ::core::any::type_name::<Self>(),
+                function: #fn_name,
+            }
+        },
+        (None, false) => quote! {
+            ::redis_memo::__private::FnName::Free {
+                module: ::core::module_path!(),
+                function: #fn_name,
+            }
+        },
+    };
+    let ttl = match &args.ttl {
+        None => quote!(::redis_memo::__private::Ttl::secs(300)),
+        Some(Ttl::Secs(secs)) => quote!(::redis_memo::__private::Ttl::secs(#secs)),
+        Some(Ttl::Expr(expr)) => quote_spanned! {expr.span()=>
+            ::redis_memo::__private::IntoTtl::into_ttl(#expr)
+        },
+    };
+    let add_args = key_params.map(|param| {
+        quote_spanned! {param.span()=> #key_args.arg(&#param); }
+    });
+    let make_call = quote! {{
+        let #cache = #cache_expr;
+        let mut #key_args = ::redis_memo::__private::KeyBuilder::new();
+        #(#add_args)*
+        ::redis_memo::__private::Call::new(#cache, &#key_args, #prefix, #name, #ttl)
+    }};
+    let make_call = match &args.skip_cache {
+        None => make_call,
+        Some(expr) => {
+            let skip_value = quote_spanned!(expr.span()=> let #skip: bool = #expr;);
+            quote! {{
+                #skip_value
+                if #skip { ::redis_memo::__private::Call::skip() } else #make_call
+            }}
+        }
+    };
+
+    let (ret_type, ret_span) = match &sig.output {
+        ReturnType::Default => (quote!(()), sig.ident.span()),
+        ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
+    };
+    let run = if returns_result(&sig.output) {
+        quote_spanned!(ret_span=> ::redis_memo::__private::result)
+    } else {
+        quote_spanned!(ret_span=> ::redis_memo::__private::plain)
+    };
+    let stmts = &block.stmts;
+
+    Ok(quote! {
+        #(#attrs)*
+        #vis #sig {
+            let #call = #make_call;
+            let #body = async move {
+                // Gives the block the declared return type, so `?` and `return`
+                // in the body check against it.
+                #[allow(unreachable_code)]
+                if false {
+                    let #ret: #ret_type = loop {};
+                    return #ret;
+                }
+                #(#stmts)*
+            };
+            #run(#call, #body).await
+        }
+    })
+}
+
+fn mixed(name: &str) -> Ident {
+    format_ident!("__redis_memo_{}", name, span = Span::mixed_site())
+}
+
+/// Whether the declared return type is a `Result` (`Result`, `io::Result`,
+/// `anyhow::Result`, ...): then only `Ok` values are cached.
+fn returns_result(output: &ReturnType) -> bool {
+    let ReturnType::Type(_, ty) = output else {
+        return false;
+    };
+    let Type::Path(path) = &**ty else {
+        return false;
+    };
+    path.qself.is_none()
+        && path
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Result")
+}
+
+/// The names a parameter pattern binds: `x`, `mut x`, `(a, b)`, `Point { x, y }`, ...
+fn bound_idents(pat: &Pat, out: &mut Vec<Ident>) {
+    match pat {
+        Pat::Ident(p) => {
+            out.push(p.ident.clone());
+            if let Some((_, sub)) = &p.subpat {
+                bound_idents(sub, out);
+            }
+        }
+        Pat::Tuple(p) => p.elems.iter().for_each(|e| bound_idents(e, out)),
+        Pat::TupleStruct(p) => p.elems.iter().for_each(|e| bound_idents(e, out)),
+        Pat::Struct(p) => p.fields.iter().for_each(|f| bound_idents(&f.pat, out)),
+        Pat::Slice(p) => p.elems.iter().for_each(|e| bound_idents(e, out)),
+        Pat::Reference(p) => bound_idents(&p.pat, out),
+        Pat::Paren(p) => bound_idents(&p.pat, out),
+        Pat::Type(p) => bound_idents(&p.pat, out),
+        Pat::Or(p) => {
+            if let Some(first) = p.cases.first() {
+                bound_idents(first, out);
+            }
+        }
+        _ => {}
+    }
+}

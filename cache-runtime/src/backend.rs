@@ -1,0 +1,242 @@
+//! Storage: Redis and an embedded in-memory store behind one small trait.
+//!
+//! Generated code never sees which one a [`Cache`](crate::Cache) uses.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+
+use crate::Error;
+
+/// How long a stored key has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyTtl {
+    /// The key does not exist.
+    Missing,
+    /// The key exists and never expires.
+    Persistent,
+    /// The key expires after this long.
+    ExpiresIn(Duration),
+}
+
+/// What a backend must do. Values are opaque bytes; keys are UTF-8 strings.
+pub(crate) trait Store {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
+    /// Stores `value`; `ttl = None` means no expiry.
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error>;
+    /// Deletes the keys, returning how many existed.
+    async fn delete(&self, keys: &[&str]) -> Result<u64, Error>;
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, Error>;
+    /// Deletes every key that starts with `prefix` (literally), returning how many.
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error>;
+}
+
+/// The store a [`Cache`](crate::Cache) uses.
+pub(crate) enum Backend {
+    Redis(RedisStore),
+    Memory(MemoryStore),
+}
+
+impl Backend {
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Backend::Redis(_) => "redis",
+            Backend::Memory(_) => "in-memory",
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Backend::Redis($store) => $call,
+            Backend::Memory($store) => $call,
+        }
+    };
+}
+
+impl Store for Backend {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        dispatch!(self, s => s.get(key).await)
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+        dispatch!(self, s => s.set(key, value, ttl).await)
+    }
+
+    async fn delete(&self, keys: &[&str]) -> Result<u64, Error> {
+        dispatch!(self, s => s.delete(keys).await)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, Error> {
+        dispatch!(self, s => s.ttl(key).await)
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        dispatch!(self, s => s.delete_prefix(prefix).await)
+    }
+}
+
+// --- Redis ----------------------------------------------------------------------
+
+/// Redis through redis-rs's `ConnectionManager`: one multiplexed connection that
+/// pipelines concurrent commands and reconnects by itself after a failure.
+pub(crate) struct RedisStore {
+    pub(crate) conn: ConnectionManager,
+    pub(crate) response_timeout: Duration,
+}
+
+impl RedisStore {
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn.clone();
+        // The connection manager bounds each response already; this outer bound
+        // also covers the time spent waiting for a reconnect.
+        match tokio::time::timeout(self.response_timeout, cmd.query_async(&mut conn)).await {
+            Ok(result) => result.map_err(|e| Error::from_redis(e, self.response_timeout)),
+            Err(_) => Err(Error::Timeout(self.response_timeout)),
+        }
+    }
+}
+
+impl RedisStore {
+    pub(crate) async fn query_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.response_timeout, pipe.query_async(&mut conn)).await {
+            Ok(result) => result.map_err(|e| Error::from_redis(e, self.response_timeout)),
+            Err(_) => Err(Error::Timeout(self.response_timeout)),
+        }
+    }
+}
+
+impl Store for RedisStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.query(redis::cmd("GET").arg(key)).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        if let Some(ttl) = ttl {
+            if ttl.subsec_nanos() == 0 {
+                cmd.arg("EX").arg(ttl.as_secs());
+            } else {
+                cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
+            }
+        }
+        self.query::<()>(&cmd).await
+    }
+
+    async fn delete(&self, keys: &[&str]) -> Result<u64, Error> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.query(redis::cmd("UNLINK").arg(keys)).await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, Error> {
+        let ms: i64 = self.query(redis::cmd("PTTL").arg(key)).await?;
+        Ok(match ms {
+            -2 => KeyTtl::Missing,
+            ms if ms < 0 => KeyTtl::Persistent,
+            ms => KeyTtl::ExpiresIn(Duration::from_millis(ms as u64)),
+        })
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        crate::invalidate::redis_delete_prefix(self, prefix).await
+    }
+}
+
+// --- in memory ------------------------------------------------------------------
+
+#[derive(Clone)]
+pub(crate) struct Entry {
+    bytes: Arc<[u8]>,
+    ttl: Option<Duration>,
+    expires_at: Option<Instant>,
+}
+
+struct EntryExpiry;
+
+impl moka::Expiry<String, Entry> for EntryExpiry {
+    fn expire_after_create(&self, _key: &String, value: &Entry, _at: Instant) -> Option<Duration> {
+        value.ttl
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Entry,
+        _at: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        value.ttl
+    }
+}
+
+/// An embedded store: bounded by total bytes, with per-entry TTLs, evicting the
+/// least useful entries when full (moka's TinyLFU).
+pub(crate) struct MemoryStore {
+    pub(crate) entries: moka::future::Cache<String, Entry>,
+}
+
+impl MemoryStore {
+    pub(crate) fn new(max_bytes: u64) -> Self {
+        let entries = moka::future::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, entry: &Entry| {
+                u32::try_from(key.len() + entry.bytes.len()).unwrap_or(u32::MAX)
+            })
+            .expire_after(EntryExpiry)
+            .build();
+        MemoryStore { entries }
+    }
+}
+
+impl Store for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.entries.get(key).await.map(|e| e.bytes.to_vec()))
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+        let entry = Entry {
+            bytes: value.into(),
+            ttl,
+            expires_at: ttl.and_then(|ttl| Instant::now().checked_add(ttl)),
+        };
+        self.entries.insert(key.to_owned(), entry).await;
+        Ok(())
+    }
+
+    async fn delete(&self, keys: &[&str]) -> Result<u64, Error> {
+        let mut n = 0;
+        for key in keys {
+            n += u64::from(self.entries.remove(*key).await.is_some());
+        }
+        Ok(n)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, Error> {
+        Ok(match self.entries.get(key).await {
+            None => KeyTtl::Missing,
+            Some(Entry {
+                expires_at: None, ..
+            }) => KeyTtl::Persistent,
+            Some(Entry {
+                expires_at: Some(at),
+                ..
+            }) => KeyTtl::ExpiresIn(at.saturating_duration_since(Instant::now())),
+        })
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        crate::invalidate::memory_delete_prefix(self, prefix).await
+    }
+}

@@ -1,0 +1,413 @@
+//! The `Cache` handle, its builder, the process-wide default, and the
+//! get-or-run path that every `#[cached]` call goes through.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::backend::{Backend, KeyTtl, MemoryStore, RedisStore, Store};
+use crate::{Error, codec};
+
+/// Default bound on connecting to Redis.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default bound on one Redis command, from send to reply.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Default size bound of the in-memory backend, in bytes of keys and values.
+pub const DEFAULT_MEMORY_CAPACITY: u64 = 64 * 1024 * 1024;
+
+/// A handle to one cache: Redis, or the embedded in-memory store.
+///
+/// `Cache` is cheap to clone (an `Arc` inside); clones share the connection.
+/// Build one with [`Cache::connect`], [`Cache::in_memory`], [`Cache::from_env`]
+/// or [`Cache::builder`], then either name it in `#[cached(cache = ...)]` or
+/// install it as the process-wide default with [`set_default_cache`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+/// use redis_memo::{Cache, cached};
+///
+/// #[cached(ttl = 60, cache = cache, key_prefix = "docs:")]
+/// async fn double(cache: &Cache, x: u64) -> u64 {
+///     x * 2
+/// }
+///
+/// let cache = Cache::in_memory();
+/// assert_eq!(double(&cache, 21).await, 42); // runs the body, stores 42
+/// assert_eq!(double(&cache, 21).await, 42); // read from the cache
+/// assert_eq!(cache.invalidate_prefix("docs:").await?, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.backend.kind())
+            .finish()
+    }
+}
+
+impl Cache {
+    /// Connects to Redis with the default timeouts.
+    ///
+    /// The URL is `redis://[user:password@]host[:port][/db]`, or `rediss://...`
+    /// for TLS. Fails with [`Error::InvalidUrl`] on a malformed URL and with
+    /// [`Error::Connection`] or [`Error::Timeout`] when Redis cannot be reached
+    /// within [`DEFAULT_CONNECT_TIMEOUT`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::connect("redis://127.0.0.1:6379/0").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Cache, Error> {
+        Cache::builder().url(url).build().await
+    }
+
+    /// An embedded cache in this process, bounded to
+    /// [`DEFAULT_MEMORY_CAPACITY`] bytes, with the same TTL semantics as Redis.
+    /// Nothing is shared with other processes.
+    ///
+    /// ```
+    /// let cache = redis_memo::Cache::in_memory();
+    /// assert_eq!(cache.backend_kind(), "in-memory");
+    /// ```
+    pub fn in_memory() -> Cache {
+        Cache::from_backend(Backend::Memory(MemoryStore::new(DEFAULT_MEMORY_CAPACITY)))
+    }
+
+    /// Redis at `REDIS_URL` when that variable is set, the in-memory cache
+    /// otherwise. Logs which one it chose at `info` level.
+    ///
+    /// Fails only when `REDIS_URL` is set and Redis cannot be used, so that a
+    /// typo in the URL is not silently replaced by a per-process cache.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::from_env().await?;
+    /// println!("caching in {}", cache.backend_kind());
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_env() -> Result<Cache, Error> {
+        match std::env::var("REDIS_URL") {
+            Ok(url) if !url.trim().is_empty() => {
+                let cache = Cache::connect(url.trim()).await?;
+                tracing::info!("redis-memo: caching in Redis (REDIS_URL)");
+                Ok(cache)
+            }
+            _ => {
+                tracing::info!("redis-memo: REDIS_URL is not set; caching in memory");
+                Ok(Cache::in_memory())
+            }
+        }
+    }
+
+    /// A builder for the options [`Cache::connect`] leaves at their defaults.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), redis_memo::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = redis_memo::Cache::builder()
+    ///     .url("redis://127.0.0.1:6379")
+    ///     .connect_timeout(Duration::from_secs(1))
+    ///     .response_timeout(Duration::from_millis(100))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    fn from_backend(backend: Backend) -> Cache {
+        Cache {
+            inner: Arc::new(Inner { backend }),
+        }
+    }
+
+    /// `"redis"` or `"in-memory"`.
+    pub fn backend_kind(&self) -> &'static str {
+        self.inner.backend.kind()
+    }
+
+    /// Deletes every key that starts with `prefix` and returns how many it deleted.
+    ///
+    /// The prefix is literal: glob characters in it (`* ? [ ] \`) are escaped.
+    /// On Redis it runs `SCAN` + `UNLINK` in batches, never `KEYS`, so Redis keeps
+    /// serving other clients while it runs. An empty prefix is refused with
+    /// [`Error::EmptyPrefix`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set_raw("users:1", b"{}", None).await?;
+    /// cache.set_raw("users:2", b"{}", None).await?;
+    /// cache.set_raw("orders:1", b"{}", None).await?;
+    /// assert_eq!(cache.invalidate_prefix("users:").await?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        if prefix.is_empty() {
+            return Err(Error::EmptyPrefix);
+        }
+        self.inner.backend.delete_prefix(prefix).await
+    }
+
+    /// The raw stored bytes of `key`, if any. Useful to inspect what a cached
+    /// function stored (the JSON its return value encodes to).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// assert_eq!(cache.get_raw("nope").await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.inner.backend.get(key).await
+    }
+
+    /// Stores raw bytes under `key`; `ttl = None` means no expiry.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set_raw("k", b"42", Some(std::time::Duration::from_secs(5))).await?;
+    /// assert_eq!(cache.get_raw("k").await?.as_deref(), Some(&b"42"[..]));
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_raw(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        self.inner.backend.set(key, value, ttl).await
+    }
+
+    /// Deletes the given keys and returns how many existed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set_raw("k", b"1", None).await?;
+    /// assert_eq!(cache.delete(&["k", "other"]).await?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete(&self, keys: &[&str]) -> Result<u64, Error> {
+        self.inner.backend.delete(keys).await
+    }
+
+    /// How long `key` has left to live.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// use redis_memo::KeyTtl;
+    ///
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set_raw("k", b"1", None).await?;
+    /// assert_eq!(cache.ttl("k").await?, KeyTtl::Persistent);
+    /// assert_eq!(cache.ttl("other").await?, KeyTtl::Missing);
+    /// # Ok(()) }
+    /// ```
+    pub async fn ttl(&self, key: &str) -> Result<KeyTtl, Error> {
+        self.inner.backend.ttl(key).await
+    }
+
+    /// The cached value of `key`, or `None` on a miss, an undecodable value
+    /// (logged) or a cache error (logged). Never fails.
+    pub(crate) async fn lookup<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        match self.inner.backend.get(key).await {
+            Ok(Some(bytes)) => match codec::decode(&bytes) {
+                Ok(value) => Some(value),
+                Err(err) => {
+                    tracing::warn!(key, error = %err, "redis-memo: cached value does not decode; treating it as a miss and overwriting it");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!(key, error = %err, "redis-memo: cache read failed; running the function uncached");
+                None
+            }
+        }
+    }
+
+    /// Stores `value` under `key`; failures are logged, never returned.
+    pub(crate) async fn store<T: ?Sized + Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) {
+        let result = match codec::encode(value) {
+            Ok(bytes) => self.inner.backend.set(key, &bytes, ttl).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = result {
+            tracing::warn!(key, error = %err, "redis-memo: cache write failed; the value is returned but not cached");
+        }
+    }
+}
+
+/// Options for a Redis-backed [`Cache`]; see [`Cache::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until .build().await"]
+pub struct CacheBuilder {
+    url: Option<String>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder {
+            url: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// The Redis URL. Without one, `build` uses `redis://127.0.0.1:6379`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// How long connecting (and reconnecting) may take. Default: [`DEFAULT_CONNECT_TIMEOUT`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one command may take before the call gives up on the cache and
+    /// runs the function. Default: [`DEFAULT_RESPONSE_TIMEOUT`].
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Connects to Redis.
+    pub async fn build(self) -> Result<Cache, Error> {
+        let url = self.url.as_deref().unwrap_or("redis://127.0.0.1:6379");
+        let client = open_client(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = match tokio::time::timeout(
+            self.connect_timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(err)) if err.is_timeout() => return Err(Error::Timeout(self.connect_timeout)),
+            Ok(Err(err)) => return Err(Error::Connection(err)),
+            Err(_) => return Err(Error::Timeout(self.connect_timeout)),
+        };
+        Ok(Cache::from_backend(Backend::Redis(RedisStore {
+            conn,
+            response_timeout: self.response_timeout,
+        })))
+    }
+}
+
+fn open_client(url: &str) -> Result<redis::Client, Error> {
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    match scheme {
+        Some("redis" | "redis+unix" | "unix") => {}
+        Some("rediss") if cfg!(feature = "tls") => {}
+        Some("rediss") => {
+            return Err(Error::InvalidUrl {
+                reason: "rediss:// needs the `tls` feature of redis-memo".into(),
+            });
+        }
+        _ => {
+            return Err(Error::InvalidUrl {
+                reason: "the URL must start with redis://, rediss:// or unix://".into(),
+            });
+        }
+    }
+    redis::Client::open(url).map_err(|err| Error::InvalidUrl {
+        reason: err.to_string(),
+    })
+}
+
+// --- the process-wide default ---------------------------------------------------
+
+static DEFAULT_CACHE: RwLock<Option<Cache>> = RwLock::new(None);
+
+/// Installs `cache` as the process-wide default, used by every `#[cached]`
+/// function that has no `cache = ...` argument. Returns the previous default.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use redis_memo::{Cache, cached, set_default_cache};
+///
+/// #[cached(ttl = 60)]
+/// async fn answer() -> u32 { 42 }
+///
+/// set_default_cache(Cache::in_memory());
+/// assert_eq!(answer().await, 42);
+/// # }
+/// ```
+pub fn set_default_cache(cache: Cache) -> Option<Cache> {
+    let mut slot = DEFAULT_CACHE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    slot.replace(cache)
+}
+
+/// The process-wide default cache, if one is installed.
+///
+/// ```
+/// let _maybe: Option<redis_memo::Cache> = redis_memo::default_cache();
+/// ```
+pub fn default_cache() -> Option<Cache> {
+    DEFAULT_CACHE
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+}
+
+/// Removes the process-wide default cache; `#[cached]` functions without
+/// `cache = ...` then run uncached. Returns what was installed.
+///
+/// ```
+/// let _previous = redis_memo::clear_default_cache();
+/// assert!(redis_memo::default_cache().is_none());
+/// ```
+pub fn clear_default_cache() -> Option<Cache> {
+    let mut slot = DEFAULT_CACHE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    slot.take()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bad_urls_are_typed_errors() {
+        for url in ["", "not a url", "http://localhost", "redis://host:notaport"] {
+            match Cache::connect(url).await {
+                Err(Error::InvalidUrl { .. }) => {}
+                other => panic!("{url:?}: expected InvalidUrl, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The one error type of redis-memo.
+
+use std::time::Duration;
+
+/// Everything that can go wrong when you talk to the cache directly.
+///
+/// A `#[cached]` function never returns this: a cache that fails is skipped and
+/// the function body runs (fail-open). You meet `Error` when you build a
+/// [`Cache`](crate::Cache) or call one of its methods yourself, such as
+/// [`Cache::invalidate_prefix`](crate::Cache::invalidate_prefix).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use redis_memo::{Cache, Error};
+///
+/// match Cache::connect("not a url").await {
+///     Err(Error::InvalidUrl { reason }) => println!("fix REDIS_URL: {reason}"),
+///     other => panic!("expected an invalid URL error, got {other:?}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL given to [`Cache::connect`](crate::Cache::connect) is not a Redis URL.
+    /// The URL itself is not repeated here, so that a password in it is never logged.
+    #[error(
+        "invalid Redis URL: {reason} (expected redis://[user:password@]host[:port][/db] or rediss://...)"
+    )]
+    InvalidUrl {
+        /// Why the URL was refused.
+        reason: String,
+    },
+
+    /// Redis could not be reached, or refused the connection (authentication, TLS, ...).
+    #[error("cannot connect to Redis: {0} (is redis-server running, and is the URL right?)")]
+    Connection(#[source] redis::RedisError),
+
+    /// Redis did not answer within the configured timeout.
+    #[error("Redis did not answer within {0:?}; it may be overloaded or paused")]
+    Timeout(Duration),
+
+    /// Redis answered a command with an error (wrong type, read-only replica, out of memory, ...).
+    #[error("Redis command failed: {0}")]
+    Redis(#[source] redis::RedisError),
+
+    /// An argument could not be encoded into a cache key: its `Serialize`
+    /// implementation returned an error.
+    #[error("cannot encode the arguments into a cache key: {0}")]
+    Key(String),
+
+    /// A value could not be encoded for storage.
+    #[error("cannot encode the value: {0}")]
+    Encode(#[source] serde_json::Error),
+
+    /// A stored value could not be decoded into the expected type.
+    #[error("cannot decode the cached value: {0}")]
+    Decode(#[source] serde_json::Error),
+
+    /// [`Cache::invalidate_prefix`](crate::Cache::invalidate_prefix) was given an
+    /// empty prefix, which would delete every key of the database, including keys
+    /// that redis-memo never wrote.
+    #[error(
+        "refusing to invalidate the empty prefix: it would delete every key of the database; \
+         pass a non-empty prefix"
+    )]
+    EmptyPrefix,
+}
+
+impl Error {
+    /// Maps a redis-rs error to the variant a user would match on.
+    pub(crate) fn from_redis(err: redis::RedisError, timeout: Duration) -> Self {
+        if err.is_timeout() {
+            Error::Timeout(timeout)
+        } else if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
+            Error::Connection(err)
+        } else {
+            Error::Redis(err)
+        }
+    }
+}
+
+/// `Result` with [`Error`](enum@Error) as the error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,22 @@
+//! The runtime of [redis-memo](https://docs.rs/redis-memo): the [`Cache`] handle,
+//! its Redis and in-memory backends, cache keys, value encoding and invalidation.
+//!
+//! Depend on the `redis-memo` crate, which re-exports everything here together
+//! with the `#[cached]` attribute.
+#![warn(missing_docs)]
+
+mod backend;
+mod cache;
+mod codec;
+mod error;
+mod invalidate;
+pub mod key;
+#[doc(hidden)]
+pub mod private;
+
+pub use backend::KeyTtl;
+pub use cache::{
+    Cache, CacheBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MEMORY_CAPACITY,
+    DEFAULT_RESPONSE_TIMEOUT, clear_default_cache, default_cache, set_default_cache,
+};
+pub use error::{Error, Result};

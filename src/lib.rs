@@ -1,0 +1,75 @@
+//! Memoize `async fn`s in Redis with one attribute.
+//!
+//! ```
+//! use redis_memo::{Cache, cached};
+//!
+//! #[cached(ttl = 300, key_prefix = "users:", cache = cache)]
+//! async fn user_name(cache: &Cache, user_id: u64) -> Result<String, std::io::Error> {
+//!     Ok(format!("user #{user_id}")) // a database read, an HTTP call, ...
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cache = Cache::in_memory(); // or Cache::connect("redis://127.0.0.1/").await?
+//! assert_eq!(user_name(&cache, 7).await?, "user #7"); // runs the body, stores the value
+//! assert_eq!(user_name(&cache, 7).await?, "user #7"); // served from the cache
+//! cache.invalidate_prefix("users:").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # `#[cached(...)]` arguments
+//!
+//! All optional, in any order.
+//!
+//! | argument | meaning | default |
+//! |---|---|---|
+//! | `ttl = 300` | seconds until the entry expires: an integer literal, or an expression of type `u64`, `u32`, `usize` or `std::time::Duration`; `0` means no expiry | `300` |
+//! | `key_prefix = "users:"` | prepended to every key of the function; what [`Cache::invalidate_prefix`] matches | `""` |
+//! | `skip_cache = fresh` | a `bool` expression over the parameters, evaluated per call; when `true` the call neither reads nor writes the cache | never skip |
+//! | `cache = CACHE` | the cache to use: any expression `EXPR` for which `&(EXPR)` derefs to `&Cache` (`Cache`, `&Cache`, `Arc<Cache>`, `static LazyLock<Cache>`, `self.cache`); a parameter named here is left out of the key | the process-wide default ([`set_default_cache`]); none installed: runs uncached, warns once |
+//! | `ignore(db, log)` | parameters left out of the key (pools, clients, loggers); `self` is never part of the key | none |
+//! | `name = "users::get"` | replaces the qualified name in the key | module path + (`Self` type) + fn name |
+//!
+//! # Keys
+//!
+//! `{key_prefix}{qualified name}:{64 lowercase hex}`, for example
+//! `users:my_app::db::user_name:3f1c...`. The qualified name is `module_path!()`
+//! and the function name, with the `Self` type (without its module path, with
+//! its generic arguments) for methods taking `self`. The hex digits are the
+//! SHA-256 of a canonical, type-tagged, length-prefixed encoding of the
+//! non-ignored arguments, documented in [`key`]: equal arguments give equal keys
+//! in every process, map order does not matter, and `("ab", "c")` differs from
+//! `("a", "bc")`.
+//!
+//! Associated functions without a `self` receiver are named like free functions
+//! (the attribute cannot see the `impl` block): give them `name = "..."` if two
+//! types in one module have a cached associated function of the same name.
+//!
+//! # Values
+//!
+//! - Values are stored as JSON, readable with `redis-cli GET`.
+//! - A function returning `Result<T, E>` (any type path ending in `Result`,
+//!   such as `io::Result<T>` or `anyhow::Result<T>`) caches only `Ok`, stored as
+//!   the JSON of `T`; an `Err` is returned and never cached.
+//! - Any other return type is cached as it is, `Option<T>` included: `None` is
+//!   cached too (as `null`). Return a `Result` to keep a "not found" uncached.
+//! - The return type (the `T` of a `Result`) must be `Serialize + DeserializeOwned`,
+//!   and every argument in the key must be `Serialize`.
+//!
+//! # Failures never reach the caller
+//!
+//! A stored value that does not decode (corrupt, truncated, written by an older
+//! version of the type) is a miss: the body runs, the key is overwritten, and a
+//! `tracing` warning names the key. When Redis is down, slow or refuses a
+//! command, the body runs and its value is returned; every Redis command is
+//! bounded by the response timeout ([`CacheBuilder::response_timeout`]).
+#![warn(missing_docs)]
+
+pub use cache_macros::cached;
+pub use cache_runtime::{
+    Cache, CacheBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MEMORY_CAPACITY,
+    DEFAULT_RESPONSE_TIMEOUT, Error, KeyTtl, Result, clear_default_cache, default_cache, key,
+    set_default_cache,
+};
+
+#[doc(hidden)]
+pub use cache_runtime::private as __private;
