@@ -9,6 +9,7 @@ mod backend;
 mod cache;
 mod codec;
 mod error;
+mod flight;
 mod invalidate;
 pub mod key;
 #[doc(hidden)]

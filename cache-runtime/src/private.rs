@@ -125,15 +125,14 @@ where
     T: Serialize + DeserializeOwned,
     Fut: Future<Output = T>,
 {
-    let Some((cache, key)) = &call.target else {
-        return body.await;
-    };
-    if let Some(hit) = cache.lookup::<T>(key).await {
-        return hit;
+    match &call.target {
+        None => body.await,
+        Some((cache, key)) => {
+            cache
+                .get_or_run(key, call.ttl.0, body, |v| Some(v), std::convert::identity)
+                .await
+        }
     }
-    let value = body.await;
-    cache.store(key, &value, call.ttl.0).await;
-    value
 }
 
 /// A function returning `Result<T, E>`: only `Ok(T)` is cached, stored as `T`.
@@ -142,15 +141,12 @@ where
     T: Serialize + DeserializeOwned,
     Fut: Future<Output = Result<T, E>>,
 {
-    let Some((cache, key)) = &call.target else {
-        return body.await;
-    };
-    if let Some(hit) = cache.lookup::<T>(key).await {
-        return Ok(hit);
+    match &call.target {
+        None => body.await,
+        Some((cache, key)) => {
+            cache
+                .get_or_run(key, call.ttl.0, body, |r| r.as_ref().ok(), Ok)
+                .await
+        }
     }
-    let value = body.await;
-    if let Ok(ok) = &value {
-        cache.store(key, ok, call.ttl.0).await;
-    }
-    value
 }
