@@ -93,12 +93,11 @@ impl RedisStore {
         cmd: &redis::Cmd,
     ) -> Result<T, Error> {
         let mut conn = self.conn.clone();
-        // The connection manager bounds each response already; this outer bound
-        // also covers the time spent waiting for a reconnect.
-        match tokio::time::timeout(self.response_timeout, cmd.query_async(&mut conn)).await {
-            Ok(result) => result.map_err(|e| Error::from_redis(e, self.response_timeout)),
-            Err(_) => Err(Error::Timeout(self.response_timeout)),
-        }
+        // The connection manager bounds each response by `response_timeout`
+        // and each (re)connection attempt by `connect_timeout`.
+        cmd.query_async(&mut conn)
+            .await
+            .map_err(|e| Error::from_redis(e, self.response_timeout))
     }
 }
 

@@ -1,16 +1,14 @@
 //! The `Cache` handle, its builder, the process-wide default, and the
 //! get-or-run path that every `#[cached]` call goes through.
 
-use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde::{Serialize, de::DeserializeOwned};
 
+use crate::Error;
 use crate::backend::{Backend, KeyTtl, MemoryStore, RedisStore, Store};
-use crate::flight::{Flights, Outcome, Role};
-use crate::{Error, codec};
+use crate::flight::Flights;
 
 /// Default bound on connecting to Redis.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -246,83 +244,12 @@ impl Cache {
         self.inner.flights.waiters(key)
     }
 
-    /// The get-or-run path of one call:
-    ///
-    /// GET -> hit: decode and return. Miss (or undecodable, or a cache error):
-    /// join the key's flight. The leader runs the body and, when `cacheable`
-    /// picks a value, hands it to the waiters and stores it with `SET ... EX`.
-    /// A waiter returns the leader's value, or takes over when the leader gave
-    /// up (cancelled, or an uncacheable result such as `Err`).
-    pub(crate) async fn get_or_run<T, R, Fut>(
-        &self,
-        key: &str,
-        ttl: Option<Duration>,
-        body: Fut,
-        cacheable: fn(&R) -> Option<&T>,
-        from_cached: fn(T) -> R,
-    ) -> R
-    where
-        T: Serialize + DeserializeOwned,
-        Fut: Future<Output = R>,
-    {
-        if let Some(hit) = self.lookup::<T>(key).await {
-            return from_cached(hit);
-        }
-        let mut leader = match self.inner.flights.join(key) {
-            Role::Leader(leader) => leader,
-            Role::Waiter(waiter) => match waiter.outcome().await {
-                Outcome::Lead(leader) => leader,
-                Outcome::Value(bytes) => match codec::decode::<T>(&bytes) {
-                    Ok(value) => return from_cached(value),
-                    Err(err) => {
-                        // A type whose JSON does not round-trip (NaN floats, ...).
-                        tracing::warn!(key, error = %err, "redis-memo: the shared value does not decode; running the function");
-                        return body.await;
-                    }
-                },
-            },
-        };
-        let value = body.await;
-        if let Some(cached) = cacheable(&value) {
-            match codec::encode(cached) {
-                Ok(bytes) => {
-                    let bytes: Arc<[u8]> = bytes.into();
-                    leader.publish(bytes.clone());
-                    self.write(key, &bytes, ttl).await;
-                }
-                Err(err) => {
-                    tracing::warn!(key, error = %err, "redis-memo: cannot encode the value; it is returned but not cached");
-                }
-            }
-        }
-        drop(leader); // ends the flight, after the write
-        value
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.inner.backend
     }
 
-    /// The cached value of `key`, or `None` on a miss, an undecodable value
-    /// (logged) or a cache error (logged). Never fails.
-    async fn lookup<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        match self.inner.backend.get(key).await {
-            Ok(Some(bytes)) => match codec::decode(&bytes) {
-                Ok(value) => Some(value),
-                Err(err) => {
-                    tracing::warn!(key, error = %err, "redis-memo: cached value does not decode; treating it as a miss and overwriting it");
-                    None
-                }
-            },
-            Ok(None) => None,
-            Err(err) => {
-                tracing::warn!(key, error = %err, "redis-memo: cache read failed; running the function uncached");
-                None
-            }
-        }
-    }
-
-    /// Stores encoded bytes under `key`; failures are logged, never returned.
-    async fn write(&self, key: &str, bytes: &[u8], ttl: Option<Duration>) {
-        if let Err(err) = self.inner.backend.set(key, bytes, ttl).await {
-            tracing::warn!(key, error = %err, "redis-memo: cache write failed; the value is returned but not cached");
-        }
+    pub(crate) fn flights(&self) -> &Flights {
+        &self.inner.flights
     }
 }
 

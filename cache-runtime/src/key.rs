@@ -168,20 +168,33 @@ impl KeyBuilder {
 
     /// The 64 lowercase hex digits of the SHA-256 of the encoded arguments.
     pub fn digest_hex(&self) -> Result<String, KeyError> {
+        let mut out = String::with_capacity(64);
+        self.push_digest(&mut out)?;
+        Ok(out)
+    }
+
+    fn push_digest(&self, out: &mut String) -> Result<(), KeyError> {
         if let Some(err) = &self.error {
             return Err(KeyError(err.0.clone()));
         }
-        Ok(hex::encode(Sha256::digest(&self.buf)))
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 64];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(Sha256::digest(&self.buf)) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+        // Always ASCII; the check is a few nanoseconds.
+        out.push_str(std::str::from_utf8(&hex).map_err(|e| KeyError(e.to_string()))?);
+        Ok(())
     }
 
-    /// The full key: `{prefix}{name}:{hex}`.
+    /// The full key: `{prefix}{name}:{hex}`, built in one buffer.
     pub fn finish(&self, prefix: &str, name: &FnName<'_>) -> Result<String, KeyError> {
-        let digest = self.digest_hex()?;
-        let mut key = String::with_capacity(prefix.len() + name.len_hint() + 1 + digest.len());
+        let mut key = String::with_capacity(prefix.len() + name.len_hint() + 1 + 64);
         key.push_str(prefix);
         name.write_to(&mut key);
         key.push(':');
-        key.push_str(&digest);
+        self.push_digest(&mut key)?;
         Ok(key)
     }
 }

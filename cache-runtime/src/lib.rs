@@ -7,11 +7,13 @@
 
 mod backend;
 mod cache;
+mod call;
 mod codec;
 mod error;
 mod flight;
 mod invalidate;
 pub mod key;
+mod lease;
 #[doc(hidden)]
 pub mod private;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::Cache;
+use crate::call::CallOptions;
 pub use crate::key::{FnName, KeyBuilder};
 
 /// A function's `ttl`: `None` means no expiry.
@@ -83,7 +84,7 @@ pub fn default_cache() -> Option<Cache> {
 #[derive(Debug)]
 pub struct Call {
     target: Option<(Cache, String)>,
-    ttl: Ttl,
+    options: CallOptions,
 }
 
 impl Call {
@@ -91,7 +92,7 @@ impl Call {
     pub fn skip() -> Call {
         Call {
             target: None,
-            ttl: Ttl(None),
+            options: CallOptions::default(),
         }
     }
 
@@ -110,7 +111,19 @@ impl Call {
                 None
             }
         });
-        Call { target, ttl }
+        Call {
+            target,
+            options: CallOptions {
+                ttl: ttl.0,
+                lease: None,
+            },
+        }
+    }
+
+    /// `lease = ...`: cross-process stampede control.
+    pub fn lease(mut self, lease: Ttl) -> Call {
+        self.options.lease = lease.0;
+        self
     }
 
     /// The key this call reads and writes, if it uses the cache.
@@ -129,7 +142,7 @@ where
         None => body.await,
         Some((cache, key)) => {
             cache
-                .get_or_run(key, call.ttl.0, body, |v| Some(v), std::convert::identity)
+                .get_or_run(key, call.options, body, |v| Some(v), std::convert::identity)
                 .await
         }
     }
@@ -145,7 +158,7 @@ where
         None => body.await,
         Some((cache, key)) => {
             cache
-                .get_or_run(key, call.ttl.0, body, |r| r.as_ref().ok(), Ok)
+                .get_or_run(key, call.options, body, |r| r.as_ref().ok(), Ok)
                 .await
         }
     }

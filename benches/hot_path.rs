@@ -1,0 +1,403 @@
+//! Hot path: redis-memo against a hand-written redis-rs GET + serde_json, on
+//! the same server in the same run, and against the `cached` crate's Redis store.
+//!
+//! `cargo bench -p redis-memo-benches --bench hot_path`
+//!
+//! Workload: `get_user(id)` returning a ~90-byte struct, 1,000 warm ids.
+//! Phases: hit latency at concurrency 1, hit throughput at 64 tasks, miss
+//! latency at concurrency 1, key derivation + decode, and the single-flight map
+//! after 1,000,000 distinct keys. Every figure is printed with its ratio to
+//! raw GET on a `MultiplexedConnection` ("raw-mux").
+//!
+//! Environment: `BENCH_SECONDS` (throughput phase length, default 5),
+//! `BENCH_CALLS` (latency samples per variant, default 20000), `REDIS_URL`
+//! (use that server instead of starting one).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use cached::AsyncRedisCache;
+use cached::macros::concurrent_cached;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis_memo::{Cache, cached as memo};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct User {
+    id: u64,
+    name: String,
+    email: String,
+    active: bool,
+    score: f64,
+}
+
+fn make_user(id: u64) -> User {
+    User {
+        id,
+        name: format!("User number {id}"),
+        email: format!("user{id}@example.com"),
+        active: !id.is_multiple_of(3),
+        score: id as f64 * 1.5,
+    }
+}
+
+const IDS: u64 = 1000;
+static URL: OnceLock<String> = OnceLock::new();
+
+// --- the variants -------------------------------------------------------------------
+
+#[memo(ttl = 3600, key_prefix = "bench:", cache = cache)]
+async fn memo_get_user(cache: &Cache, id: u64) -> User {
+    make_user(id)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct BenchError(String);
+
+#[concurrent_cached(
+    map_error = r##"|e| BenchError(format!("{e:?}"))"##,
+    ty = "cached::AsyncRedisCache<u64, User>",
+    create = r##" {
+        AsyncRedisCache::builder("bench_cached_crate")
+            .ttl(std::time::Duration::from_secs(3600))
+            .connection_string(URL.get().expect("URL is set before the first call"))
+            .build()
+            .await
+            .expect("the cached crate's Redis store connects")
+    } "##
+)]
+async fn cached_crate_get_user(id: u64) -> Result<User, BenchError> {
+    Ok(make_user(id))
+}
+
+fn raw_key(id: u64) -> String {
+    format!("bench:raw:user:{id}")
+}
+
+async fn raw_get_mux(conn: &MultiplexedConnection, id: u64) -> User {
+    let mut conn = conn.clone();
+    let bytes: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(raw_key(id))
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    serde_json::from_slice(&bytes.expect("warm key")).expect("JSON")
+}
+
+async fn raw_get_cm(conn: &ConnectionManager, id: u64) -> User {
+    let mut conn = conn.clone();
+    let bytes: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(raw_key(id))
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    serde_json::from_slice(&bytes.expect("warm key")).expect("JSON")
+}
+
+/// A hand-written miss: GET (nothing), compute, SET EX.
+async fn raw_miss_mux(conn: &MultiplexedConnection, id: u64) -> User {
+    let mut conn = conn.clone();
+    let key = format!("bench:rawmiss:{id}");
+    let bytes: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert!(bytes.is_none(), "cold key");
+    let user = make_user(id);
+    let json = serde_json::to_vec(&user).expect("JSON");
+    redis::cmd("SET")
+        .arg(&key)
+        .arg(json)
+        .arg("EX")
+        .arg(3600)
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("SET");
+    user
+}
+
+// --- measurement --------------------------------------------------------------------
+
+/// One way of making a call, boxed so that every variant pays the same for it.
+type Variant = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+fn variant<F, Fut>(f: F) -> Variant
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Arc::new(move |id| Box::pin(f(id)))
+}
+
+/// Per-call latencies of each variant, measured in alternating rounds so that
+/// drift on a noisy machine hits every variant alike.
+async fn latencies(
+    variants: &[(&str, Variant)],
+    calls: u64,
+    rounds: u64,
+    first_id: impl Fn(u64) -> u64,
+) -> Vec<Vec<Duration>> {
+    let mut samples = vec![Vec::with_capacity(calls as usize); variants.len()];
+    let per_round = calls / rounds;
+    for round in 0..rounds {
+        for (v, (_, call)) in variants.iter().enumerate() {
+            for i in 0..per_round {
+                let id = first_id(v as u64) + round * per_round + i;
+                let start = Instant::now();
+                call(id).await;
+                samples[v].push(start.elapsed());
+            }
+        }
+    }
+    for s in &mut samples {
+        s.sort_unstable();
+    }
+    samples
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * q) as usize]
+}
+
+/// Calls per second of each variant at `tasks` concurrent tasks, in alternating
+/// one-second rounds adding up to `seconds` per variant.
+async fn throughputs(variants: &[(&str, Variant)], tasks: usize, seconds: u64) -> Vec<f64> {
+    let mut calls = vec![0u64; variants.len()];
+    let mut elapsed = vec![0f64; variants.len()];
+    for _ in 0..seconds {
+        for (v, (_, call)) in variants.iter().enumerate() {
+            let done = Arc::new(AtomicU64::new(0));
+            let deadline = Instant::now() + Duration::from_secs(1);
+            let start = Instant::now();
+            let handles: Vec<_> = (0..tasks)
+                .map(|t| {
+                    let (call, done) = (call.clone(), done.clone());
+                    tokio::spawn(async move {
+                        let mut i = t as u64 * 7919;
+                        while Instant::now() < deadline {
+                            call(i % IDS).await;
+                            i += 1;
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.await.expect("task");
+            }
+            elapsed[v] += start.elapsed().as_secs_f64();
+            calls[v] += done.load(Ordering::Relaxed);
+        }
+    }
+    calls
+        .iter()
+        .zip(&elapsed)
+        .map(|(c, e)| *c as f64 / e)
+        .collect()
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn env_or(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let calls = env_or("BENCH_CALLS", 20_000.0) as u64;
+    let seconds = env_or("BENCH_SECONDS", 5.0) as u64;
+    let redis = common::TestRedis::start();
+    URL.set(redis.url().to_string()).expect("set once");
+    let client = redis::Client::open(redis.url()).expect("URL");
+    let mux = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("mux");
+    let cm = ConnectionManager::new(client.clone()).await.expect("cm");
+    let cache = redis.cache().await;
+    cache.invalidate_prefix("bench:").await.expect("clean");
+
+    // Warm every variant on the same 1,000 ids.
+    for id in 0..IDS {
+        let json = serde_json::to_vec(&make_user(id)).expect("JSON");
+        redis::cmd("SET")
+            .arg(raw_key(id))
+            .arg(&json)
+            .query_async::<()>(&mut mux.clone())
+            .await
+            .expect("SET");
+        memo_get_user(&cache, id).await;
+        cached_crate_get_user(id).await.expect("cached crate warm");
+    }
+    println!(
+        "value size: {} bytes of JSON",
+        serde_json::to_vec(&make_user(500)).expect("JSON").len()
+    );
+
+    let hit_variants: Vec<(&str, Variant)> = vec![
+        ("raw-mux", {
+            let mux = mux.clone();
+            variant(move |id| {
+                let mux = mux.clone();
+                async move {
+                    raw_get_mux(&mux, id % IDS).await;
+                }
+            })
+        }),
+        ("raw-cm", {
+            let cm = cm.clone();
+            variant(move |id| {
+                let cm = cm.clone();
+                async move {
+                    raw_get_cm(&cm, id % IDS).await;
+                }
+            })
+        }),
+        ("redis-memo", {
+            let cache = cache.clone();
+            variant(move |id| {
+                let cache = cache.clone();
+                async move {
+                    memo_get_user(&cache, id % IDS).await;
+                }
+            })
+        }),
+        (
+            "cached",
+            variant(|id| async move {
+                cached_crate_get_user(id % IDS).await.expect("hit");
+            }),
+        ),
+    ];
+
+    // Hit latency, concurrency 1.
+    let lat = latencies(&hit_variants, calls, 10, |_| 0).await;
+    let (base_p50, base_p99) = (quantile(&lat[0], 0.5), quantile(&lat[0], 0.99));
+    println!("\nhit latency, concurrency 1, {calls} calls per variant in 10 alternating rounds");
+    println!(
+        "{:<16} {:>9} {:>7} {:>9} {:>7}",
+        "variant", "p50 us", "ratio", "p99 us", "ratio"
+    );
+    for ((name, _), samples) in hit_variants.iter().zip(&lat) {
+        let (p50, p99) = (quantile(samples, 0.5), quantile(samples, 0.99));
+        println!(
+            "{name:<16} {:>9.1} {:>6.3}x {:>9.1} {:>6.3}x",
+            us(p50),
+            us(p50) / us(base_p50),
+            us(p99),
+            us(p99) / us(base_p99)
+        );
+    }
+
+    // Hit throughput, 64 tasks.
+    println!("\nhit throughput, 64 tasks, {seconds} s per variant in 1 s alternating rounds");
+    let rates = throughputs(&hit_variants, 64, seconds).await;
+    println!("{:<16} {:>12} {:>7}", "variant", "calls/s", "ratio");
+    for ((name, _), rate) in hit_variants.iter().zip(&rates) {
+        println!("{name:<16} {rate:>12.0} {:>6.3}x", rate / rates[0]);
+    }
+
+    // Miss latency, concurrency 1: GET + body + SET, on ids never seen before.
+    let misses = (calls / 4).max(1000);
+    let miss_variants: Vec<(&str, Variant)> = vec![
+        ("raw GET+SET mux", {
+            let mux = mux.clone();
+            variant(move |id| {
+                let mux = mux.clone();
+                async move {
+                    raw_miss_mux(&mux, id).await;
+                }
+            })
+        }),
+        ("redis-memo", {
+            let cache = cache.clone();
+            variant(move |id| {
+                let cache = cache.clone();
+                async move {
+                    memo_get_user(&cache, id).await;
+                }
+            })
+        }),
+        (
+            "cached",
+            variant(|id| async move {
+                cached_crate_get_user(id).await.expect("miss");
+            }),
+        ),
+    ];
+    let lat = latencies(&miss_variants, misses, 10, |v| 1_000_000 * (v + 1)).await;
+    let (base_p50, base_p99) = (quantile(&lat[0], 0.5), quantile(&lat[0], 0.99));
+    println!(
+        "\nmiss latency, concurrency 1, {misses} cold ids per variant in 10 alternating rounds"
+    );
+    println!(
+        "{:<16} {:>9} {:>7} {:>9} {:>7}",
+        "variant", "p50 us", "ratio", "p99 us", "ratio"
+    );
+    for ((name, _), samples) in miss_variants.iter().zip(&lat) {
+        let (p50, p99) = (quantile(samples, 0.5), quantile(samples, 0.99));
+        println!(
+            "{name:<16} {:>9.1} {:>6.3}x {:>9.1} {:>6.3}x",
+            us(p50),
+            us(p50) / us(base_p50),
+            us(p99),
+            us(p99) / us(base_p99)
+        );
+    }
+
+    // Key derivation + value decode, no I/O.
+    let json = serde_json::to_vec(&make_user(42)).expect("JSON");
+    let n = 1_000_000u32;
+    let start = Instant::now();
+    let mut sink = 0usize;
+    for i in 0..n {
+        let mut args = redis_memo::key::KeyBuilder::new();
+        args.arg(&u64::from(i)).arg("a ~20 byte argument");
+        let name = redis_memo::__private::FnName::Free {
+            module: "bench",
+            function: "get_user",
+        };
+        sink += args.finish("bench:", &name).expect("key").len();
+        let user: User = serde_json::from_slice(&json).expect("decode");
+        sink += user.name.len();
+    }
+    let per_call = start.elapsed() / n;
+    println!(
+        "\nkey derivation + decode: {:.0} ns per call ({sink} bytes touched)",
+        per_call.as_nanos()
+    );
+
+    // Single-flight state after 1,000,000 distinct keys (in memory: no I/O).
+    let memory = Cache::in_memory();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..4u64 {
+        let memory = memory.clone();
+        tasks.push(tokio::spawn(async move {
+            for id in (t * 250_000)..((t + 1) * 250_000) {
+                memo_get_user(&memory, id).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    println!(
+        "1,000,000 distinct keys in {:.1} s: keys in flight afterwards = {}",
+        start.elapsed().as_secs_f64(),
+        memory.in_flight()
+    );
+    cache.invalidate_prefix("bench").await.expect("clean up");
+}
