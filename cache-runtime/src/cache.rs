@@ -149,7 +149,8 @@ impl Cache {
     /// The prefix is literal: glob characters in it (`* ? [ ] \`) are escaped.
     /// On Redis it runs `SCAN` + `UNLINK` in batches, never `KEYS`, so Redis keeps
     /// serving other clients while it runs. An empty prefix is refused with
-    /// [`Error::EmptyPrefix`].
+    /// [`Error::EmptyPrefix`]; [`invalidate_all_keys`](Self::invalidate_all_keys)
+    /// is the explicit way to empty the database.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
@@ -165,6 +166,23 @@ impl Cache {
             return Err(Error::EmptyPrefix);
         }
         self.inner.backend.delete_prefix(prefix).await
+    }
+
+    /// Deletes every key of the database, cache entries or not, and returns
+    /// how many. The explicit opt-in for what
+    /// [`invalidate_prefix("")`](Self::invalidate_prefix) refuses to do; still
+    /// `SCAN` + `UNLINK` in batches, never `FLUSHDB`'s single long command.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set_raw("a", b"1", None).await?;
+    /// cache.set_raw("b", b"2", None).await?;
+    /// assert_eq!(cache.invalidate_all_keys().await?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_all_keys(&self) -> Result<u64, Error> {
+        self.inner.backend.delete_prefix("").await
     }
 
     /// The raw stored bytes of `key`, if any. Useful to inspect what a cached

@@ -62,7 +62,7 @@ pub enum Error {
     /// that redis-memo never wrote.
     #[error(
         "refusing to invalidate the empty prefix: it would delete every key of the database; \
-         pass a non-empty prefix"
+         pass a non-empty prefix, or call Cache::invalidate_all_keys if that is what you want"
     )]
     EmptyPrefix,
 }

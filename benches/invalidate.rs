@@ -1,0 +1,125 @@
+//! Prefix invalidation at scale, and what Redis's other clients see meanwhile.
+//!
+//! `cargo bench -p redis-memo-benches --bench invalidate`
+//!
+//! Fills a private redis-server with `BENCH_KEYS` (default 1,000,000) keys
+//! under one prefix plus 10% decoys, then runs `invalidate_prefix` while a
+//! second connection PINGs Redis in a loop, and prints keys/s and the PING
+//! latency percentiles during the run against an idle baseline.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+async fn ping_until(
+    conn: redis::aio::MultiplexedConnection,
+    stop: Arc<AtomicBool>,
+) -> Vec<Duration> {
+    let mut conn = conn;
+    let mut samples = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let start = Instant::now();
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .expect("PING");
+        samples.push(start.elapsed());
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    samples.sort_unstable();
+    samples
+}
+
+fn q(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e3
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: u64 = std::env::var("BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let redis = common::TestRedis::spawn(&[]);
+    let client = redis::Client::open(redis.url()).expect("URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let fill = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let mut mset = redis::cmd("MSET");
+        for j in i..(i + 1000).min(n) {
+            mset.arg(format!("users:app::user_profile:{j:064x}"))
+                .arg("{\"id\":1}");
+            if j % 10 == 0 {
+                mset.arg(format!("usersX:decoy:{j}")).arg("1");
+            }
+        }
+        mset.query_async::<()>(&mut conn).await.expect("MSET");
+        i += 1000;
+    }
+    println!(
+        "filled {n} keys (+{} decoys) in {:.1} s",
+        n / 10,
+        fill.elapsed().as_secs_f64()
+    );
+
+    // Idle baseline for PING.
+    let stop = Arc::new(AtomicBool::new(false));
+    let pinger = tokio::spawn(ping_until(
+        client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn"),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let idle = pinger.await.expect("pinger");
+
+    let cache = redis.cache().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let pinger = tokio::spawn(ping_until(
+        client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn"),
+        stop.clone(),
+    ));
+    let start = Instant::now();
+    let deleted = cache.invalidate_prefix("users:").await.expect("invalidate");
+    let took = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let busy = pinger.await.expect("pinger");
+    assert_eq!(deleted, n, "exactly the prefix's keys");
+    let left: u64 = redis::cmd("DBSIZE")
+        .query_async(&mut conn)
+        .await
+        .expect("DBSIZE");
+    assert_eq!(left, n / 10, "the decoys stay");
+
+    println!(
+        "invalidate_prefix: {deleted} keys in {:.2} s = {:.0} keys/s",
+        took.as_secs_f64(),
+        deleted as f64 / took.as_secs_f64()
+    );
+    println!(
+        "PING while idle:        p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  ({} pings)",
+        q(&idle, 0.5),
+        q(&idle, 0.99),
+        q(&idle, 1.0),
+        idle.len()
+    );
+    println!(
+        "PING during invalidate: p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  ({} pings)",
+        q(&busy, 0.5),
+        q(&busy, 0.99),
+        q(&busy, 1.0),
+        busy.len()
+    );
+}
