@@ -68,7 +68,7 @@ pub use cache_macros::cached;
 pub use cache_runtime::{
     Cache, CacheBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MEMORY_CAPACITY,
     DEFAULT_RESPONSE_TIMEOUT, Error, KeyTtl, Result, clear_default_cache, default_cache, key,
-    set_default_cache,
+    refresh, set_default_cache,
 };
 
 #[doc(hidden)]

@@ -14,6 +14,12 @@ pub struct Args {
     pub cache: Option<Expr>,
     pub ignore: Vec<Ident>,
     pub name: Option<LitStr>,
+    /// `version = 3` or a const `u32` expression.
+    pub version: Option<Expr>,
+    /// `lease = 5`: cross-process stampede control, like `ttl`.
+    pub lease: Option<Ttl>,
+    /// `grouped` / `grouped = true`: the span of the key, when on.
+    pub grouped: Option<proc_macro2::Span>,
     /// The spans of arguments already seen, to reject duplicates.
     seen: Vec<String>,
 }
@@ -25,7 +31,8 @@ pub enum Ttl {
     Expr(Expr),
 }
 
-const KNOWN: &str = "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `name`";
+const KNOWN: &str =
+    "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `name`, `version`, `lease`, `grouped`";
 
 impl Args {
     /// Parses one `key = value` or `ignore(...)` entry.
@@ -38,7 +45,37 @@ impl Args {
             return Err(meta.error(format!("duplicate argument `{key}`")));
         }
         match key.as_str() {
-            "ttl" => self.ttl = Some(parse_ttl(meta.value()?.parse()?)?),
+            "ttl" => self.ttl = Some(parse_ttl("ttl", meta.value()?.parse()?)?),
+            "lease" => {
+                let lease = parse_ttl("lease", meta.value()?.parse()?)?;
+                if let Ttl::Secs(0) = lease {
+                    return Err(meta.error("`lease` must be at least 1 second"));
+                }
+                self.lease = Some(lease);
+            }
+            "version" => {
+                let expr: Expr = meta.value()?.parse()?;
+                if let Expr::Lit(ExprLit { lit, .. }) = &expr {
+                    let ok = matches!(lit, Lit::Int(int) if int.base10_parse::<u32>().is_ok());
+                    if !ok {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            "`version` must be a whole number (u32), e.g. `version = 2`",
+                        ));
+                    }
+                }
+                self.version = Some(expr);
+            }
+            "grouped" => {
+                let on = if meta.input.peek(syn::Token![=]) {
+                    meta.value()?.parse::<syn::LitBool>()?.value
+                } else {
+                    true
+                };
+                if on {
+                    self.grouped = Some(ident.span());
+                }
+            }
             "key_prefix" => self.key_prefix = Some(meta.value()?.parse()?),
             "name" => {
                 let name: LitStr = meta.value()?.parse()?;
@@ -67,12 +104,19 @@ impl Args {
     }
 }
 
-fn parse_ttl(expr: Expr) -> syn::Result<Ttl> {
+fn parse_ttl(key: &str, expr: Expr) -> syn::Result<Ttl> {
     let wrong = |span: proc_macro2::Span| {
+        let zero = if key == "ttl" {
+            ", `0` for no expiry"
+        } else {
+            ""
+        };
         syn::Error::new(
             span,
-            "`ttl` must be a whole number of seconds (`ttl = 300`, `0` for no expiry), \
-             or a const expression of type u64 or std::time::Duration",
+            format!(
+                "`{key}` must be a whole number of seconds (`{key} = 300`{zero}), \
+                 or a const expression of type u64 or std::time::Duration"
+            ),
         )
     };
     match &expr {
@@ -87,7 +131,7 @@ fn parse_ttl(expr: Expr) -> syn::Result<Ttl> {
             op: UnOp::Neg(_), ..
         }) => Err(syn::Error::new(
             expr.span(),
-            "`ttl` cannot be negative; use `ttl = 0` for no expiry",
+            format!("`{key}` cannot be negative"),
         )),
         _ => Ok(Ttl::Expr(expr)),
     }

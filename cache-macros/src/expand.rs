@@ -57,14 +57,20 @@ pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
         }
     }
 
+    if let (Some(span), None) = (args.grouped, &args.key_prefix) {
+        return Err(syn::Error::new(
+            span,
+            "`grouped` needs a `key_prefix`: the group is the prefix",
+        ));
+    }
+
     // `cache = c` where `c` is a parameter: that parameter is the cache, not a key part.
     let cache_param = match &args.cache {
         Some(Expr::Path(path)) if path.qself.is_none() => path.path.get_ident(),
         _ => None,
     };
-    let key_params = params
-        .iter()
-        .filter(|p| !args.ignore.contains(p) && Some(*p) != cache_param);
+    let is_key_param = |p: &Ident| !args.ignore.contains(p) && Some(p) != cache_param;
+    let key_params: Vec<&Ident> = params.iter().filter(|p| is_key_param(p)).collect();
 
     let call = mixed("call");
     let skip = mixed("skip");
@@ -79,42 +85,13 @@ pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
         },
         None => quote!(::redis_memo::__private::default_cache()),
     };
-    let prefix = match &args.key_prefix {
-        Some(lit) => quote!(#lit),
-        None => quote!(""),
-    };
-    let fn_name = sig.ident.to_string();
-    let name = match (&args.name, is_method) {
-        (Some(lit), _) => quote!(::redis_memo::__private::FnName::Custom(#lit)),
-        (None, true) => quote! {
-            ::redis_memo::__private::FnName::Method {
-                module: ::core::module_path!(),
-                self_type: ::core::any::type_name::<Self>(),
-                function: #fn_name,
-            }
-        },
-        (None, false) => quote! {
-            ::redis_memo::__private::FnName::Free {
-                module: ::core::module_path!(),
-                function: #fn_name,
-            }
-        },
-    };
-    let ttl = match &args.ttl {
-        None => quote!(::redis_memo::__private::Ttl::secs(300)),
-        Some(Ttl::Secs(secs)) => quote!(::redis_memo::__private::Ttl::secs(#secs)),
-        Some(Ttl::Expr(expr)) => quote_spanned! {expr.span()=>
-            ::redis_memo::__private::IntoTtl::into_ttl(#expr)
-        },
-    };
-    let add_args = key_params.map(|param| {
-        quote_spanned! {param.span()=> #key_args.arg(&#param); }
-    });
+    let spec = spec(&args, &sig.ident, is_method);
+    let add_args = add_args(&key_args, &key_params);
     let make_call = quote! {{
         let #cache = #cache_expr;
         let mut #key_args = ::redis_memo::__private::KeyBuilder::new();
-        #(#add_args)*
-        ::redis_memo::__private::Call::new(#cache, &#key_args, #prefix, #name, #ttl)
+        #add_args
+        ::redis_memo::__private::Call::new(#cache, &#key_args, &#spec)
     }};
     let make_call = match &args.skip_cache {
         None => make_call,
@@ -131,12 +108,76 @@ pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
         ReturnType::Default => (quote!(()), sig.ident.span()),
         ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
     };
-    let run = if returns_result(&sig.output) {
+    let is_result = returns_result(&sig.output);
+    let run = if is_result {
         quote_spanned!(ret_span=> ::redis_memo::__private::result)
     } else {
         quote_spanned!(ret_span=> ::redis_memo::__private::plain)
     };
     let stmts = &block.stmts;
+
+    // Typed per-call helpers, next to the function: `{fn}_key`, `{fn}_invalidate`,
+    // `{fn}_prime`. Associated functions (no `self`), so the same tokens work in
+    // a module and inside an `impl` block.
+    let key_inputs: Vec<&syn::PatType> = sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(typed) => Some(typed),
+            FnArg::Receiver(_) => None,
+        })
+        .filter(|typed| {
+            let mut bound = Vec::new();
+            bound_idents(&typed.pat, &mut bound);
+            bound.iter().any(is_key_param)
+        })
+        .collect();
+    let taken = |name: &str| params.iter().any(|p| p == name);
+    let helper_cache = format_ident!(
+        "{}",
+        if taken("cache") {
+            "redis_memo_cache"
+        } else {
+            "cache"
+        }
+    );
+    let helper_value = format_ident!(
+        "{}",
+        if taken("value") {
+            "redis_memo_value"
+        } else {
+            "value"
+        }
+    );
+    let value_type = if is_result {
+        quote!(<#ret_type as ::redis_memo::__private::OkType>::Ok)
+    } else {
+        ret_type.clone()
+    };
+    let fn_ident = &sig.ident;
+    let key_fn = format_ident!("{}_key", fn_ident);
+    let invalidate_fn = format_ident!("{}_invalidate", fn_ident);
+    let prime_fn = format_ident!("{}_prime", fn_ident);
+    let generics = &sig.generics;
+    let where_clause = &sig.generics.where_clause;
+    let doc_key = format!(
+        "The cache key of one call of [`{fn_ident}`](Self::{fn_ident}) with these arguments \
+         (the call's other parameters are not part of the key)."
+    );
+    let doc_key = if is_method {
+        doc_key
+    } else {
+        doc_key.replace("(Self::", "(")
+    };
+    let doc_invalidate = format!(
+        "Deletes the cached result of one call of `{fn_ident}`; `true` when there was one."
+    );
+    let doc_prime =
+        format!("Stores `{helper_value}` as the cached result of one call of `{fn_ident}`.");
+    let helper_prelude = quote! {
+        let mut #key_args = ::redis_memo::__private::KeyBuilder::new();
+        #add_args
+    };
 
     Ok(quote! {
         #(#attrs)*
@@ -154,7 +195,98 @@ pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
             };
             #run(#call, #body).await
         }
+
+        #[doc = #doc_key]
+        #[allow(dead_code, unused_variables, unused_mut, clippy::too_many_arguments)]
+        #vis async fn #key_fn #generics (
+            #helper_cache: &::redis_memo::Cache,
+            #(#key_inputs),*
+        ) -> ::core::result::Result<::std::string::String, ::redis_memo::Error> #where_clause {
+            #helper_prelude
+            ::redis_memo::__private::key_of(#helper_cache, &#key_args, &#spec).await
+        }
+
+        #[doc = #doc_invalidate]
+        #[allow(dead_code, unused_variables, unused_mut, clippy::too_many_arguments)]
+        #vis async fn #invalidate_fn #generics (
+            #helper_cache: &::redis_memo::Cache,
+            #(#key_inputs),*
+        ) -> ::core::result::Result<bool, ::redis_memo::Error> #where_clause {
+            #helper_prelude
+            ::redis_memo::__private::invalidate_call(#helper_cache, &#key_args, &#spec).await
+        }
+
+        #[doc = #doc_prime]
+        #[allow(dead_code, unused_variables, unused_mut, clippy::too_many_arguments)]
+        #vis async fn #prime_fn #generics (
+            #helper_cache: &::redis_memo::Cache,
+            #(#key_inputs,)*
+            #helper_value: &#value_type,
+        ) -> ::core::result::Result<(), ::redis_memo::Error> #where_clause {
+            #helper_prelude
+            ::redis_memo::__private::prime_call(#helper_cache, &#key_args, &#spec, #helper_value).await
+        }
     })
+}
+
+/// `KeyBuilder::arg` for each key parameter, spanned on the parameter so that
+/// "not `Serialize`" points at it.
+fn add_args(key_args: &Ident, key_params: &[&Ident]) -> TokenStream {
+    let calls = key_params.iter().map(|param| {
+        quote_spanned! {param.span()=> #key_args.arg(&#param); }
+    });
+    quote!(#(#calls)*)
+}
+
+/// The `__private::Spec` literal: prefix, name, version, grouping, ttl, lease.
+fn spec(args: &Args, ident: &Ident, is_method: bool) -> TokenStream {
+    let prefix = match &args.key_prefix {
+        Some(lit) => quote!(#lit),
+        None => quote!(""),
+    };
+    let fn_name = ident.to_string();
+    let name = match (&args.name, is_method) {
+        (Some(lit), _) => quote!(::redis_memo::__private::FnName::Custom(#lit)),
+        (None, true) => quote! {
+            ::redis_memo::__private::FnName::Method {
+                module: ::core::module_path!(),
+                self_type: ::core::any::type_name::<Self>(),
+                function: #fn_name,
+            }
+        },
+        (None, false) => quote! {
+            ::redis_memo::__private::FnName::Free {
+                module: ::core::module_path!(),
+                function: #fn_name,
+            }
+        },
+    };
+    let seconds = |ttl: &Option<Ttl>, default: u64| match ttl {
+        None => quote!(::redis_memo::__private::Ttl::secs(#default)),
+        Some(Ttl::Secs(secs)) => quote!(::redis_memo::__private::Ttl::secs(#secs)),
+        Some(Ttl::Expr(expr)) => quote_spanned! {expr.span()=>
+            ::redis_memo::__private::IntoTtl::into_ttl(#expr)
+        },
+    };
+    let ttl = seconds(&args.ttl, 300);
+    let lease = seconds(&args.lease, 0);
+    let version = match &args.version {
+        None => quote!(::core::option::Option::None),
+        Some(expr) => quote_spanned! {expr.span()=>
+            ::core::option::Option::Some::<u32>(#expr)
+        },
+    };
+    let grouped = args.grouped.is_some();
+    quote! {
+        ::redis_memo::__private::Spec {
+            prefix: #prefix,
+            name: #name,
+            version: #version,
+            grouped: #grouped,
+            ttl: #ttl,
+            lease: #lease,
+        }
+    }
 }
 
 fn mixed(name: &str) -> Ident {

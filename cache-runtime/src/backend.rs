@@ -30,6 +30,18 @@ pub(crate) trait Store {
     async fn ttl(&self, key: &str) -> Result<KeyTtl, Error>;
     /// Deletes every key that starts with `prefix` (literally), returning how many.
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error>;
+    /// Reads the generation counter `gen_key` (0 when absent) and the value
+    /// under `{head}{generation}{tail}`, in one round trip.
+    async fn get_grouped(
+        &self,
+        gen_key: &str,
+        head: &str,
+        tail: &str,
+    ) -> Result<(u64, Option<Vec<u8>>), Error>;
+    /// The generation counter `gen_key` (0 when absent).
+    async fn generation(&self, gen_key: &str) -> Result<u64, Error>;
+    /// Increments the generation counter `gen_key`, returning the new value.
+    async fn bump_generation(&self, gen_key: &str) -> Result<u64, Error>;
 }
 
 /// The store a [`Cache`](crate::Cache) uses.
@@ -76,6 +88,42 @@ impl Store for Backend {
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error> {
         dispatch!(self, s => s.delete_prefix(prefix).await)
     }
+
+    async fn get_grouped(
+        &self,
+        gen_key: &str,
+        head: &str,
+        tail: &str,
+    ) -> Result<(u64, Option<Vec<u8>>), Error> {
+        dispatch!(self, s => s.get_grouped(gen_key, head, tail).await)
+    }
+
+    async fn generation(&self, gen_key: &str) -> Result<u64, Error> {
+        dispatch!(self, s => s.generation(gen_key).await)
+    }
+
+    async fn bump_generation(&self, gen_key: &str) -> Result<u64, Error> {
+        dispatch!(self, s => s.bump_generation(gen_key).await)
+    }
+}
+
+/// Reads a generation and the value of that generation in one round trip.
+/// (It builds a key the script was not given in KEYS, so it needs a
+/// standalone Redis, not a cluster.)
+static GET_GROUPED: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local g = redis.call('GET', KEYS[1]) or '0' \
+         return {g, redis.call('GET', ARGV[1] .. g .. ARGV[2])}",
+    )
+});
+
+fn parse_generation(raw: &str) -> Result<u64, Error> {
+    raw.parse().map_err(|_| {
+        Error::Redis(redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "generation counter is not a number",
+        )))
+    })
 }
 
 // --- Redis ----------------------------------------------------------------------
@@ -151,6 +199,31 @@ impl Store for RedisStore {
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error> {
         crate::invalidate::redis_delete_prefix(self, prefix).await
     }
+
+    async fn get_grouped(
+        &self,
+        gen_key: &str,
+        head: &str,
+        tail: &str,
+    ) -> Result<(u64, Option<Vec<u8>>), Error> {
+        let mut invocation = GET_GROUPED.prepare_invoke();
+        invocation.key(gen_key).arg(head).arg(tail);
+        let mut conn = self.conn.clone();
+        let (generation, value): (String, Option<Vec<u8>>) = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| Error::from_redis(e, self.response_timeout))?;
+        Ok((parse_generation(&generation)?, value))
+    }
+
+    async fn generation(&self, gen_key: &str) -> Result<u64, Error> {
+        let raw: Option<String> = self.query(redis::cmd("GET").arg(gen_key)).await?;
+        raw.map_or(Ok(0), |raw| parse_generation(&raw))
+    }
+
+    async fn bump_generation(&self, gen_key: &str) -> Result<u64, Error> {
+        self.query(redis::cmd("INCR").arg(gen_key)).await
+    }
 }
 
 // --- in memory ------------------------------------------------------------------
@@ -184,6 +257,7 @@ impl moka::Expiry<String, Entry> for EntryExpiry {
 /// least useful entries when full (moka's TinyLFU).
 pub(crate) struct MemoryStore {
     pub(crate) entries: moka::future::Cache<String, Entry>,
+    generations: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl MemoryStore {
@@ -195,7 +269,10 @@ impl MemoryStore {
             })
             .expire_after(EntryExpiry)
             .build();
-        MemoryStore { entries }
+        MemoryStore {
+            entries,
+            generations: Default::default(),
+        }
     }
 }
 
@@ -237,5 +314,28 @@ impl Store for MemoryStore {
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error> {
         crate::invalidate::memory_delete_prefix(self, prefix).await
+    }
+
+    async fn get_grouped(
+        &self,
+        gen_key: &str,
+        head: &str,
+        tail: &str,
+    ) -> Result<(u64, Option<Vec<u8>>), Error> {
+        let generation = self.generation(gen_key).await?;
+        let value = self.get(&format!("{head}{generation}{tail}")).await?;
+        Ok((generation, value))
+    }
+
+    async fn generation(&self, gen_key: &str) -> Result<u64, Error> {
+        let generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(generations.get(gen_key).copied().unwrap_or(0))
+    }
+
+    async fn bump_generation(&self, gen_key: &str) -> Result<u64, Error> {
+        let mut generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = generations.entry(gen_key.to_owned()).or_insert(0);
+        *generation += 1;
+        Ok(*generation)
     }
 }

@@ -42,6 +42,7 @@ pub const DEFAULT_MEMORY_CAPACITY: u64 = 64 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Cache {
     inner: Arc<Inner>,
+    default_version: Option<u32>,
 }
 
 struct Inner {
@@ -132,11 +133,54 @@ impl Cache {
 
     fn from_backend(backend: Backend) -> Cache {
         Cache {
+            default_version: None,
             inner: Arc::new(Inner {
                 backend,
                 flights: Flights::default(),
             }),
         }
+    }
+
+    /// A handle on the same cache whose functions without `version = ...` use
+    /// `version` in their keys (`{prefix}{name}:v{version}:{hex}`). Bumping it,
+    /// at a deploy for example, retires every such entry at once, without a scan:
+    /// the old entries are no longer read and expire with their TTL.
+    ///
+    /// ```
+    /// let cache = redis_memo::Cache::in_memory().with_default_version(2);
+    /// assert_eq!(cache.default_version(), Some(2));
+    /// ```
+    pub fn with_default_version(&self, version: u32) -> Cache {
+        Cache {
+            inner: self.inner.clone(),
+            default_version: Some(version),
+        }
+    }
+
+    /// The version used by functions without `version = ...`, if any.
+    pub fn default_version(&self) -> Option<u32> {
+        self.default_version
+    }
+
+    /// Drops every entry of the functions declared with
+    /// `#[cached(key_prefix = prefix, grouped = true)]`, in O(1) whatever their
+    /// number: it increments the group's generation counter
+    /// (`redis-memo:generation:{prefix}`), which is part of their keys. The old
+    /// entries are no longer read and expire with their TTL. Returns the new
+    /// generation.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// assert_eq!(cache.invalidate_group("users:").await?, 1);
+    /// assert_eq!(cache.invalidate_group("users:").await?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_group(&self, prefix: &str) -> Result<u64, Error> {
+        self.inner
+            .backend
+            .bump_generation(&crate::private::generation_key(prefix))
+            .await
     }
 
     /// `"redis"` or `"in-memory"`.

@@ -21,6 +21,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::backend::{Backend, Store};
 use crate::flight::{Outcome, Role};
+use crate::private::Target;
 use crate::{Cache, codec, lease};
 
 /// How one function uses the cache.
@@ -31,6 +32,8 @@ pub(crate) struct CallOptions {
     /// Cross-process stampede control: how long one process may hold the
     /// right to run the body while others wait for its value.
     pub(crate) lease: Option<Duration>,
+    /// Skip the read: run the body and overwrite (`{fn}_refresh`).
+    pub(crate) refresh: bool,
 }
 
 impl Cache {
@@ -38,7 +41,7 @@ impl Cache {
     /// `cacheable` picks from its result, and returns the result.
     pub(crate) async fn get_or_run<T, R, Fut>(
         &self,
-        key: &str,
+        target: &Target,
         options: CallOptions,
         body: Fut,
         cacheable: fn(&R) -> Option<&T>,
@@ -48,9 +51,30 @@ impl Cache {
         T: Serialize + DeserializeOwned,
         Fut: Future<Output = R>,
     {
-        if let Some(hit) = self.lookup::<T>(key).await {
-            return from_cached(hit);
-        }
+        let resolved;
+        let key = match target {
+            Target::Key(key) => {
+                if !options.refresh
+                    && let Some(hit) = self.lookup::<T>(key).await
+                {
+                    return from_cached(hit);
+                }
+                key.as_str()
+            }
+            Target::Grouped {
+                gen_key,
+                head,
+                tail,
+            } => match self.lookup_grouped::<T>(gen_key, head, tail).await {
+                Ok((_, Some(hit))) if !options.refresh => return from_cached(hit),
+                Ok((key, _)) => {
+                    resolved = key;
+                    resolved.as_str()
+                }
+                // No generation to write under: run uncached.
+                Err(()) => return body.await,
+            },
+        };
         // The miss path lives in its own allocation, so the hit path's future
         // stays small (it is moved and polled on every call).
         Box::pin(self.miss(key, options, body, cacheable, from_cached)).await
@@ -142,10 +166,74 @@ impl Cache {
         }
     }
 
+    /// A grouped call's key and value, in one round trip; `Err` (logged) when
+    /// the generation cannot be read.
+    async fn lookup_grouped<T: DeserializeOwned>(
+        &self,
+        gen_key: &str,
+        head: &str,
+        tail: &str,
+    ) -> Result<(String, Option<T>), ()> {
+        match self.backend().get_grouped(gen_key, head, tail).await {
+            Ok((generation, bytes)) => {
+                let key = format!("{head}{generation}{tail}");
+                let value = bytes.and_then(|bytes| match codec::decode(&bytes) {
+                    Ok(value) => Some(value),
+                    Err(err) => {
+                        tracing::warn!(key, error = %err, "redis-memo: cached value does not decode; treating it as a miss and overwriting it");
+                        None
+                    }
+                });
+                Ok((key, value))
+            }
+            Err(err) => {
+                tracing::warn!(gen_key, error = %err, "redis-memo: cache read failed; running the function uncached");
+                Err(())
+            }
+        }
+    }
+
     /// Stores encoded bytes under `key`; failures are logged, never returned.
     async fn write(&self, key: &str, bytes: &[u8], ttl: Option<Duration>) {
         if let Err(err) = self.backend().set(key, bytes, ttl).await {
             tracing::warn!(key, error = %err, "redis-memo: cache write failed; the value is returned but not cached");
         }
     }
+}
+
+tokio::task_local! {
+    static REFRESH: std::cell::Cell<bool>;
+}
+
+/// Runs one call of a `#[cached]` function so that it skips the read, runs the
+/// body and overwrites the cached entry with the new result (an `Err` is
+/// returned and leaves the old entry in place). Only that call is refreshed:
+/// cached functions its body calls read the cache as usual.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use redis_memo::{Cache, cached, refresh};
+///
+/// #[cached(cache = cache)]
+/// async fn now_ms(cache: &Cache) -> u128 {
+///     std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_millis()
+/// }
+///
+/// let cache = Cache::in_memory();
+/// let first = now_ms(&cache).await;
+/// tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+/// let fresh = refresh(now_ms(&cache)).await; // runs the body again
+/// assert!(fresh > first);
+/// assert_eq!(now_ms(&cache).await, fresh); // and stored its result
+/// # }
+/// ```
+pub async fn refresh<F: Future>(call: F) -> F::Output {
+    REFRESH.scope(std::cell::Cell::new(true), call).await
+}
+
+/// Whether the current call is a [`refresh`]; consumed by the first cached call.
+pub(crate) fn take_refresh() -> bool {
+    REFRESH
+        .try_with(|flag| flag.replace(false))
+        .unwrap_or(false)
 }

@@ -190,12 +190,36 @@ impl KeyBuilder {
 
     /// The full key: `{prefix}{name}:{hex}`, built in one buffer.
     pub fn finish(&self, prefix: &str, name: &FnName<'_>) -> Result<String, KeyError> {
-        let mut key = String::with_capacity(prefix.len() + name.len_hint() + 1 + 64);
+        self.finish_versioned(prefix, name, None)
+    }
+
+    /// The full key with an optional version: `{prefix}{name}:v{version}:{hex}`.
+    pub fn finish_versioned(
+        &self,
+        prefix: &str,
+        name: &FnName<'_>,
+        version: Option<u32>,
+    ) -> Result<String, KeyError> {
+        let mut key = String::with_capacity(prefix.len() + name.len_hint() + 80);
         key.push_str(prefix);
-        name.write_to(&mut key);
-        key.push(':');
-        self.push_digest(&mut key)?;
+        self.push_tail(&mut key, name, version)?;
         Ok(key)
+    }
+
+    /// `{name}[:v{version}]:{hex}`: everything after the prefix.
+    pub(crate) fn push_tail(
+        &self,
+        out: &mut String,
+        name: &FnName<'_>,
+        version: Option<u32>,
+    ) -> Result<(), KeyError> {
+        name.write_to(out);
+        if let Some(version) = version {
+            out.push_str(":v");
+            out.push_str(&version.to_string());
+        }
+        out.push(':');
+        self.push_digest(out)
     }
 }
 

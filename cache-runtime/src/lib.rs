@@ -22,4 +22,5 @@ pub use cache::{
     Cache, CacheBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MEMORY_CAPACITY,
     DEFAULT_RESPONSE_TIMEOUT, clear_default_cache, default_cache, set_default_cache,
 };
+pub use call::refresh;
 pub use error::{Error, Result};

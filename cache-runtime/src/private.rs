@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::Cache;
+use crate::backend::Store;
 use crate::call::CallOptions;
+use crate::key::KeyError;
 pub use crate::key::{FnName, KeyBuilder};
+use crate::{Cache, Error};
 
 /// A function's `ttl`: `None` means no expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +82,65 @@ pub fn default_cache() -> Option<Cache> {
     cache
 }
 
+/// What the attribute fixes about a function's keys and storage.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec<'a> {
+    /// `key_prefix`.
+    pub prefix: &'a str,
+    /// The qualified name (or `name = ...`).
+    pub name: FnName<'a>,
+    /// `version = N`; `None` falls back to the cache's default version.
+    pub version: Option<u32>,
+    /// `grouped = true`: keys carry the generation of `prefix`.
+    pub grouped: bool,
+    /// `ttl`.
+    pub ttl: Ttl,
+    /// `lease`; `Ttl(None)` for none.
+    pub lease: Ttl,
+}
+
+/// Where one call's value lives.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// A fixed key.
+    Key(String),
+    /// `{head}{generation of gen_key}{tail}`, resolved with the read.
+    Grouped {
+        gen_key: String,
+        head: String,
+        tail: String,
+    },
+}
+
+/// The key of the generation counter of a group (a `key_prefix`).
+pub(crate) fn generation_key(prefix: &str) -> String {
+    format!("redis-memo:generation:{prefix}")
+}
+
+impl Spec<'_> {
+    fn target(&self, cache: &Cache, args: &KeyBuilder) -> Result<Target, KeyError> {
+        let version = self.version.or(cache.default_version());
+        if !self.grouped {
+            return Ok(Target::Key(args.finish_versioned(
+                self.prefix,
+                &self.name,
+                version,
+            )?));
+        }
+        let mut tail = String::from(":");
+        args.push_tail(&mut tail, &self.name, version)?;
+        Ok(Target::Grouped {
+            gen_key: generation_key(self.prefix),
+            head: format!("{}@", self.prefix),
+            tail,
+        })
+    }
+}
+
 /// One call of a cached function: where to look, under which key, for how long.
 #[derive(Debug)]
 pub struct Call {
-    target: Option<(Cache, String)>,
+    target: Option<(Cache, Target)>,
     options: CallOptions,
 }
 
@@ -97,38 +154,22 @@ impl Call {
     }
 
     /// Builds the key (only when there is a cache to use it with).
-    pub fn new(
-        cache: Option<Cache>,
-        args: &KeyBuilder,
-        prefix: &str,
-        name: FnName<'_>,
-        ttl: Ttl,
-    ) -> Call {
-        let target = cache.and_then(|cache| match args.finish(prefix, &name) {
-            Ok(key) => Some((cache, key)),
+    pub fn new(cache: Option<Cache>, args: &KeyBuilder, spec: &Spec<'_>) -> Call {
+        let target = cache.and_then(|cache| match spec.target(&cache, args) {
+            Ok(target) => Some((cache, target)),
             Err(err) => {
-                tracing::warn!(function = %name, error = %err, "redis-memo: cannot build the cache key; running uncached");
+                tracing::warn!(function = %spec.name, error = %err, "redis-memo: cannot build the cache key; running uncached");
                 None
             }
         });
         Call {
             target,
             options: CallOptions {
-                ttl: ttl.0,
-                lease: None,
+                ttl: spec.ttl.0,
+                lease: spec.lease.0,
+                refresh: take_refresh(),
             },
         }
-    }
-
-    /// `lease = ...`: cross-process stampede control.
-    pub fn lease(mut self, lease: Ttl) -> Call {
-        self.options.lease = lease.0;
-        self
-    }
-
-    /// The key this call reads and writes, if it uses the cache.
-    pub fn key(&self) -> Option<&str> {
-        self.target.as_ref().map(|(_, key)| key.as_str())
     }
 }
 
@@ -140,9 +181,15 @@ where
 {
     match &call.target {
         None => body.await,
-        Some((cache, key)) => {
+        Some((cache, target)) => {
             cache
-                .get_or_run(key, call.options, body, |v| Some(v), std::convert::identity)
+                .get_or_run(
+                    target,
+                    call.options,
+                    body,
+                    |v| Some(v),
+                    std::convert::identity,
+                )
                 .await
         }
     }
@@ -156,10 +203,64 @@ where
 {
     match &call.target {
         None => body.await,
-        Some((cache, key)) => {
+        Some((cache, target)) => {
             cache
-                .get_or_run(key, call.options, body, |r| r.as_ref().ok(), Ok)
+                .get_or_run(target, call.options, body, |r| r.as_ref().ok(), Ok)
                 .await
         }
     }
 }
+
+// --- the typed per-call helpers ------------------------------------------------------
+
+/// The `Ok` type of a `Result` return type, for `{fn}_prime`.
+pub trait OkType {
+    /// `T` of `Result<T, E>`.
+    type Ok;
+}
+
+impl<T, E> OkType for Result<T, E> {
+    type Ok = T;
+}
+
+/// `{fn}_key`: the key one call reads and writes.
+pub async fn key_of(cache: &Cache, args: &KeyBuilder, spec: &Spec<'_>) -> Result<String, Error> {
+    match spec
+        .target(cache, args)
+        .map_err(|e| Error::Key(e.to_string()))?
+    {
+        Target::Key(key) => Ok(key),
+        Target::Grouped {
+            gen_key,
+            head,
+            tail,
+        } => {
+            let generation = cache.backend().generation(&gen_key).await?;
+            Ok(format!("{head}{generation}{tail}"))
+        }
+    }
+}
+
+/// `{fn}_invalidate`: drops one call's entry; `true` when there was one.
+pub async fn invalidate_call(
+    cache: &Cache,
+    args: &KeyBuilder,
+    spec: &Spec<'_>,
+) -> Result<bool, Error> {
+    let key = key_of(cache, args, spec).await?;
+    Ok(cache.delete(&[&key]).await? > 0)
+}
+
+/// `{fn}_prime`: stores `value` as the result of one call.
+pub async fn prime_call<T: Serialize + ?Sized>(
+    cache: &Cache,
+    args: &KeyBuilder,
+    spec: &Spec<'_>,
+    value: &T,
+) -> Result<(), Error> {
+    let key = key_of(cache, args, spec).await?;
+    let bytes = crate::codec::encode(value)?;
+    cache.set_raw(&key, &bytes, spec.ttl.0).await
+}
+
+pub(crate) use crate::call::take_refresh;

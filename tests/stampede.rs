@@ -1,0 +1,130 @@
+//! Cross-process stampede control: with `lease = ...`, two independent
+//! processes (here: two `Cache` handles on two runtimes in two threads) that
+//! miss the same key run the body once between them.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use common::TestRedis;
+use redis_memo::{Cache, cached};
+use tokio::sync::Semaphore;
+
+struct Probe {
+    runs: AtomicUsize,
+    gate: Semaphore,
+}
+
+#[cached(ttl = 60, key_prefix = "lease:", lease = 30, cache = cache, ignore(probe))]
+async fn expensive(cache: &Cache, probe: &Probe, id: u64) -> u64 {
+    if probe.runs.fetch_add(1, SeqCst) == 0 {
+        let _permit = probe.gate.acquire().await;
+    }
+    id * 100
+}
+
+/// Runs `expensive` in a thread with its own runtime and its own connection.
+fn process(url: String, probe: Arc<Probe>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let cache = Cache::connect(&url).await.unwrap();
+            expensive(&cache, &probe, 1).await
+        })
+    })
+}
+
+async fn set_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_set:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting until {what}");
+}
+
+#[tokio::test]
+async fn two_processes_missing_one_key_run_the_body_once() {
+    let redis = TestRedis::spawn(&[]);
+    let mut conn = redis.client().await;
+    let key = expensive_key(&Cache::in_memory(), 1).await.unwrap();
+    let lease = format!("{key}:lease");
+    let probe = Arc::new(Probe {
+        runs: AtomicUsize::new(0),
+        gate: Semaphore::new(0),
+    });
+
+    let first = process(redis.url().to_string(), probe.clone());
+    until("the first process holds the lease", async || {
+        redis::cmd("EXISTS")
+            .arg(&lease)
+            .query_async::<bool>(&mut conn)
+            .await
+            .unwrap()
+    })
+    .await;
+    let sets_before = set_calls(&mut conn).await;
+    let second = process(redis.url().to_string(), probe.clone());
+    until("the second process found the lease taken", async || {
+        set_calls(&mut conn).await > sets_before
+    })
+    .await;
+
+    probe.gate.add_permits(1);
+    assert_eq!(first.join().unwrap(), 100);
+    assert_eq!(
+        second.join().unwrap(),
+        100,
+        "the second process got the first one's value"
+    );
+    assert_eq!(
+        probe.runs.load(SeqCst),
+        1,
+        "one run of the body across both processes"
+    );
+    let lease_left: bool = redis::cmd("EXISTS")
+        .arg(&lease)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!lease_left, "the holder released its lease");
+}
+
+#[cached(ttl = 60, key_prefix = "lease2:", lease = 30, cache = cache, ignore(runs))]
+async fn failing(cache: &Cache, runs: &AtomicUsize) -> Result<u64, String> {
+    runs.fetch_add(1, SeqCst);
+    Err("no value".into())
+}
+
+#[tokio::test]
+async fn a_lease_is_released_when_the_body_fails() {
+    let redis = TestRedis::spawn(&[]);
+    let cache = redis.cache().await;
+    let runs = AtomicUsize::new(0);
+    assert!(failing(&cache, &runs).await.is_err());
+    assert!(failing(&cache, &runs).await.is_err());
+    assert_eq!(
+        runs.load(SeqCst),
+        2,
+        "no lease left behind blocks the next call"
+    );
+}
