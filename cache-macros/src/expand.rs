@@ -109,10 +109,11 @@ pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
         ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
     };
     let is_result = returns_result(&sig.output);
+    // Spanned on the return type: "not Serialize / DeserializeOwned" points there.
     let run = if is_result {
-        quote_spanned!(ret_span=> ::redis_memo::__private::result)
+        quote_spanned!(ret_span=> ::redis_memo::__private::result(#call, #body).await)
     } else {
-        quote_spanned!(ret_span=> ::redis_memo::__private::plain)
+        quote_spanned!(ret_span=> ::redis_memo::__private::plain(#call, #body).await)
     };
     let stmts = &block.stmts;
 
@@ -141,14 +142,19 @@ pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
             "cache"
         }
     );
+    // Spanned on the return type, like the calls that need it `Serialize`.
     let helper_value = format_ident!(
         "{}",
         if taken("value") {
             "redis_memo_value"
         } else {
             "value"
-        }
+        },
+        span = ret_span
     );
+    let prime_call = quote_spanned! {ret_span=>
+        ::redis_memo::__private::prime_call(#helper_cache, &#key_args, &#spec, #helper_value).await
+    };
     let value_type = if is_result {
         quote!(<#ret_type as ::redis_memo::__private::OkType>::Ok)
     } else {
@@ -193,7 +199,7 @@ pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
                 }
                 #(#stmts)*
             };
-            #run(#call, #body).await
+            #run
         }
 
         #[doc = #doc_key]
@@ -224,7 +230,7 @@ pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
             #helper_value: &#value_type,
         ) -> ::core::result::Result<(), ::redis_memo::Error> #where_clause {
             #helper_prelude
-            ::redis_memo::__private::prime_call(#helper_cache, &#key_args, &#spec, #helper_value).await
+            #prime_call
         }
     })
 }
