@@ -28,6 +28,35 @@
 //! | `cache = CACHE` | the cache to use: any expression `EXPR` for which `&(EXPR)` derefs to `&Cache` (`Cache`, `&Cache`, `Arc<Cache>`, `static LazyLock<Cache>`, `self.cache`); a parameter named here is left out of the key | the process-wide default ([`set_default_cache`]); none installed: runs uncached, warns once |
 //! | `ignore(db, log)` | parameters left out of the key (pools, clients, loggers); `self` is never part of the key | none |
 //! | `name = "users::get"` | replaces the qualified name in the key | module path + (`Self` type) + fn name |
+//! | `version = 2` | a `u32` put in the key as `:v2:`; bumping it retires old entries at once | [`Cache::with_default_version`], else none |
+//! | `grouped` | the generation of `key_prefix` goes in the key; [`Cache::invalidate_group`] drops the whole prefix in O(1) | off |
+//! | `lease = 10` | cross-process stampede control: one process runs the body on a miss while others wait up to this many seconds for its value | off |
+//!
+//! # Generated helpers
+//!
+//! Next to `fn f`, the attribute generates `f_key(&cache, args..)`,
+//! `f_invalidate(&cache, args..)` and `f_prime(&cache, args.., &value)`, taking
+//! the arguments that are part of the key. For methods they are associated
+//! functions of the type (`Users::get_key(&cache, id)`). [`refresh`] re-runs
+//! one call and overwrites its entry.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+//! use redis_memo::{Cache, cached};
+//!
+//! #[cached(ttl = 60, key_prefix = "sq:", cache = cache)]
+//! async fn square(cache: &Cache, x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! let cache = Cache::in_memory();
+//! square_prime(&cache, 3, &10).await?; // store a value for square(3)
+//! assert_eq!(square(&cache, 3).await, 10);
+//! assert!(square_invalidate(&cache, 3).await?);
+//! assert_eq!(square(&cache, 3).await, 9);
+//! assert!(square_key(&cache, 3).await?.starts_with("sq:"));
+//! # Ok(()) }
+//! ```
 //!
 //! # Keys
 //!
