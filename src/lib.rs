@@ -95,9 +95,9 @@
 
 pub use cache_macros::cached;
 pub use cache_runtime::{
-    Cache, CacheBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MEMORY_CAPACITY,
-    DEFAULT_RESPONSE_TIMEOUT, Error, KeyTtl, Result, clear_default_cache, default_cache, key,
-    refresh, set_default_cache,
+    Cache, CacheBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES, DEFAULT_MEMORY_CAPACITY,
+    DEFAULT_RESPONSE_TIMEOUT, Error, KeyTtl, Result, Stats, clear_default_cache, default_cache,
+    key, refresh, set_default_cache,
 };
 
 #[doc(hidden)]

@@ -9,11 +9,14 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use crate::Error;
 use crate::backend::{Backend, KeyTtl, MemoryStore, RedisStore, Store};
 use crate::flight::Flights;
+use crate::health::{Breaker, BreakerConfig, Counters, Stats, WarnLimiter};
 
 /// Default bound on connecting to Redis.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default bound on one Redis command, from send to reply.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Default largest value stored (encoded size); larger values are returned but not cached.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 /// Default size bound of the in-memory backend, in bytes of keys and values.
 pub const DEFAULT_MEMORY_CAPACITY: u64 = 64 * 1024 * 1024;
 
@@ -45,9 +48,30 @@ pub struct Cache {
     default_version: Option<u32>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     backend: Backend,
     flights: Flights,
+    pub(crate) breaker: Breaker,
+    pub(crate) counters: Counters,
+    /// Rate limit of "Redis failed" warnings on the call path.
+    pub(crate) warn_errors: WarnLimiter,
+    pub(crate) max_value_bytes: Option<usize>,
+}
+
+/// The options a backend is built with, beyond its connection.
+#[derive(Debug, Clone, Copy)]
+struct Options {
+    breaker: BreakerConfig,
+    max_value_bytes: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            breaker: BreakerConfig::default(),
+            max_value_bytes: Some(DEFAULT_MAX_VALUE_BYTES),
+        }
+    }
 }
 
 impl std::fmt::Debug for Cache {
@@ -59,6 +83,13 @@ impl std::fmt::Debug for Cache {
 }
 
 impl Cache {
+    /// Like [`Cache::connect`], but returns at once without waiting for Redis
+    /// (see [`CacheBuilder::build_lazy`]): calls run uncached until Redis
+    /// answers. Fails only on an invalid URL.
+    pub async fn connect_lazy(url: &str) -> Result<Cache, Error> {
+        Cache::builder().url(url).build_lazy().await
+    }
+
     /// Connects to Redis with the default timeouts.
     ///
     /// The URL is `redis://[user:password@]host[:port][/db]`, or `rediss://...`
@@ -84,7 +115,10 @@ impl Cache {
     /// assert_eq!(cache.backend_kind(), "in-memory");
     /// ```
     pub fn in_memory() -> Cache {
-        Cache::from_backend(Backend::Memory(MemoryStore::new(DEFAULT_MEMORY_CAPACITY)))
+        Cache::from_backend(
+            Backend::Memory(MemoryStore::new(DEFAULT_MEMORY_CAPACITY)),
+            Options::default(),
+        )
     }
 
     /// Redis at `REDIS_URL` when that variable is set, the in-memory cache
@@ -131,14 +165,56 @@ impl Cache {
         CacheBuilder::default()
     }
 
-    fn from_backend(backend: Backend) -> Cache {
+    fn from_backend(backend: Backend, options: Options) -> Cache {
         Cache {
             default_version: None,
             inner: Arc::new(Inner {
                 backend,
                 flights: Flights::default(),
+                breaker: Breaker::new(options.breaker),
+                counters: Counters::default(),
+                warn_errors: WarnLimiter::new(),
+                max_value_bytes: options.max_value_bytes,
             }),
         }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// A snapshot of this cache's counters (shared by its clones): hits,
+    /// misses, corrupt values, errors, calls skipped by the circuit breaker.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        let get = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        Stats {
+            hits: get(&c.hits),
+            misses: get(&c.misses),
+            corrupt: get(&c.corrupt),
+            errors: get(&c.errors),
+            skipped: get(&c.skipped),
+            stores: get(&c.stores),
+            breaker_trips: self.inner.breaker.trips(),
+            breaker_open: self.inner.breaker.is_open(),
+        }
+    }
+
+    /// Round-trip time of a `PING`, for readiness probes. The in-memory cache
+    /// answers at once.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let latency = redis_memo::Cache::in_memory().ping().await?;
+    /// assert!(latency < std::time::Duration::from_secs(1));
+    /// # Ok(()) }
+    /// ```
+    pub async fn ping(&self) -> Result<Duration, Error> {
+        let start = std::time::Instant::now();
+        if let Backend::Redis(store) = &self.inner.backend {
+            store.query::<String>(&redis::cmd("PING")).await?;
+        }
+        Ok(start.elapsed())
     }
 
     /// A handle on the same cache whose functions without `version = ...` use
@@ -322,6 +398,7 @@ pub struct CacheBuilder {
     url: Option<String>,
     connect_timeout: Duration,
     response_timeout: Duration,
+    options: Options,
 }
 
 impl Default for CacheBuilder {
@@ -330,6 +407,7 @@ impl Default for CacheBuilder {
             url: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            options: Options::default(),
         }
     }
 }
@@ -354,18 +432,31 @@ impl CacheBuilder {
         self
     }
 
-    /// Connects to Redis.
+    /// After `failures` consecutive connection failures or timeouts, calls skip
+    /// Redis for `cooldown`, then one call probes it. Default: 5 failures, 1 s.
+    pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.options.breaker = BreakerConfig {
+            threshold: u64::from(failures.max(1)),
+            cooldown,
+        };
+        self
+    }
+
+    /// Values whose encoding is larger than this are returned but not stored
+    /// (with a warning). `None` stores any size. Default:
+    /// [`DEFAULT_MAX_VALUE_BYTES`].
+    pub fn max_value_bytes(mut self, limit: Option<usize>) -> Self {
+        self.options.max_value_bytes = limit;
+        self
+    }
+
+    /// Connects to Redis, failing fast ([`Error::Connection`], [`Error::Timeout`])
+    /// when it cannot be reached within the connect timeout.
     pub async fn build(self) -> Result<Cache, Error> {
-        let url = self.url.as_deref().unwrap_or("redis://127.0.0.1:6379");
-        let client = open_client(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
+        let client = open_client(self.url_or_default())?;
         let conn = match tokio::time::timeout(
             self.connect_timeout,
-            ConnectionManager::new_with_config(client, config),
+            ConnectionManager::new_with_config(client, self.manager_config()),
         )
         .await
         {
@@ -374,10 +465,51 @@ impl CacheBuilder {
             Ok(Err(err)) => return Err(Error::Connection(err)),
             Err(_) => return Err(Error::Timeout(self.connect_timeout)),
         };
-        Ok(Cache::from_backend(Backend::Redis(RedisStore {
+        Ok(self.finish(conn))
+    }
+
+    /// Returns at once, without waiting for Redis: the connection is made in
+    /// the background, and calls run uncached until Redis answers, so an
+    /// application can start while Redis is down. Fails only on an invalid URL.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// // Nothing listens on port 1: the cache is built anyway.
+    /// let cache = redis_memo::Cache::builder().url("redis://127.0.0.1:1").build_lazy().await?;
+    /// assert!(cache.ping().await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub async fn build_lazy(self) -> Result<Cache, Error> {
+        let client = open_client(self.url_or_default())?;
+        let conn = ConnectionManager::new_lazy_with_config(client, self.manager_config()).map_err(
+            |err| Error::InvalidUrl {
+                reason: err.to_string(),
+            },
+        )?;
+        Ok(self.finish(conn))
+    }
+
+    fn url_or_default(&self) -> &str {
+        self.url.as_deref().unwrap_or("redis://127.0.0.1:6379")
+    }
+
+    /// Reconnection: exponential backoff with jitter between 50 ms and 1 s,
+    /// each attempt bounded by the connect timeout.
+    fn manager_config(&self) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1))
+    }
+
+    fn finish(self, conn: ConnectionManager) -> Cache {
+        let store = RedisStore {
             conn,
             response_timeout: self.response_timeout,
-        })))
+        };
+        Cache::from_backend(Backend::Redis(store), self.options)
     }
 }
 

@@ -21,8 +21,9 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::backend::{Backend, Store};
 use crate::flight::{Outcome, Role};
+use crate::health::Counters;
 use crate::private::Target;
-use crate::{Cache, codec, lease};
+use crate::{Cache, Error, codec, lease};
 
 /// How one function uses the cache.
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,6 +52,11 @@ impl Cache {
         T: Serialize + DeserializeOwned,
         Fut: Future<Output = R>,
     {
+        let inner = self.inner();
+        if !inner.breaker.allow() {
+            Counters::add(&inner.counters.skipped);
+            return body.await;
+        }
         let resolved;
         let key = match target {
             Target::Key(key) => {
@@ -97,7 +103,10 @@ impl Cache {
             Role::Waiter(waiter) => match waiter.outcome().await {
                 Outcome::Lead(leader) => leader,
                 Outcome::Value(bytes) => match codec::decode::<T>(&bytes) {
-                    Ok(value) => return from_cached(value),
+                    Ok(value) => {
+                        Counters::add(&self.inner().counters.hits);
+                        return from_cached(value);
+                    }
                     Err(err) => {
                         // A type whose JSON does not round-trip (NaN floats, ...).
                         tracing::warn!(key, error = %err, "redis-memo: the shared value does not decode; running the function");
@@ -133,7 +142,17 @@ impl Cache {
                 Ok(bytes) => {
                     let bytes: Arc<[u8]> = bytes.into();
                     leader.publish(bytes.clone());
-                    self.write(key, &bytes, options.ttl).await;
+                    match self.inner().max_value_bytes {
+                        Some(limit) if bytes.len() > limit => {
+                            tracing::warn!(
+                                key,
+                                size = bytes.len(),
+                                limit,
+                                "redis-memo: value larger than max_value_bytes; returned but not cached"
+                            );
+                        }
+                        _ => self.write(key, &bytes, options.ttl).await,
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(key, error = %err, "redis-memo: cannot encode the value; it is returned but not cached");
@@ -150,19 +169,49 @@ impl Cache {
     /// The cached value of `key`, or `None` on a miss, an undecodable value
     /// (logged) or a cache error (logged). Never fails.
     async fn lookup<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        match self.backend().get(key).await {
+        let read = self.inner().breaker.record(self.backend().get(key).await);
+        self.found(key, read)
+    }
+
+    /// Decodes what a read found, and counts it.
+    fn found<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        read: Result<Option<Vec<u8>>, Error>,
+    ) -> Option<T> {
+        let counters = &self.inner().counters;
+        let value = match read {
             Ok(Some(bytes)) => match codec::decode(&bytes) {
                 Ok(value) => Some(value),
                 Err(err) => {
+                    Counters::add(&counters.corrupt);
                     tracing::warn!(key, error = %err, "redis-memo: cached value does not decode; treating it as a miss and overwriting it");
                     None
                 }
             },
             Ok(None) => None,
             Err(err) => {
-                tracing::warn!(key, error = %err, "redis-memo: cache read failed; running the function uncached");
+                self.failed(
+                    key,
+                    &err,
+                    "cache read failed; running the function uncached",
+                );
                 None
             }
+        };
+        Counters::add(if value.is_some() {
+            &counters.hits
+        } else {
+            &counters.misses
+        });
+        value
+    }
+
+    /// Counts a failed cache operation and warns, at most once a second.
+    fn failed(&self, key: &str, err: &Error, what: &str) {
+        Counters::add(&self.inner().counters.errors);
+        if let Some(suppressed) = self.inner().warn_errors.permit() {
+            tracing::warn!(key, error = %err, suppressed, "redis-memo: {what}");
         }
     }
 
@@ -174,20 +223,20 @@ impl Cache {
         head: &str,
         tail: &str,
     ) -> Result<(String, Option<T>), ()> {
-        match self.backend().get_grouped(gen_key, head, tail).await {
+        let read = self.backend().get_grouped(gen_key, head, tail).await;
+        match self.inner().breaker.record(read) {
             Ok((generation, bytes)) => {
                 let key = format!("{head}{generation}{tail}");
-                let value = bytes.and_then(|bytes| match codec::decode(&bytes) {
-                    Ok(value) => Some(value),
-                    Err(err) => {
-                        tracing::warn!(key, error = %err, "redis-memo: cached value does not decode; treating it as a miss and overwriting it");
-                        None
-                    }
-                });
+                let value = self.found(&key, Ok(bytes));
                 Ok((key, value))
             }
             Err(err) => {
-                tracing::warn!(gen_key, error = %err, "redis-memo: cache read failed; running the function uncached");
+                Counters::add(&self.inner().counters.misses);
+                self.failed(
+                    gen_key,
+                    &err,
+                    "cache read failed; running the function uncached",
+                );
                 Err(())
             }
         }
@@ -195,8 +244,14 @@ impl Cache {
 
     /// Stores encoded bytes under `key`; failures are logged, never returned.
     async fn write(&self, key: &str, bytes: &[u8], ttl: Option<Duration>) {
-        if let Err(err) = self.backend().set(key, bytes, ttl).await {
-            tracing::warn!(key, error = %err, "redis-memo: cache write failed; the value is returned but not cached");
+        let written = self.backend().set(key, bytes, ttl).await;
+        match self.inner().breaker.record(written) {
+            Ok(()) => Counters::add(&self.inner().counters.stores),
+            Err(err) => self.failed(
+                key,
+                &err,
+                "cache write failed; the value is returned but not cached",
+            ),
         }
     }
 }

@@ -11,6 +11,7 @@ mod call;
 mod codec;
 mod error;
 mod flight;
+mod health;
 mod invalidate;
 pub mod key;
 mod lease;
@@ -19,8 +20,9 @@ pub mod private;
 
 pub use backend::KeyTtl;
 pub use cache::{
-    Cache, CacheBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MEMORY_CAPACITY,
+    Cache, CacheBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES, DEFAULT_MEMORY_CAPACITY,
     DEFAULT_RESPONSE_TIMEOUT, clear_default_cache, default_cache, set_default_cache,
 };
 pub use call::refresh;
 pub use error::{Error, Result};
+pub use health::Stats;

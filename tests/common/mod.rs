@@ -34,6 +34,23 @@ impl TestRedis {
         Self::spawn(&[])
     }
 
+    /// A URL on a free port where nothing listens yet; [`restart`](Self::restart)
+    /// starts the server there.
+    pub fn not_started() -> TestRedis {
+        TestRedis {
+            url: String::new(),
+            port: free_port(),
+            child: None,
+            dir: Some(tempfile::tempdir().expect("temporary directory")),
+        }
+        .with_url()
+    }
+
+    fn with_url(mut self) -> TestRedis {
+        self.url = format!("redis://127.0.0.1:{}", self.port);
+        self
+    }
+
     /// Starts a private `redis-server` with extra arguments (never `REDIS_URL`),
     /// for tests that kill, pause or reconfigure their server.
     pub fn spawn(extra: &[&str]) -> TestRedis {
@@ -76,6 +93,55 @@ impl TestRedis {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Sends a signal (`KILL`, `STOP`, `CONT`) to this test's own server.
+    pub fn signal(&self, signal: &str) {
+        let child = self
+            .child
+            .as_ref()
+            .expect("only a server this test started");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// SIGKILLs the server and waits until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a fresh server on the same port (after [`kill`](Self::kill)).
+    pub fn restart(&mut self, extra: &[&str]) {
+        self.kill();
+        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let dir = self.dir.as_ref().expect("a server this test started");
+        for _ in 0..50 {
+            let mut child = Command::new(&binary)
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start redis-server again");
+            if wait_for_ping(self.port, Duration::from_secs(5)) {
+                self.child = Some(child);
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("redis-server did not restart on port {}", self.port);
     }
 
     pub fn port(&self) -> u16 {

@@ -1,0 +1,274 @@
+//! Staying healthy when Redis is not: a circuit breaker, counters, and
+//! rate-limited warnings.
+//!
+//! The breaker sits on the path of `#[cached]` calls only. After
+//! `threshold` consecutive connection failures or timeouts it *opens*: calls
+//! skip Redis entirely (no added latency) for `cooldown`. Then it lets exactly
+//! one call through as a probe: success closes it, failure opens it again.
+//! Command errors (a wrong type, out of memory) prove Redis is reachable and do
+//! not count as failures.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+/// Counters of one [`Cache`](crate::Cache), shared by its clones.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use redis_memo::{Cache, cached};
+///
+/// #[cached(cache = cache)]
+/// async fn one(cache: &Cache) -> u8 { 1 }
+///
+/// let cache = Cache::in_memory();
+/// one(&cache).await;
+/// one(&cache).await;
+/// let stats = cache.stats();
+/// assert_eq!((stats.hits, stats.misses), (1, 1));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Calls answered from the cache.
+    pub hits: u64,
+    /// Calls that found nothing (or something undecodable) and ran the body.
+    pub misses: u64,
+    /// Stored values that did not decode (counted in `misses` too).
+    pub corrupt: u64,
+    /// Cache operations of calls that failed (Redis down, slow, refusing);
+    /// the calls themselves succeeded.
+    pub errors: u64,
+    /// Calls that skipped the cache because the circuit breaker was open.
+    pub skipped: u64,
+    /// Values written.
+    pub stores: u64,
+    /// How many times the circuit breaker opened.
+    pub breaker_trips: u64,
+    /// Whether the circuit breaker is open now.
+    pub breaker_open: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) corrupt: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) stores: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+}
+
+/// Circuit-breaker settings; see [`CacheBuilder::circuit_breaker`](crate::CacheBuilder::circuit_breaker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BreakerConfig {
+    pub(crate) threshold: u64,
+    pub(crate) cooldown: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            threshold: 5,
+            cooldown: Duration::from_secs(1),
+        }
+    }
+}
+
+pub(crate) struct Breaker {
+    config: BreakerConfig,
+    epoch: Instant,
+    failures: AtomicU64,
+    /// Nanoseconds since `epoch` until which the breaker is open; 0 = closed.
+    open_until: AtomicU64,
+    probing: AtomicBool,
+    trips: AtomicU64,
+}
+
+impl Breaker {
+    pub(crate) fn new(config: BreakerConfig) -> Self {
+        Breaker {
+            config,
+            epoch: Instant::now(),
+            failures: AtomicU64::new(0),
+            open_until: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+            trips: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        // Starts at 1 so that 0 keeps meaning "closed".
+        self.epoch.elapsed().as_nanos() as u64 + 1
+    }
+
+    /// Whether a call may use Redis now.
+    pub(crate) fn allow(&self) -> bool {
+        let until = self.open_until.load(Relaxed);
+        if until == 0 {
+            return true;
+        }
+        if self.now() < until {
+            return false;
+        }
+        // Cool-down over: exactly one probe goes through.
+        !self.probing.swap(true, Relaxed)
+    }
+
+    /// Records the outcome of a Redis operation; returns it unchanged.
+    pub(crate) fn record<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        match &result {
+            Err(Error::Connection(_) | Error::Timeout(_)) => self.failure(),
+            _ => self.success(),
+        }
+        result
+    }
+
+    fn success(&self) {
+        self.failures.store(0, Relaxed);
+        if self.open_until.swap(0, Relaxed) != 0 {
+            self.probing.store(false, Relaxed);
+            tracing::info!("redis-memo: Redis answers again; caching resumed");
+        }
+    }
+
+    fn failure(&self) {
+        let failures = self.failures.fetch_add(1, Relaxed) + 1;
+        let probe_failed = self.probing.swap(false, Relaxed);
+        if failures >= self.config.threshold || probe_failed {
+            let until = self.now() + self.config.cooldown.as_nanos() as u64;
+            if self.open_until.swap(until, Relaxed) == 0 {
+                self.trips.fetch_add(1, Relaxed);
+                tracing::warn!(
+                    failures,
+                    cooldown = ?self.config.cooldown,
+                    "redis-memo: Redis keeps failing; calls skip the cache until it answers a probe"
+                );
+            }
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.open_until.load(Relaxed) != 0
+    }
+
+    pub(crate) fn trips(&self) -> u64 {
+        self.trips.load(Relaxed)
+    }
+}
+
+/// At most one warning a second per limiter; the others are counted and the
+/// count is reported with the next warning that goes out.
+pub(crate) struct WarnLimiter {
+    epoch: Instant,
+    next_at: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl WarnLimiter {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    pub(crate) fn new() -> Self {
+        WarnLimiter {
+            epoch: Instant::now(),
+            next_at: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(suppressed since the last one)` when a warning may go out now.
+    pub(crate) fn permit(&self) -> Option<u64> {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let next = self.next_at.load(Relaxed);
+        if now >= next
+            && self
+                .next_at
+                .compare_exchange(next, now + Self::EVERY.as_nanos() as u64, Relaxed, Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn down() -> Error {
+        Error::Timeout(Duration::from_millis(1))
+    }
+
+    #[test]
+    fn breaker_opens_after_the_threshold_and_probes_once() {
+        let breaker = Breaker::new(BreakerConfig {
+            threshold: 3,
+            cooldown: Duration::ZERO,
+        });
+        for _ in 0..2 {
+            assert!(breaker.allow());
+            let _ = breaker.record::<()>(Err(down()));
+        }
+        assert!(!breaker.is_open());
+        let _ = breaker.record::<()>(Err(down()));
+        assert!(breaker.is_open());
+        assert_eq!(breaker.trips(), 1);
+        // Zero cool-down: the next call is the one probe; others wait for it.
+        assert!(breaker.allow());
+        assert!(!breaker.allow());
+        let _ = breaker.record(Ok(()));
+        assert!(!breaker.is_open());
+        assert!(breaker.allow() && breaker.allow());
+    }
+
+    #[test]
+    fn a_failed_probe_reopens_the_breaker() {
+        let breaker = Breaker::new(BreakerConfig {
+            threshold: 1,
+            cooldown: Duration::ZERO,
+        });
+        let _ = breaker.record::<()>(Err(down()));
+        assert!(breaker.allow(), "the probe");
+        let _ = breaker.record::<()>(Err(down()));
+        assert!(breaker.is_open(), "the probe failed: open again");
+        assert!(breaker.allow(), "and after the cool-down, another probe");
+        let _ = breaker.record(Ok(()));
+        assert!(!breaker.is_open());
+    }
+
+    #[test]
+    fn command_errors_do_not_count_as_failures() {
+        let breaker = Breaker::new(BreakerConfig {
+            threshold: 1,
+            cooldown: Duration::from_secs(3600),
+        });
+        let _ = breaker.record::<()>(Err(down()));
+        assert!(!breaker.allow(), "open during the cool-down");
+        let command_error = Error::Redis(redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "wrong type",
+        )));
+        let _ = breaker.record::<()>(Err(command_error));
+        assert!(!breaker.is_open(), "a command error proves Redis answers");
+    }
+
+    #[test]
+    fn warnings_are_limited_to_one_a_second() {
+        let limiter = WarnLimiter::new();
+        assert_eq!(limiter.permit(), Some(0));
+        for _ in 0..10_000 {
+            assert_eq!(limiter.permit(), None);
+        }
+    }
+}
