@@ -1,8 +1,7 @@
 //! The typed model of `#[cached(...)]` and its parser.
 
 use syn::meta::ParseNestedMeta;
-use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, UnOp};
+use syn::{BinOp, Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, UnOp};
 
 /// Every argument of `#[cached(...)]`; all optional.
 #[derive(Default)]
@@ -25,7 +24,7 @@ pub struct Args {
 }
 
 pub enum Ttl {
-    /// An integer literal, in seconds.
+    /// An integer literal, or arithmetic over them (`5 * 60`), in seconds.
     Secs(u64),
     /// Any other expression: `u64`, `u32`, `usize` seconds or a `Duration`.
     Expr(Expr),
@@ -129,10 +128,48 @@ fn parse_ttl(key: &str, expr: Expr) -> syn::Result<Ttl> {
         Expr::Lit(ExprLit { lit, .. }) => Err(wrong(lit.span())),
         Expr::Unary(ExprUnary {
             op: UnOp::Neg(_), ..
-        }) => Err(syn::Error::new(
-            expr.span(),
+        }) => Err(syn::Error::new_spanned(
+            &expr,
             format!("`{key}` cannot be negative"),
         )),
-        _ => Ok(Ttl::Expr(expr)),
+        // Through `IntoTtl` the type of `5 * 60` would fall back to `i32`.
+        _ => match eval_literal_arithmetic(&expr) {
+            Some(Some(secs)) => Ok(Ttl::Secs(secs)),
+            Some(None) => Err(syn::Error::new_spanned(
+                &expr,
+                format!(
+                    "`{key}` must come to a whole number of seconds in u64; \
+                     this overflows, goes below zero or divides by zero"
+                ),
+            )),
+            None => Ok(Ttl::Expr(expr)),
+        },
+    }
+}
+
+/// Evaluates `5 * 60`, `(300)`: integer literals without a suffix, `+ - * / %`
+/// and parentheses. `None`: not such an expression; `Some(None)`: it overflows
+/// (or goes below zero, or divides by zero).
+fn eval_literal_arithmetic(expr: &Expr) -> Option<Option<u64>> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) if int.suffix().is_empty() => Some(int.base10_parse::<u64>().ok()),
+        Expr::Binary(binary) => {
+            let op: fn(u64, u64) -> Option<u64> = match binary.op {
+                BinOp::Add(_) => u64::checked_add,
+                BinOp::Sub(_) => u64::checked_sub,
+                BinOp::Mul(_) => u64::checked_mul,
+                BinOp::Div(_) => u64::checked_div,
+                BinOp::Rem(_) => u64::checked_rem,
+                _ => return None,
+            };
+            let left = eval_literal_arithmetic(&binary.left)?;
+            let right = eval_literal_arithmetic(&binary.right)?;
+            Some(left.zip(right).and_then(|(l, r)| op(l, r)))
+        }
+        Expr::Paren(paren) => eval_literal_arithmetic(&paren.expr),
+        Expr::Group(group) => eval_literal_arithmetic(&group.expr),
+        _ => None,
     }
 }

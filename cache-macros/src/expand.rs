@@ -109,7 +109,13 @@ pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
         ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
     };
     let is_result = returns_result(&sig.output);
-    // Spanned on the return type: "not Serialize / DeserializeOwned" points there.
+    // Spanned on the return type (on `T` of `Result<T, E>`): "not Serialize /
+    // DeserializeOwned" points there.
+    let ret_span = if is_result {
+        ok_type_span(&sig.output).unwrap_or(ret_span)
+    } else {
+        ret_span
+    };
     let run = if is_result {
         quote_spanned!(ret_span=> ::redis_memo::__private::result(#call, #body).await)
     } else {
@@ -314,6 +320,23 @@ fn returns_result(output: &ReturnType) -> bool {
             .segments
             .last()
             .is_some_and(|s| s.ident == "Result")
+}
+
+/// The span of `T` in a `Result<T, E>` return type.
+fn ok_type_span(output: &ReturnType) -> Option<Span> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let Type::Path(path) = &**ty else {
+        return None;
+    };
+    let syn::PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|arg| match arg {
+        syn::GenericArgument::Type(ok) => Some(ok.span()),
+        _ => None,
+    })
 }
 
 /// The names a parameter pattern binds: `x`, `mut x`, `(a, b)`, `Point { x, y }`, ...

@@ -29,6 +29,10 @@ impl Ttl {
 }
 
 /// What `ttl = <expr>` accepts: whole seconds as an unsigned integer, or a `Duration`.
+#[diagnostic::on_unimplemented(
+    message = "`ttl` and `lease` take u64, u32 or usize seconds, or a std::time::Duration, not `{Self}`",
+    label = "not a number of seconds or a Duration"
+)]
 pub trait IntoTtl {
     /// Converts to a [`Ttl`]; zero means no expiry.
     fn into_ttl(self) -> Ttl;

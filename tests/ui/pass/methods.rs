@@ -42,13 +42,21 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Repo<T> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let cache = Cache::in_memory();
-    let mut service = Service { cache: cache.clone(), calls: 0 };
+    let mut service = Service {
+        cache: cache.clone(),
+        calls: 0,
+    };
     service.get(1).await;
     service.bump(1).await;
     Service::load(&cache, 1).await;
     Service::get_key(&cache, 1).await.unwrap();
     Service::bump_invalidate(&cache, 1).await.unwrap();
-    let repo: Repo<String> = Repo { cache: cache.clone(), _t: Default::default() };
+    let repo: Repo<String> = Repo {
+        cache: cache.clone(),
+        _t: Default::default(),
+    };
     repo.find(1).await;
-    Repo::<String>::find_prime(&cache, 1, &Some("x".into())).await.unwrap();
+    Repo::<String>::find_prime(&cache, 1, &Some("x".into()))
+        .await
+        .unwrap();
 }
