@@ -30,6 +30,7 @@
 //! | `name = "users::get"` | replaces the qualified name in the key | module path + (`Self` type) + fn name |
 //! | `version = 2` | a `u32` put in the key as `:v2:`; bumping it retires old entries at once | [`Cache::with_default_version`], else none |
 //! | `grouped` | the generation of `key_prefix` goes in the key; [`Cache::invalidate_group`] drops the whole prefix in O(1) | off |
+//! | `codec = Codec::MessagePack` | how this function's values are encoded ([`Codec`]; MessagePack and postcard behind the `msgpack` and `postcard` features) | the cache's codec ([`CacheBuilder::codec`]), JSON by default |
 //! | `lease = 10` | cross-process stampede control: one process runs the body on a miss while others wait up to this many seconds for its value | off |
 //!
 //! # Generated helpers
@@ -92,12 +93,13 @@
 //! command, the body runs and its value is returned; every Redis command is
 //! bounded by the response timeout ([`CacheBuilder::response_timeout`]).
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use cache_macros::cached;
 pub use cache_runtime::{
-    Cache, CacheBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES, DEFAULT_MEMORY_CAPACITY,
-    DEFAULT_RESPONSE_TIMEOUT, Error, KeyTtl, Result, Stats, clear_default_cache, default_cache,
-    key, refresh, set_default_cache,
+    Cache, CacheBuilder, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES,
+    DEFAULT_MEMORY_CAPACITY, DEFAULT_RESPONSE_TIMEOUT, Error, FunctionStats, KeyTtl, Result, Stats,
+    clear_default_cache, default_cache, key, refresh, set_default_cache,
 };
 
 #[doc(hidden)]

@@ -17,6 +17,8 @@ pub struct Args {
     pub version: Option<Expr>,
     /// `lease = 5`: cross-process stampede control, like `ttl`.
     pub lease: Option<Ttl>,
+    /// `codec = redis_memo::Codec::MessagePack`.
+    pub codec: Option<Expr>,
     /// `grouped` / `grouped = true`: the span of the key, when on.
     pub grouped: Option<proc_macro2::Span>,
     /// The spans of arguments already seen, to reject duplicates.
@@ -30,8 +32,7 @@ pub enum Ttl {
     Expr(Expr),
 }
 
-const KNOWN: &str =
-    "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `name`, `version`, `lease`, `grouped`";
+const KNOWN: &str = "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `name`, `version`, `lease`, `grouped`, `codec`";
 
 impl Args {
     /// Parses one `key = value` or `ignore(...)` entry.
@@ -84,6 +85,7 @@ impl Args {
                 self.name = Some(name);
             }
             "skip_cache" => self.skip_cache = Some(meta.value()?.parse()?),
+            "codec" => self.codec = Some(meta.value()?.parse()?),
             "cache" => self.cache = Some(meta.value()?.parse()?),
             "ignore" => meta.parse_nested_meta(|param| {
                 match param.path.get_ident() {

@@ -6,7 +6,7 @@
 //! becomes
 //! ```text
 //! async fn f(a: A, b: B) -> R {
-//!     let call = if skip_cache { Call::skip() } else { Call::new(cache, key of (&a, &b), ...) };
+//!     let call = if skip_cache { Call::skip(&spec) } else { Call::new(cache, key of (&a, &b), &spec) };
 //!     let body = async move { body };
 //!     __private::plain(call, body).await        // or __private::result for Result<T, E>
 //! }
@@ -86,20 +86,27 @@ pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
         None => quote!(::redis_memo::__private::default_cache()),
     };
     let spec = spec(&args, &sig.ident, is_method);
+    let spec_var = mixed("spec");
     let add_args = add_args(&key_args, &key_params);
-    let make_call = quote! {{
-        let #cache = #cache_expr;
-        let mut #key_args = ::redis_memo::__private::KeyBuilder::new();
-        #add_args
-        ::redis_memo::__private::Call::new(#cache, &#key_args, &#spec)
-    }};
     let make_call = match &args.skip_cache {
-        None => make_call,
+        None => quote! {{
+            let #cache = #cache_expr;
+            let mut #key_args = ::redis_memo::__private::KeyBuilder::new();
+            #add_args
+            ::redis_memo::__private::Call::new(#cache, &#key_args, &#spec_var)
+        }},
         Some(expr) => {
             let skip_value = quote_spanned!(expr.span()=> let #skip: bool = #expr;);
             quote! {{
+                let #cache = #cache_expr;
                 #skip_value
-                if #skip { ::redis_memo::__private::Call::skip() } else #make_call
+                if #skip {
+                    ::redis_memo::__private::Call::skip(#cache, &#spec_var)
+                } else {
+                    let mut #key_args = ::redis_memo::__private::KeyBuilder::new();
+                    #add_args
+                    ::redis_memo::__private::Call::new(#cache, &#key_args, &#spec_var)
+                }
             }}
         }
     };
@@ -194,6 +201,7 @@ pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
+            let #spec_var = #spec;
             let #call = #make_call;
             let #body = async move {
                 // Gives the block the declared return type, so `?` and `return`
@@ -289,6 +297,12 @@ fn spec(args: &Args, ident: &Ident, is_method: bool) -> TokenStream {
         },
     };
     let grouped = args.grouped.is_some();
+    let codec = match &args.codec {
+        None => quote!(::core::option::Option::None),
+        Some(expr) => quote_spanned! {expr.span()=>
+            ::core::option::Option::Some::<::redis_memo::Codec>(#expr)
+        },
+    };
     quote! {
         ::redis_memo::__private::Spec {
             prefix: #prefix,
@@ -297,6 +311,7 @@ fn spec(args: &Args, ident: &Ident, is_method: bool) -> TokenStream {
             grouped: #grouped,
             ttl: #ttl,
             lease: #lease,
+            codec: #codec,
         }
     }
 }

@@ -8,8 +8,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::Error;
 use crate::backend::{Backend, KeyTtl, MemoryStore, RedisStore, Store};
+use crate::call::CallOutcome;
+use crate::codec::{Codec, Format};
 use crate::flight::Flights;
-use crate::health::{Breaker, BreakerConfig, Counters, Stats, WarnLimiter};
+use crate::health::{Breaker, BreakerConfig, ByFunction, Counters, Stats, WarnLimiter};
+use crate::key::FnName;
 
 /// Default bound on connecting to Redis.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -56,6 +59,8 @@ pub(crate) struct Inner {
     /// Rate limit of "Redis failed" warnings on the call path.
     pub(crate) warn_errors: WarnLimiter,
     pub(crate) max_value_bytes: Option<usize>,
+    pub(crate) format: Format,
+    pub(crate) by_function: ByFunction,
 }
 
 /// The options a backend is built with, beyond its connection.
@@ -63,6 +68,8 @@ pub(crate) struct Inner {
 struct Options {
     breaker: BreakerConfig,
     max_value_bytes: Option<usize>,
+    format: Format,
+    memory_capacity: u64,
 }
 
 impl Default for Options {
@@ -70,6 +77,8 @@ impl Default for Options {
         Options {
             breaker: BreakerConfig::default(),
             max_value_bytes: Some(DEFAULT_MAX_VALUE_BYTES),
+            format: Format::default(),
+            memory_capacity: DEFAULT_MEMORY_CAPACITY,
         }
     }
 }
@@ -115,10 +124,7 @@ impl Cache {
     /// assert_eq!(cache.backend_kind(), "in-memory");
     /// ```
     pub fn in_memory() -> Cache {
-        Cache::from_backend(
-            Backend::Memory(MemoryStore::new(DEFAULT_MEMORY_CAPACITY)),
-            Options::default(),
-        )
+        Cache::builder().build_in_memory()
     }
 
     /// Redis at `REDIS_URL` when that variable is set, the in-memory cache
@@ -175,6 +181,8 @@ impl Cache {
                 counters: Counters::default(),
                 warn_errors: WarnLimiter::new(),
                 max_value_bytes: options.max_value_bytes,
+                format: options.format,
+                by_function: ByFunction::default(),
             }),
         }
     }
@@ -197,7 +205,30 @@ impl Cache {
             stores: get(&c.stores),
             breaker_trips: self.inner.breaker.trips(),
             breaker_open: self.inner.breaker.is_open(),
+            invalidations: get(&c.invalidations),
+            functions: self.inner.by_function.snapshot(),
         }
+    }
+
+    /// Counts a finished call for its function (and the `metrics` facade).
+    pub(crate) fn observe(
+        &self,
+        name: FnName<'static>,
+        outcome: CallOutcome,
+        start: std::time::Instant,
+    ) {
+        self.inner.by_function.add(name, outcome);
+        #[cfg(feature = "metrics")]
+        crate::health::record_metrics(name, outcome, start.elapsed());
+        #[cfg(not(feature = "metrics"))]
+        let _ = start;
+    }
+
+    fn count_invalidations(&self, n: u64) {
+        self.inner
+            .counters
+            .invalidations
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Round-trip time of a `PING`, for readiness probes. The in-memory cache
@@ -253,10 +284,13 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn invalidate_group(&self, prefix: &str) -> Result<u64, Error> {
-        self.inner
+        let generation = self
+            .inner
             .backend
             .bump_generation(&crate::private::generation_key(prefix))
-            .await
+            .await?;
+        self.count_invalidations(1);
+        Ok(generation)
     }
 
     /// `"redis"` or `"in-memory"`.
@@ -285,7 +319,9 @@ impl Cache {
         if prefix.is_empty() {
             return Err(Error::EmptyPrefix);
         }
-        self.inner.backend.delete_prefix(prefix).await
+        let deleted = self.inner.backend.delete_prefix(prefix).await?;
+        self.count_invalidations(deleted);
+        Ok(deleted)
     }
 
     /// Deletes every key of the database, cache entries or not, and returns
@@ -346,7 +382,9 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn delete(&self, keys: &[&str]) -> Result<u64, Error> {
-        self.inner.backend.delete(keys).await
+        let deleted = self.inner.backend.delete(keys).await?;
+        self.count_invalidations(deleted);
+        Ok(deleted)
     }
 
     /// How long `key` has left to live.
@@ -440,6 +478,41 @@ impl CacheBuilder {
             cooldown,
         };
         self
+    }
+
+    /// How values are encoded, for functions without `codec = ...`. Default:
+    /// [`Codec::Json`].
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.options.format.codec = codec;
+        self
+    }
+
+    /// Compresses values whose encoding is larger than `bytes` with LZ4. Off by
+    /// default. Compressed values are readable whatever the reader's threshold.
+    #[cfg(feature = "lz4")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "lz4")))]
+    pub fn compress_above(mut self, bytes: usize) -> Self {
+        self.options.format.compress_above = Some(bytes);
+        self
+    }
+
+    /// The size bound of the in-memory cache built by
+    /// [`build_in_memory`](Self::build_in_memory), in bytes of keys and values.
+    /// Default: [`DEFAULT_MEMORY_CAPACITY`].
+    pub fn memory_capacity(mut self, bytes: u64) -> Self {
+        self.options.memory_capacity = bytes;
+        self
+    }
+
+    /// An in-memory cache with these options (the URL and timeouts are unused).
+    ///
+    /// ```
+    /// let cache = redis_memo::Cache::builder().memory_capacity(1 << 20).build_in_memory();
+    /// assert_eq!(cache.backend_kind(), "in-memory");
+    /// ```
+    pub fn build_in_memory(self) -> Cache {
+        let store = MemoryStore::new(self.options.memory_capacity);
+        Cache::from_backend(Backend::Memory(store), self.options)
     }
 
     /// Values whose encoding is larger than this are returned but not stored

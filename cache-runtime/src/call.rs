@@ -20,10 +20,47 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::backend::{Backend, Store};
+use crate::codec::Format;
 use crate::flight::{Outcome, Role};
 use crate::health::Counters;
 use crate::private::Target;
-use crate::{Cache, Error, codec, lease};
+use crate::{Cache, Error, lease};
+
+/// What happened to one call, for its span, its function's counters and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallOutcome {
+    /// Read from the cache.
+    Hit,
+    /// Another caller's run (single-flight or lease) gave the value.
+    Shared,
+    /// Nothing stored: the body ran.
+    Miss,
+    /// Something stored that did not decode: the body ran and overwrote it.
+    Corrupt,
+    /// The cache failed: the body ran.
+    Error,
+    /// `skip_cache` was true, or the circuit breaker was open.
+    Skipped,
+    /// `refresh(...)`: the read was skipped on purpose.
+    Refreshed,
+    /// No cache to use (none installed, or the key could not be built).
+    Uncached,
+}
+
+impl CallOutcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Hit => "hit",
+            CallOutcome::Shared => "shared",
+            CallOutcome::Miss => "miss",
+            CallOutcome::Corrupt => "corrupt",
+            CallOutcome::Error => "error",
+            CallOutcome::Skipped => "skipped",
+            CallOutcome::Refreshed => "refreshed",
+            CallOutcome::Uncached => "uncached",
+        }
+    }
+}
 
 /// How one function uses the cache.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,6 +72,8 @@ pub(crate) struct CallOptions {
     pub(crate) lease: Option<Duration>,
     /// Skip the read: run the body and overwrite (`{fn}_refresh`).
     pub(crate) refresh: bool,
+    /// How values are encoded.
+    pub(crate) format: Format,
 }
 
 impl Cache {
@@ -47,6 +86,7 @@ impl Cache {
         body: Fut,
         cacheable: fn(&R) -> Option<&T>,
         from_cached: fn(T) -> R,
+        outcome: &mut CallOutcome,
     ) -> R
     where
         T: Serialize + DeserializeOwned,
@@ -55,13 +95,14 @@ impl Cache {
         let inner = self.inner();
         if !inner.breaker.allow() {
             Counters::add(&inner.counters.skipped);
+            *outcome = CallOutcome::Skipped;
             return body.await;
         }
         let resolved;
         let key = match target {
             Target::Key(key) => {
                 if !options.refresh
-                    && let Some(hit) = self.lookup::<T>(key).await
+                    && let Some(hit) = self.lookup::<T>(key, options.format, outcome).await
                 {
                     return from_cached(hit);
                 }
@@ -71,19 +112,28 @@ impl Cache {
                 gen_key,
                 head,
                 tail,
-            } => match self.lookup_grouped::<T>(gen_key, head, tail).await {
+            } => match self
+                .lookup_grouped::<T>(gen_key, head, tail, options.format, outcome)
+                .await
+            {
                 Ok((_, Some(hit))) if !options.refresh => return from_cached(hit),
                 Ok((key, _)) => {
                     resolved = key;
                     resolved.as_str()
                 }
                 // No generation to write under: run uncached.
-                Err(()) => return body.await,
+                Err(()) => {
+                    *outcome = CallOutcome::Error;
+                    return body.await;
+                }
             },
         };
         // The miss path lives in its own allocation, so the hit path's future
         // stays small (it is moved and polled on every call).
-        Box::pin(self.miss(key, options, body, cacheable, from_cached)).await
+        if options.refresh {
+            *outcome = CallOutcome::Refreshed;
+        }
+        Box::pin(self.miss(key, options, body, cacheable, from_cached, outcome)).await
     }
 
     async fn miss<T, R, Fut>(
@@ -93,6 +143,7 @@ impl Cache {
         body: Fut,
         cacheable: fn(&R) -> Option<&T>,
         from_cached: fn(T) -> R,
+        outcome: &mut CallOutcome,
     ) -> R
     where
         T: Serialize + DeserializeOwned,
@@ -102,9 +153,10 @@ impl Cache {
             Role::Leader(leader) => leader,
             Role::Waiter(waiter) => match waiter.outcome().await {
                 Outcome::Lead(leader) => leader,
-                Outcome::Value(bytes) => match codec::decode::<T>(&bytes) {
+                Outcome::Value(bytes) => match options.format.decode::<T>(&bytes) {
                     Ok(value) => {
                         Counters::add(&self.inner().counters.hits);
+                        *outcome = CallOutcome::Shared;
                         return from_cached(value);
                     }
                     Err(err) => {
@@ -122,9 +174,10 @@ impl Cache {
                 lease::Acquire::Held(token) => held = Some(token),
                 lease::Acquire::Busy => {
                     if let Some((bytes, value)) =
-                        lease::wait_for_value::<T>(store, key, duration).await
+                        lease::wait_for_value::<T>(store, key, duration, options.format).await
                     {
                         leader.publish(bytes.into());
+                        *outcome = CallOutcome::Shared;
                         return from_cached(value);
                     }
                     tracing::warn!(
@@ -138,7 +191,7 @@ impl Cache {
 
         let value = body.await;
         if let Some(cached) = cacheable(&value) {
-            match codec::encode(cached) {
+            match options.format.encode(cached) {
                 Ok(bytes) => {
                     let bytes: Arc<[u8]> = bytes.into();
                     leader.publish(bytes.clone());
@@ -168,9 +221,14 @@ impl Cache {
 
     /// The cached value of `key`, or `None` on a miss, an undecodable value
     /// (logged) or a cache error (logged). Never fails.
-    async fn lookup<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+    async fn lookup<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        format: Format,
+        outcome: &mut CallOutcome,
+    ) -> Option<T> {
         let read = self.inner().breaker.record(self.backend().get(key).await);
-        self.found(key, read)
+        self.found(key, read, format, outcome)
     }
 
     /// Decodes what a read found, and counts it.
@@ -178,19 +236,26 @@ impl Cache {
         &self,
         key: &str,
         read: Result<Option<Vec<u8>>, Error>,
+        format: Format,
+        outcome: &mut CallOutcome,
     ) -> Option<T> {
         let counters = &self.inner().counters;
         let value = match read {
-            Ok(Some(bytes)) => match codec::decode(&bytes) {
+            Ok(Some(bytes)) => match format.decode(&bytes) {
                 Ok(value) => Some(value),
                 Err(err) => {
                     Counters::add(&counters.corrupt);
+                    *outcome = CallOutcome::Corrupt;
                     tracing::warn!(key, error = %err, "redis-memo: cached value does not decode; treating it as a miss and overwriting it");
                     None
                 }
             },
-            Ok(None) => None,
+            Ok(None) => {
+                *outcome = CallOutcome::Miss;
+                None
+            }
             Err(err) => {
+                *outcome = CallOutcome::Error;
                 self.failed(
                     key,
                     &err,
@@ -199,6 +264,9 @@ impl Cache {
                 None
             }
         };
+        if value.is_some() {
+            *outcome = CallOutcome::Hit;
+        }
         Counters::add(if value.is_some() {
             &counters.hits
         } else {
@@ -222,12 +290,14 @@ impl Cache {
         gen_key: &str,
         head: &str,
         tail: &str,
+        format: Format,
+        outcome: &mut CallOutcome,
     ) -> Result<(String, Option<T>), ()> {
         let read = self.backend().get_grouped(gen_key, head, tail).await;
         match self.inner().breaker.record(read) {
             Ok((generation, bytes)) => {
                 let key = format!("{head}{generation}{tail}");
-                let value = self.found(&key, Ok(bytes));
+                let value = self.found(&key, Ok(bytes), format, outcome);
                 Ok((key, value))
             }
             Err(err) => {

@@ -1,26 +1,176 @@
-//! Value encoding: JSON, readable with `redis-cli GET`.
+//! Value encoding: JSON by default, readable with `redis-cli GET`.
 //!
-//! A stored value that does not decode into the function's return type (corrupt,
-//! truncated, or written by an older version of the type) is reported as an
-//! [`Error::Decode`]; the get-or-run path treats it as a miss and overwrites it.
+//! A plain JSON value is stored as it is. Any other stored form starts with a
+//! three-byte header that a JSON text can never start with:
+//!
+//! ```text
+//! 0x00  codec  compression  payload
+//!       'j' JSON            '-' none
+//!       'm' MessagePack     'l' LZ4 (size-prepended block)
+//!       'p' postcard
+//! ```
+//!
+//! A value is decoded only by the codec that wrote it: a value written by
+//! another codec (or compressed without the `lz4` feature here) is reported as
+//! undecodable, which the get-or-run path treats as a miss and overwrites.
 
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::Error;
 
-/// Encodes a value for storage.
-pub(crate) fn encode<T: ?Sized + Serialize>(value: &T) -> Result<Vec<u8>, Error> {
-    serde_json::to_vec(value).map_err(Error::Encode)
+/// How cached values are encoded. Choose one per cache
+/// ([`CacheBuilder::codec`](crate::CacheBuilder::codec)) or per function
+/// (`#[cached(codec = redis_memo::Codec::MessagePack)]`).
+///
+/// ```
+/// let cache = redis_memo::Cache::builder().codec(redis_memo::Codec::Json);
+/// # let _ = cache;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    /// JSON (serde_json), stored as plain text. The default.
+    #[default]
+    Json,
+    /// MessagePack (rmp-serde), structs as maps: compact and tolerant of field
+    /// reordering.
+    #[cfg(feature = "msgpack")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "msgpack")))]
+    MessagePack,
+    /// postcard: the most compact, but not self-describing (no
+    /// `#[serde(untagged)]` or `#[serde(flatten)]` in the value type).
+    #[cfg(feature = "postcard")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postcard")))]
+    Postcard,
 }
 
-/// Decodes a stored value. Trailing bytes after the JSON value are an error.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(bytes).map_err(Error::Decode)
+impl Codec {
+    fn tag(self) -> u8 {
+        match self {
+            Codec::Json => b'j',
+            #[cfg(feature = "msgpack")]
+            Codec::MessagePack => b'm',
+            #[cfg(feature = "postcard")]
+            Codec::Postcard => b'p',
+        }
+    }
+
+    fn serialize<T: ?Sized + Serialize>(self, value: &T) -> Result<Vec<u8>, Error> {
+        match self {
+            Codec::Json => serde_json::to_vec(value).map_err(|e| Error::Encode(e.into())),
+            #[cfg(feature = "msgpack")]
+            Codec::MessagePack => {
+                rmp_serde::to_vec_named(value).map_err(|e| Error::Encode(e.into()))
+            }
+            #[cfg(feature = "postcard")]
+            Codec::Postcard => postcard::to_allocvec(value).map_err(|e| Error::Encode(e.into())),
+        }
+    }
+
+    fn deserialize<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, Error> {
+        match self {
+            Codec::Json => serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.into())),
+            #[cfg(feature = "msgpack")]
+            Codec::MessagePack => rmp_serde::from_slice(bytes).map_err(|e| Error::Decode(e.into())),
+            #[cfg(feature = "postcard")]
+            Codec::Postcard => match postcard::take_from_bytes(bytes) {
+                Ok((value, [])) => Ok(value),
+                Ok(_) => Err(Error::Decode("trailing bytes after the value".into())),
+                Err(e) => Err(Error::Decode(e.into())),
+            },
+        }
+    }
+}
+
+/// How a cache stores values: the codec, and the size above which values are
+/// compressed (with the `lz4` feature).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Format {
+    pub(crate) codec: Codec,
+    pub(crate) compress_above: Option<usize>,
+}
+
+const FRAMED: u8 = 0;
+const NOT_COMPRESSED: u8 = b'-';
+#[cfg(feature = "lz4")]
+const LZ4: u8 = b'l';
+
+impl Format {
+    /// Encodes a value for storage.
+    pub(crate) fn encode<T: ?Sized + Serialize>(self, value: &T) -> Result<Vec<u8>, Error> {
+        let payload = self.codec.serialize(value)?;
+        #[cfg(feature = "lz4")]
+        if self
+            .compress_above
+            .is_some_and(|limit| payload.len() > limit)
+        {
+            let mut out = vec![FRAMED, self.codec.tag(), LZ4];
+            out.extend_from_slice(&lz4_flex::compress_prepend_size(&payload));
+            return Ok(out);
+        }
+        if self.codec == Codec::Json {
+            return Ok(payload);
+        }
+        let mut out = Vec::with_capacity(payload.len() + 3);
+        out.extend_from_slice(&[FRAMED, self.codec.tag(), NOT_COMPRESSED]);
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+
+    /// Decodes a stored value written with this format's codec.
+    pub(crate) fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, Error> {
+        let [FRAMED, codec, compression, payload @ ..] = bytes else {
+            return match self.codec {
+                Codec::Json => self.codec.deserialize(bytes),
+                #[allow(unreachable_patterns)] // only Json without the codec features
+                _ => Err(Error::Decode(
+                    "a JSON value, not written by this codec".into(),
+                )),
+            };
+        };
+        if *codec != self.codec.tag() {
+            return Err(Error::Decode(
+                format!("written by another codec (tag {:?})", char::from(*codec)).into(),
+            ));
+        }
+        match *compression {
+            NOT_COMPRESSED => self.codec.deserialize(payload),
+            #[cfg(feature = "lz4")]
+            LZ4 => {
+                let payload = lz4_flex::decompress_size_prepended(payload)
+                    .map_err(|e| Error::Decode(e.into()))?;
+                self.codec.deserialize(&payload)
+            }
+            other => Err(Error::Decode(
+                format!("unknown compression {:?}", char::from(other)).into(),
+            )),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn formats() -> Vec<Format> {
+        let mut codecs = vec![Codec::Json];
+        #[cfg(feature = "msgpack")]
+        codecs.push(Codec::MessagePack);
+        #[cfg(feature = "postcard")]
+        codecs.push(Codec::Postcard);
+        let mut formats = Vec::new();
+        for codec in codecs {
+            formats.push(Format {
+                codec,
+                compress_above: None,
+            });
+            formats.push(Format {
+                codec,
+                compress_above: Some(8),
+            });
+        }
+        formats
+    }
 
     #[test]
     fn bad_bytes_are_errors_not_panics() {
@@ -32,11 +182,47 @@ mod tests {
             b"\"a string\"",
             b"null",
             b"{\"id\":1} trailing",
+            b"\x00",
+            b"\x00m",
+            b"\x00j-",
+            b"\x00jl\xff\xff\xff\xff",
+            b"\x00jz{}",
         ];
-        for bytes in corpus {
-            assert!(decode::<(u64, String)>(bytes).is_err(), "{bytes:?}");
+        for format in formats() {
+            for bytes in corpus {
+                assert!(
+                    format.decode::<(u64, String)>(bytes).is_err(),
+                    "{format:?} {bytes:?}"
+                );
+            }
         }
-        let v: (u64, String) = decode(&encode(&(1u64, "x")).unwrap()).unwrap();
-        assert_eq!(v, (1, "x".to_string()));
+    }
+
+    #[test]
+    fn every_format_round_trips_and_json_stays_plain() {
+        let value = (7u64, "x".repeat(100), vec![1.5f64, -2.0]);
+        for format in formats() {
+            let bytes = format.encode(&value).unwrap();
+            let back: (u64, String, Vec<f64>) = format.decode(&bytes).unwrap();
+            assert_eq!(back, value, "{format:?}");
+        }
+        let plain = Format::default().encode(&value).unwrap();
+        assert_eq!(plain[0], b'[', "JSON is stored as plain JSON");
+    }
+
+    #[test]
+    fn a_value_is_never_read_by_another_codec() {
+        let value = vec![1u32, 2, 3];
+        for writer in formats() {
+            let bytes = writer.encode(&value).unwrap();
+            for reader in formats() {
+                let read = reader.decode::<Vec<u32>>(&bytes);
+                if reader.codec == writer.codec {
+                    assert_eq!(read.unwrap(), value);
+                } else {
+                    assert!(read.is_err(), "{writer:?} read by {reader:?}");
+                }
+            }
+        }
     }
 }

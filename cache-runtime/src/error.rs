@@ -51,11 +51,12 @@ pub enum Error {
 
     /// A value could not be encoded for storage.
     #[error("cannot encode the value: {0}")]
-    Encode(#[source] serde_json::Error),
+    Encode(#[source] Box<dyn std::error::Error + Send + Sync>),
 
-    /// A stored value could not be decoded into the expected type.
+    /// A stored value could not be decoded into the expected type (corrupt,
+    /// of an older version of the type, or written by another codec).
     #[error("cannot decode the cached value: {0}")]
-    Decode(#[source] serde_json::Error),
+    Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
 
     /// [`Cache::invalidate_prefix`](crate::Cache::invalidate_prefix) was given an
     /// empty prefix, which would delete every key of the database, including keys

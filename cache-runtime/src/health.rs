@@ -8,10 +8,14 @@
 //! Command errors (a wrong type, out of memory) prove Redis is reachable and do
 //! not count as failures.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use crate::Error;
+use crate::call::CallOutcome;
+use crate::key::FnName;
 
 /// Counters of one [`Cache`](crate::Cache), shared by its clones.
 ///
@@ -29,7 +33,7 @@ use crate::Error;
 /// assert_eq!((stats.hits, stats.misses), (1, 1));
 /// # }
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Calls answered from the cache.
@@ -49,6 +53,98 @@ pub struct Stats {
     pub breaker_trips: u64,
     /// Whether the circuit breaker is open now.
     pub breaker_open: bool,
+    /// Keys deleted and groups retired through this cache's invalidation methods
+    /// and `{fn}_invalidate` helpers.
+    pub invalidations: u64,
+    /// The same outcomes per cached function, sorted by name.
+    pub functions: Vec<FunctionStats>,
+}
+
+/// The calls of one cached function through one cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FunctionStats {
+    /// The function's qualified name, as in its keys.
+    pub name: String,
+    /// Answered from the cache (single-flight and lease waiters included).
+    pub hits: u64,
+    /// Ran the body: nothing stored, or a refresh.
+    pub misses: u64,
+    /// Ran the body because the stored value did not decode.
+    pub corrupt: u64,
+    /// Ran the body because the cache failed.
+    pub errors: u64,
+    /// Skipped the cache: `skip_cache`, or the circuit breaker was open.
+    pub skipped: u64,
+}
+
+/// Per-function counters, indexed like [`FunctionStats`]'s fields.
+#[derive(Default)]
+pub(crate) struct FunctionCounters([AtomicU64; 5]);
+
+impl FunctionCounters {
+    fn add(&self, outcome: CallOutcome) {
+        let slot = match outcome {
+            CallOutcome::Hit | CallOutcome::Shared => 0,
+            CallOutcome::Miss | CallOutcome::Refreshed | CallOutcome::Uncached => 1,
+            CallOutcome::Corrupt => 2,
+            CallOutcome::Error => 3,
+            CallOutcome::Skipped => 4,
+        };
+        self.0[slot].fetch_add(1, Relaxed);
+    }
+
+    fn snapshot(&self, name: String) -> FunctionStats {
+        let [hits, misses, corrupt, errors, skipped] = self.0.each_ref().map(|n| n.load(Relaxed));
+        FunctionStats {
+            name,
+            hits,
+            misses,
+            corrupt,
+            errors,
+            skipped,
+        }
+    }
+}
+
+/// Per-function counters of one cache.
+#[derive(Default)]
+pub(crate) struct ByFunction(RwLock<HashMap<FnName<'static>, FunctionCounters>>);
+
+impl ByFunction {
+    pub(crate) fn add(&self, name: FnName<'static>, outcome: CallOutcome) {
+        {
+            let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(counters) = map.get(&name) {
+                counters.add(outcome);
+                return;
+            }
+        }
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(name).or_default().add(outcome);
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<FunctionStats> {
+        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<FunctionStats> = map
+            .iter()
+            .map(|(name, counters)| counters.snapshot(name.to_string()))
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
+/// Records a finished call with the `metrics` facade: a counter of calls and a
+/// histogram of their duration, labelled by function and outcome.
+#[cfg(feature = "metrics")]
+pub(crate) fn record_metrics(name: FnName<'static>, outcome: CallOutcome, elapsed: Duration) {
+    let labels = [
+        ("function", name.to_string()),
+        ("outcome", outcome.as_str().to_string()),
+    ];
+    metrics::counter!("redis_memo_calls_total", &labels).increment(1);
+    metrics::histogram!("redis_memo_call_duration_seconds", &labels).record(elapsed.as_secs_f64());
 }
 
 #[derive(Default)]
@@ -59,6 +155,7 @@ pub(crate) struct Counters {
     pub(crate) errors: AtomicU64,
     pub(crate) skipped: AtomicU64,
     pub(crate) stores: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
 }
 
 impl Counters {

@@ -224,7 +224,7 @@ impl KeyBuilder {
 }
 
 /// The qualified name of a cached function, the middle part of its keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FnName<'a> {
     /// A free function: `module::path::function`.
     Free {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 
 use crate::backend::RedisStore;
-use crate::codec;
+use crate::codec::Format;
 
 pub(crate) enum Acquire {
     /// This process holds the lease, identified by the token.
@@ -85,6 +85,7 @@ pub(crate) async fn wait_for_value<T: DeserializeOwned>(
     store: &RedisStore,
     key: &str,
     lease: Duration,
+    format: Format,
 ) -> Option<(Vec<u8>, T)> {
     let deadline = Instant::now() + lease;
     let mut pause = POLL_MIN;
@@ -95,7 +96,7 @@ pub(crate) async fn wait_for_value<T: DeserializeOwned>(
             .query::<Option<Vec<u8>>>(redis::cmd("GET").arg(key))
             .await;
         if let Ok(Some(bytes)) = get
-            && let Ok(value) = codec::decode::<T>(&bytes)
+            && let Ok(value) = format.decode::<T>(&bytes)
         {
             return Some((bytes, value));
         }

@@ -4,6 +4,7 @@
 //! Depend on the `redis-memo` crate, which re-exports everything here together
 //! with the `#[cached]` attribute.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod cache;
@@ -24,5 +25,6 @@ pub use cache::{
     DEFAULT_RESPONSE_TIMEOUT, clear_default_cache, default_cache, set_default_cache,
 };
 pub use call::refresh;
+pub use codec::Codec;
 pub use error::{Error, Result};
-pub use health::Stats;
+pub use health::{FunctionStats, Stats};

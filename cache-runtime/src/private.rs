@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Serialize, de::DeserializeOwned};
+use tracing::Instrument;
 
 use crate::backend::Store;
-use crate::call::CallOptions;
+use crate::call::{CallOptions, CallOutcome};
+use crate::codec::{Codec, Format};
 use crate::key::KeyError;
 pub use crate::key::{FnName, KeyBuilder};
 use crate::{Cache, Error};
@@ -101,6 +103,8 @@ pub struct Spec<'a> {
     pub ttl: Ttl,
     /// `lease`; `Ttl(None)` for none.
     pub lease: Ttl,
+    /// `codec = ...`; `None` uses the cache's codec.
+    pub codec: Option<Codec>,
 }
 
 /// Where one call's value lives.
@@ -122,6 +126,14 @@ pub(crate) fn generation_key(prefix: &str) -> String {
 }
 
 impl Spec<'_> {
+    fn format(&self, cache: &Cache) -> Format {
+        let mut format = cache.inner().format;
+        if let Some(codec) = self.codec {
+            format.codec = codec;
+        }
+        format
+    }
+
     fn target(&self, cache: &Cache, args: &KeyBuilder) -> Result<Target, KeyError> {
         let version = self.version.or(cache.default_version());
         if !self.grouped {
@@ -144,36 +156,102 @@ impl Spec<'_> {
 /// One call of a cached function: where to look, under which key, for how long.
 #[derive(Debug)]
 pub struct Call {
-    target: Option<(Cache, Target)>,
+    name: FnName<'static>,
+    cache: Option<Cache>,
+    target: Option<Target>,
     options: CallOptions,
+    skipped: bool,
 }
 
 impl Call {
-    /// `skip_cache` was true: neither read nor write.
-    pub fn skip() -> Call {
+    /// `skip_cache` was true: neither read nor write (the call is still counted).
+    pub fn skip(cache: Option<Cache>, spec: &Spec<'static>) -> Call {
         Call {
+            name: spec.name,
+            cache,
             target: None,
             options: CallOptions::default(),
+            skipped: true,
         }
     }
 
     /// Builds the key (only when there is a cache to use it with).
-    pub fn new(cache: Option<Cache>, args: &KeyBuilder, spec: &Spec<'_>) -> Call {
-        let target = cache.and_then(|cache| match spec.target(&cache, args) {
-            Ok(target) => Some((cache, target)),
-            Err(err) => {
-                tracing::warn!(function = %spec.name, error = %err, "redis-memo: cannot build the cache key; running uncached");
-                None
-            }
-        });
+    pub fn new(cache: Option<Cache>, args: &KeyBuilder, spec: &Spec<'static>) -> Call {
+        let target = cache
+            .as_ref()
+            .and_then(|cache| match spec.target(cache, args) {
+                Ok(target) => Some(target),
+                Err(err) => {
+                    tracing::warn!(function = %spec.name, error = %err, "redis-memo: cannot build the cache key; running uncached");
+                    None
+                }
+            });
         Call {
-            target,
+            name: spec.name,
             options: CallOptions {
                 ttl: spec.ttl.0,
                 lease: spec.lease.0,
                 refresh: take_refresh(),
+                format: cache
+                    .as_ref()
+                    .map_or_else(Format::default, |cache| spec.format(cache)),
             },
+            cache,
+            target,
+            skipped: false,
         }
+    }
+
+    /// Runs the call: through the cache when there is one, in a debug-level
+    /// span naming the function and the outcome.
+    async fn run<T, R, Fut>(
+        self,
+        body: Fut,
+        cacheable: fn(&R) -> Option<&T>,
+        from_cached: fn(T) -> R,
+    ) -> R
+    where
+        T: Serialize + DeserializeOwned,
+        Fut: Future<Output = R>,
+    {
+        let span = tracing::debug_span!(
+            "redis_memo::call",
+            function = %self.name,
+            outcome = tracing::field::Empty,
+        );
+        let start = std::time::Instant::now();
+        let (Some(cache), Some(target)) = (&self.cache, &self.target) else {
+            let outcome = if self.skipped {
+                CallOutcome::Skipped
+            } else {
+                CallOutcome::Uncached
+            };
+            let value = body.instrument(span.clone()).await;
+            span.record("outcome", outcome.as_str());
+            if let Some(cache) = &self.cache {
+                cache.observe(self.name, outcome, start);
+            }
+            return value;
+        };
+        let mut outcome = CallOutcome::Miss;
+        let value = cache
+            .get_or_run(
+                target,
+                self.options,
+                body,
+                cacheable,
+                from_cached,
+                &mut outcome,
+            )
+            .instrument(span.clone())
+            .await;
+        span.record("outcome", outcome.as_str());
+        if !span.is_disabled() {
+            let _entered = span.enter();
+            tracing::debug!(outcome = outcome.as_str(), "redis-memo: cached call done");
+        }
+        cache.observe(self.name, outcome, start);
+        value
     }
 }
 
@@ -183,20 +261,7 @@ where
     T: Serialize + DeserializeOwned,
     Fut: Future<Output = T>,
 {
-    match &call.target {
-        None => body.await,
-        Some((cache, target)) => {
-            cache
-                .get_or_run(
-                    target,
-                    call.options,
-                    body,
-                    |v| Some(v),
-                    std::convert::identity,
-                )
-                .await
-        }
-    }
+    call.run(body, |v| Some(v), std::convert::identity).await
 }
 
 /// A function returning `Result<T, E>`: only `Ok(T)` is cached, stored as `T`.
@@ -205,14 +270,7 @@ where
     T: Serialize + DeserializeOwned,
     Fut: Future<Output = Result<T, E>>,
 {
-    match &call.target {
-        None => body.await,
-        Some((cache, target)) => {
-            cache
-                .get_or_run(target, call.options, body, |r| r.as_ref().ok(), Ok)
-                .await
-        }
-    }
+    call.run(body, |r| r.as_ref().ok(), Ok).await
 }
 
 // --- the typed per-call helpers ------------------------------------------------------
@@ -263,7 +321,7 @@ pub async fn prime_call<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<(), Error> {
     let key = key_of(cache, args, spec).await?;
-    let bytes = crate::codec::encode(value)?;
+    let bytes = spec.format(cache).encode(value)?;
     cache.set_raw(&key, &bytes, spec.ttl.0).await
 }
 
