@@ -10,6 +10,17 @@ use redis::aio::ConnectionManager;
 use crate::Error;
 
 /// How long a stored key has left.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+/// use std::time::Duration;
+/// use redis_memo::{Cache, KeyTtl};
+///
+/// let cache = Cache::in_memory();
+/// cache.set_raw("k", b"1", Some(Duration::from_secs(60))).await?;
+/// assert!(matches!(cache.ttl("k").await?, KeyTtl::ExpiresIn(left) if left <= Duration::from_secs(60)));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyTtl {
     /// The key does not exist.

@@ -15,12 +15,28 @@ use crate::health::{Breaker, BreakerConfig, ByFunction, Counters, Stats, WarnLim
 use crate::key::FnName;
 
 /// Default bound on connecting to Redis.
+///
+/// ```
+/// println!("{:?}", redis_memo::DEFAULT_CONNECT_TIMEOUT);
+/// ```
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default bound on one Redis command, from send to reply.
+///
+/// ```
+/// println!("{:?}", redis_memo::DEFAULT_RESPONSE_TIMEOUT);
+/// ```
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Default largest value stored (encoded size); larger values are returned but not cached.
+///
+/// ```
+/// println!("{:?}", redis_memo::DEFAULT_MAX_VALUE_BYTES);
+/// ```
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 /// Default size bound of the in-memory backend, in bytes of keys and values.
+///
+/// ```
+/// println!("{:?}", redis_memo::DEFAULT_MEMORY_CAPACITY);
+/// ```
 pub const DEFAULT_MEMORY_CAPACITY: u64 = 64 * 1024 * 1024;
 
 /// A handle to one cache: Redis, or the embedded in-memory store.
@@ -95,6 +111,14 @@ impl Cache {
     /// Like [`Cache::connect`], but returns at once without waiting for Redis
     /// (see [`CacheBuilder::build_lazy`]): calls run uncached until Redis
     /// answers. Fails only on an invalid URL.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// // Returns at once even though nothing listens on port 1.
+    /// let cache = redis_memo::Cache::connect_lazy("redis://127.0.0.1:1").await?;
+    /// assert_eq!(cache.backend_kind(), "redis");
+    /// # Ok(()) }
+    /// ```
     pub async fn connect_lazy(url: &str) -> Result<Cache, Error> {
         Cache::builder().url(url).build_lazy().await
     }
@@ -193,6 +217,11 @@ impl Cache {
 
     /// A snapshot of this cache's counters (shared by its clones): hits,
     /// misses, corrupt values, errors, calls skipped by the circuit breaker.
+    ///
+    /// ```
+    /// let stats = redis_memo::Cache::in_memory().stats();
+    /// assert_eq!((stats.hits, stats.misses, stats.breaker_open), (0, 0, false));
+    /// ```
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
         let get = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
@@ -265,6 +294,10 @@ impl Cache {
     }
 
     /// The version used by functions without `version = ...`, if any.
+    ///
+    /// ```
+    /// assert_eq!(redis_memo::Cache::in_memory().default_version(), None);
+    /// ```
     pub fn default_version(&self) -> Option<u32> {
         self.default_version
     }
@@ -294,6 +327,10 @@ impl Cache {
     }
 
     /// `"redis"` or `"in-memory"`.
+    ///
+    /// ```
+    /// assert_eq!(redis_memo::Cache::in_memory().backend_kind(), "in-memory");
+    /// ```
     pub fn backend_kind(&self) -> &'static str {
         self.inner.backend.kind()
     }
@@ -430,6 +467,23 @@ impl Cache {
 }
 
 /// Options for a Redis-backed [`Cache`]; see [`Cache::builder`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), redis_memo::Error> {
+/// use std::time::Duration;
+/// use redis_memo::{Cache, Codec};
+///
+/// let cache = Cache::builder()
+///     .url("redis://cache.internal:6379/2")
+///     .connect_timeout(Duration::from_secs(1))
+///     .response_timeout(Duration::from_millis(100))
+///     .circuit_breaker(5, Duration::from_secs(2))
+///     .max_value_bytes(Some(1 << 20))
+///     .codec(Codec::Json)
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until .build().await"]
 pub struct CacheBuilder {

@@ -82,4 +82,11 @@ impl Error {
 }
 
 /// `Result` with [`Error`](enum@Error) as the error type.
+///
+/// ```
+/// fn check() -> redis_memo::Result<u64> {
+///     Err(redis_memo::Error::EmptyPrefix)
+/// }
+/// assert!(check().is_err());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -61,6 +61,21 @@ pub struct Stats {
 }
 
 /// The calls of one cached function through one cache.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use redis_memo::{Cache, cached};
+///
+/// #[cached(cache = cache)]
+/// async fn answer(cache: &Cache) -> u8 { 42 }
+///
+/// let cache = Cache::in_memory();
+/// answer(&cache).await;
+/// let stats = cache.stats();
+/// assert!(stats.functions[0].name.ends_with("::answer"));
+/// assert_eq!(stats.functions[0].misses, 1);
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FunctionStats {

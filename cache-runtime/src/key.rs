@@ -50,9 +50,27 @@ use serde::ser::{self, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The version of the canonical argument encoding, the first byte hashed.
+///
+/// ```
+/// assert_eq!(redis_memo::key::KEY_ENCODING_VERSION, 1);
+/// ```
 pub const KEY_ENCODING_VERSION: u8 = 1;
 
 /// Why arguments could not be encoded: a `Serialize` impl returned an error.
+///
+/// ```
+/// struct Broken;
+///
+/// impl serde::Serialize for Broken {
+///     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+///         Err(serde::ser::Error::custom("cannot serialize Broken"))
+///     }
+/// }
+///
+/// let mut args = redis_memo::key::KeyBuilder::new();
+/// args.arg(&Broken);
+/// assert_eq!(args.digest_hex().unwrap_err().to_string(), "cannot serialize Broken");
+/// ```
 #[derive(Debug)]
 pub struct KeyError(String);
 
@@ -71,6 +89,12 @@ impl ser::Error for KeyError {
 }
 
 /// Encodes one value into the canonical encoding, appending to `out`.
+///
+/// ```
+/// let mut out = Vec::new();
+/// redis_memo::key::encode_value(&mut out, "ab").unwrap();
+/// assert_eq!(out, b"s\0\0\0\0\0\0\0\x02ab");
+/// ```
 pub fn encode_value<T: ?Sized + Serialize>(out: &mut Vec<u8>, value: &T) -> Result<(), KeyError> {
     value.serialize(Encoder {
         out,
@@ -131,6 +155,17 @@ fn is_unordered_set<T: ?Sized>() -> bool {
 ///
 /// Generated code creates one per call, feeds it every non-ignored argument with
 /// [`arg`](Self::arg), and finishes it into the key string.
+///
+/// ```
+/// use redis_memo::key::{FnName, KeyBuilder};
+///
+/// let mut args = KeyBuilder::new();
+/// args.arg(&42u64).arg("alice");
+/// assert_eq!(args.encoded()[0], 1, "the encoding version comes first");
+/// let name = FnName::Free { module: "my_app::users", function: "profile" };
+/// let key = args.finish("users:", &name).unwrap();
+/// assert_eq!(key, format!("users:my_app::users::profile:{}", args.digest_hex().unwrap()));
+/// ```
 #[derive(Debug)]
 pub struct KeyBuilder {
     buf: Vec<u8>,
@@ -224,6 +259,14 @@ impl KeyBuilder {
 }
 
 /// The qualified name of a cached function, the middle part of its keys.
+///
+/// ```
+/// use redis_memo::key::FnName;
+///
+/// let method = FnName::Method { module: "app", self_type: "app::db::Repo<app::User>", function: "get" };
+/// assert_eq!(method.to_string(), "app::Repo<app::User>::get");
+/// assert_eq!(FnName::Custom("users::get").to_string(), "users::get");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FnName<'a> {
     /// A free function: `module::path::function`.
