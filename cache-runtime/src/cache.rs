@@ -240,15 +240,10 @@ impl Cache {
     }
 
     /// Counts a finished call for its function (and the `metrics` facade).
-    pub(crate) fn observe(
-        &self,
-        name: FnName<'static>,
-        outcome: CallOutcome,
-        start: std::time::Instant,
-    ) {
+    pub(crate) fn observe(&self, name: FnName<'static>, outcome: CallOutcome, start: CallStart) {
         self.inner.by_function.add(name, outcome);
         #[cfg(feature = "metrics")]
-        crate::health::record_metrics(name, outcome, start.elapsed());
+        crate::health::record_metrics(name, outcome, start.0.elapsed());
         #[cfg(not(feature = "metrics"))]
         let _ = start;
     }
@@ -463,6 +458,20 @@ impl Cache {
 
     pub(crate) fn flights(&self) -> &Flights {
         &self.inner.flights
+    }
+}
+
+/// When a call started: read only with the `metrics` feature (the clock is not
+/// read otherwise).
+#[derive(Clone, Copy)]
+pub(crate) struct CallStart(#[cfg(feature = "metrics")] std::time::Instant);
+
+impl CallStart {
+    pub(crate) fn now() -> Self {
+        CallStart(
+            #[cfg(feature = "metrics")]
+            std::time::Instant::now(),
+        )
     }
 }
 

@@ -9,7 +9,9 @@
 //! not count as failures.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -122,26 +124,32 @@ impl FunctionCounters {
     }
 }
 
-/// Per-function counters of one cache.
+/// Per-function counters of one cache. Reads (every call) are lock-free: the
+/// map is swapped whole on the rare insert of a new function.
 #[derive(Default)]
-pub(crate) struct ByFunction(RwLock<HashMap<FnName<'static>, FunctionCounters>>);
+pub(crate) struct ByFunction(ArcSwap<HashMap<FnName<'static>, Arc<FunctionCounters>>>);
 
 impl ByFunction {
     pub(crate) fn add(&self, name: FnName<'static>, outcome: CallOutcome) {
-        {
-            let map = self.0.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(counters) = map.get(&name) {
-                counters.add(outcome);
-                return;
-            }
+        if let Some(counters) = self.0.load().get(&name) {
+            counters.add(outcome);
+            return;
         }
-        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
-        map.entry(name).or_default().add(outcome);
+        let mut counters = None;
+        self.0.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            counters = Some(map.entry(name).or_default().clone());
+            map
+        });
+        if let Some(counters) = counters {
+            counters.add(outcome);
+        }
     }
 
     pub(crate) fn snapshot(&self) -> Vec<FunctionStats> {
-        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<FunctionStats> = map
+        let mut all: Vec<FunctionStats> = self
+            .0
+            .load()
             .iter()
             .map(|(name, counters)| counters.snapshot(name.to_string()))
             .collect();

@@ -219,7 +219,7 @@ impl Call {
             function = %self.name,
             outcome = tracing::field::Empty,
         );
-        let start = std::time::Instant::now();
+        let start = crate::cache::CallStart::now();
         let (Some(cache), Some(target)) = (&self.cache, &self.target) else {
             let outcome = if self.skipped {
                 CallOutcome::Skipped
