@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::io::Write;
+use common::Captured;
+
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
 
 use common::Harness;
 use redis_memo::{Cache, cached};
@@ -46,21 +46,6 @@ const CORPUS: &[(&str, &[u8])] = &[
     ("trailing bytes", br#"{"id":1,"name":"ann","email":"e"} x"#),
 ];
 
-/// Log lines written while `f` runs, on this thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 async fn every_corrupt_value_is_a_miss_overwritten_with_one_warning(h: &Harness) {
     let runs = AtomicUsize::new(0);
     let key = profile_key(&h.cache, 1).await.unwrap();
@@ -87,7 +72,7 @@ async fn every_corrupt_value_is_a_miss_overwritten_with_one_warning(h: &Harness)
             Some(&good),
             "{what}: overwritten"
         );
-        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let text = logs.text();
         let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
         assert_eq!(warnings.len(), 1, "{what}: one warning, got {text}");
         assert!(
@@ -98,25 +83,7 @@ async fn every_corrupt_value_is_a_miss_overwritten_with_one_warning(h: &Harness)
     assert_eq!(h.cache.stats().corrupt, CORPUS.len() as u64);
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod redis {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(&crate::common::Harness::redis("bad:").await).await;
-                }
-            )*
-        }
-        mod memory {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(&crate::common::Harness::memory()).await;
-                }
-            )*
-        }
-    };
+common::on_both_backends! {
+    #[tokio::test]
+    clear ["bad:"];every_corrupt_value_is_a_miss_overwritten_with_one_warning
 }
-
-on_both_backends!(every_corrupt_value_is_a_miss_overwritten_with_one_warning);

@@ -408,33 +408,9 @@ fn enc_bool(v: bool) -> [u8; 2] {
     [b'b', u8::from(v)]
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod redis {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let h = crate::common::Harness::redis(stringify!($name)).await;
-                    for prefix in ["hit:", "forever:", "default_ttl:", "skip:", "err:", "opt:",
-                                   "layout:", "concat:", "maps:", "named:", "methods:", "inv:"] {
-                        h.cache.invalidate_prefix(prefix).await.unwrap();
-                    }
-                    super::$name(&h).await;
-                }
-            )*
-        }
-        mod memory {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(&crate::common::Harness::memory()).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+common::on_both_backends! {
+    #[tokio::test]
+    clear ["hit:", "forever:", "default_ttl:", "skip:", "err:", "opt:", "layout:", "concat:", "maps:", "named:", "methods:", "inv:"];
     hit_vs_miss_by_body_run_counter,
     values_are_readable_json,
     ttl_of_stored_key_matches_ttl,
@@ -450,4 +426,4 @@ on_both_backends!(
     methods_named_get_on_two_types_do_not_collide,
     invalidate_prefix_deletes_exactly_the_literal_prefix,
     invalidated_calls_run_again,
-);
+}

@@ -1,11 +1,11 @@
-//! What a service sees of its cache: per-function stats, a debug span per call
-//! with its outcome, and (feature `metrics`) counters and a latency histogram.
+//! What a service sees of its cache: per-function stats and (feature
+//! `metrics`) counters and a latency histogram. The span per call is checked
+//! in `tracing_span.rs`, a binary of its own so that no other test registers
+//! the span's callsite without a subscriber at the same time.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 mod common;
-
-use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
 
 use redis_memo::{Cache, cached};
 
@@ -48,50 +48,6 @@ async fn stats_break_calls_down_by_function_and_outcome() {
     assert_eq!((stats.functions[1].hits, stats.functions[1].misses), (0, 1));
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
-async fn each_call_has_a_debug_span_with_the_function_and_its_outcome() {
-    let cache = Cache::in_memory();
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .finish();
-    let runs = AtomicUsize::new(0);
-    {
-        let _guard = tracing::subscriber::set_default(subscriber);
-        lookup(&cache, &runs, 5, false).await;
-        lookup(&cache, &runs, 5, false).await;
-        lookup(&cache, &runs, 5, true).await;
-    }
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let done: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("cached call done") || l.contains("redis_memo::call"))
-        .collect();
-    assert!(
-        done.iter().any(|l| l.contains("function=observability::lookup") && l.contains("outcome=\"miss\"")),
-        "{text}"
-    );
-    assert!(done.iter().any(|l| l.contains("outcome=\"hit\"")), "{text}");
-    assert!(!text.contains("WARN"), "{text}");
-}
-
 #[cfg(feature = "metrics")]
 mod metrics_facade {
     use super::*;
@@ -99,6 +55,7 @@ mod metrics_facade {
         Counter, CounterFn, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
         SharedString, Unit,
     };
+    use std::sync::{Arc, Mutex};
 
     /// A recorder that keeps counter totals and histogram sample counts by key.
     #[derive(Default, Clone)]

@@ -232,32 +232,9 @@ async fn a_group_is_invalidated_in_one_step(h: &Harness) {
     );
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod redis {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let h = crate::common::Harness::redis("pc").await;
-                    for prefix in ["grp:", "redis-memo:generation:"] {
-                        h.cache.invalidate_prefix(prefix).await.unwrap();
-                    }
-                    super::$name(&h).await;
-                }
-            )*
-        }
-        mod memory {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(&crate::common::Harness::memory()).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+common::on_both_backends! {
+    #[tokio::test]
+    clear ["pc", "grp:", "redis-memo:generation:"];
     key_helper_names_the_key_the_call_writes,
     invalidate_helper_drops_exactly_one_call,
     prime_helper_stores_a_value_the_call_then_returns,
@@ -266,4 +243,4 @@ on_both_backends!(
     a_version_is_part_of_the_key,
     a_cache_default_version_retires_old_entries_without_a_scan,
     a_group_is_invalidated_in_one_step,
-);
+}

@@ -149,30 +149,11 @@ async fn distinct_keys_leave_no_state_behind(h: &Harness) {
     );
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&crate::common::Harness::redis("flight:").await).await;
-                }
-            )*
-        }
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&crate::common::Harness::memory()).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+common::on_both_backends! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    clear ["flight:"];
     thousand_cold_callers_run_the_body_once,
     a_waiter_takes_over_when_the_leader_is_cancelled,
     after_a_leader_error_waiters_take_over_and_share_the_next_value,
     distinct_keys_leave_no_state_behind,
-);
+}

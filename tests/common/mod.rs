@@ -1,7 +1,7 @@
 //! Shared test setup: a real `redis-server` per test, started on a free port in
 //! a temporary directory with persistence off, and killed when dropped; or the
 //! server `REDIS_URL` names. No mocks.
-#![allow(dead_code)] // each test binary uses part of this module
+#![allow(dead_code, unused_macros, unused_imports)] // each test binary uses part of this module
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -54,20 +54,12 @@ impl TestRedis {
     /// Starts a private `redis-server` with extra arguments (never `REDIS_URL`),
     /// for tests that kill, pause or reconfigure their server.
     pub fn spawn(extra: &[&str]) -> TestRedis {
-        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let binary = server_binary();
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_port();
-            let spawned = Command::new(&binary)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
+            let spawned = server_command(&binary, port, dir.path(), extra).spawn();
             let mut child = match spawned {
                 Ok(child) => child,
                 Err(err) => panic!(
@@ -120,17 +112,10 @@ impl TestRedis {
     /// Starts a fresh server on the same port (after [`kill`](Self::kill)).
     pub fn restart(&mut self, extra: &[&str]) {
         self.kill();
-        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let binary = server_binary();
         let dir = self.dir.as_ref().expect("a server this test started");
         for _ in 0..50 {
-            let mut child = Command::new(&binary)
-                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+            let mut child = server_command(&binary, self.port, dir.path(), extra)
                 .spawn()
                 .expect("start redis-server again");
             if wait_for_ping(self.port, Duration::from_secs(5)) {
@@ -175,6 +160,24 @@ impl Drop for TestRedis {
     }
 }
 
+fn server_binary() -> String {
+    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
+}
+
+/// A private server: loopback only, no persistence, its own directory.
+fn server_command(binary: &str, port: u16, dir: &std::path::Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -207,16 +210,18 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// A Redis-backed cache. `prefix` is the test's own key prefix: when the
-    /// server is shared (`REDIS_URL`), keys left under it by an earlier run are
-    /// dropped first.
-    pub async fn redis(prefix: &str) -> Harness {
+    /// A Redis-backed cache. `prefixes` are the test's own key prefixes: when
+    /// the server is shared (`REDIS_URL`), keys left under them by an earlier
+    /// run are dropped first.
+    pub async fn redis(prefixes: &[&str]) -> Harness {
         let redis = TestRedis::start();
         let cache = redis.cache().await;
-        cache
-            .invalidate_prefix(prefix)
-            .await
-            .expect("clear the test's prefix");
+        for prefix in prefixes {
+            cache
+                .invalidate_prefix(prefix)
+                .await
+                .expect("clear the test's prefix");
+        }
         Harness {
             cache,
             redis: Some(redis),
@@ -306,4 +311,50 @@ pub fn expected_key(prefix: &str, name: &str, encoded_args: &[u8]) -> String {
         "{prefix}{name}:{}",
         hex::encode(Sha256::digest(encoded_args))
     )
+}
+
+/// Runs each behaviour `async fn name(h: &Harness)` twice: on a Redis the test
+/// starts (after clearing the given prefixes) and on the in-memory backend.
+macro_rules! on_both_backends {
+    (#[$test:meta] clear $prefixes:expr; $($name:ident),* $(,)?) => {
+        mod redis {
+            $(
+                #[$test]
+                async fn $name() {
+                    super::$name(&crate::common::Harness::redis(&$prefixes).await).await;
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[$test]
+                async fn $name() {
+                    super::$name(&crate::common::Harness::memory()).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// A log sink for a `tracing_subscriber::fmt` subscriber, read back by tests.
+#[derive(Clone, Default)]
+pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
