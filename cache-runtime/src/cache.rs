@@ -225,9 +225,13 @@ impl Cache {
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
         let get = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        let functions = self.inner.by_function.snapshot();
         Stats {
-            hits: get(&c.hits),
-            misses: get(&c.misses),
+            hits: functions.iter().map(|f| f.hits).sum(),
+            misses: functions
+                .iter()
+                .map(|f| f.misses + f.corrupt + f.errors)
+                .sum(),
             corrupt: get(&c.corrupt),
             errors: get(&c.errors),
             skipped: get(&c.skipped),
@@ -235,7 +239,7 @@ impl Cache {
             breaker_trips: self.inner.breaker.trips(),
             breaker_open: self.inner.breaker.is_open(),
             invalidations: get(&c.invalidations),
-            functions: self.inner.by_function.snapshot(),
+            functions,
         }
     }
 

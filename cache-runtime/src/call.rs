@@ -155,7 +155,6 @@ impl Cache {
                 Outcome::Lead(leader) => leader,
                 Outcome::Value(bytes) => match options.format.decode::<T>(&bytes) {
                     Ok(value) => {
-                        Counters::add(&self.inner().counters.hits);
                         *outcome = CallOutcome::Shared;
                         return from_cached(value);
                     }
@@ -267,11 +266,6 @@ impl Cache {
         if value.is_some() {
             *outcome = CallOutcome::Hit;
         }
-        Counters::add(if value.is_some() {
-            &counters.hits
-        } else {
-            &counters.misses
-        });
         value
     }
 
@@ -301,7 +295,6 @@ impl Cache {
                 Ok((key, value))
             }
             Err(err) => {
-                Counters::add(&self.inner().counters.misses);
                 self.failed(
                     gen_key,
                     &err,

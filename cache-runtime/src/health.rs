@@ -172,8 +172,6 @@ pub(crate) fn record_metrics(name: FnName<'static>, outcome: CallOutcome, elapse
 
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
     pub(crate) corrupt: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) skipped: AtomicU64,
@@ -253,8 +251,12 @@ impl Breaker {
     }
 
     fn success(&self) {
-        self.failures.store(0, Relaxed);
-        if self.open_until.swap(0, Relaxed) != 0 {
+        // Read before writing: on the healthy path nothing is written, so
+        // concurrent calls do not fight over these cache lines.
+        if self.failures.load(Relaxed) != 0 {
+            self.failures.store(0, Relaxed);
+        }
+        if self.open_until.load(Relaxed) != 0 && self.open_until.swap(0, Relaxed) != 0 {
             self.probing.store(false, Relaxed);
             tracing::info!("redis-memo: Redis answers again; caching resumed");
         }
