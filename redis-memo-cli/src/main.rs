@@ -1,1 +1,313 @@
-fn main() {}
+//! `redis-memo`: operate a redis-memo cache from the shell.
+//!
+//! ```text
+//! redis-memo list users:                       keys under a literal prefix, with TTL and size
+//! redis-memo show 'users:app::profile:3f1c…'   a stored value, decoded
+//! redis-memo invalidate users: [--yes]         delete every key under a prefix
+//! redis-memo key app::profile 42 '"ann"' --prefix users:   the key of one call
+//! ```
+//!
+//! Talks to the Redis at `--url`, or `REDIS_URL`. Exit codes: 0 success,
+//! 1 error (Redis unreachable, no such key, refused), 2 bad usage.
+
+mod args;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use redis::aio::MultiplexedConnection;
+use redis_memo::key::{FnName, KeyBuilder};
+
+use crate::args::Arg;
+
+#[derive(Parser)]
+#[command(name = "redis-memo", version, about = "Operate a redis-memo cache")]
+struct Cli {
+    /// Redis URL; defaults to the REDIS_URL environment variable.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the keys under a literal prefix, with TTL and size, sorted.
+    List {
+        /// The prefix; glob characters in it are matched literally.
+        prefix: String,
+        /// Show at most this many keys.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Show one stored value: pretty JSON, or hex for other codecs.
+    Show {
+        /// The full key.
+        key: String,
+    },
+    /// Delete every key under a literal prefix (asks first unless --yes).
+    Invalidate {
+        /// The prefix; glob characters in it are matched literally.
+        prefix: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Print the key a cached function uses for the given arguments.
+    #[command(
+        after_help = "Each argument is one JSON value: numbers, strings, arrays \
+        (Vec, tuples), objects (maps), null (None or ()). Wrappers say what JSON cannot: \
+        {\"$some\": 5} is Some(5); {\"$struct\": [[\"id\", 1], [\"name\", \"a\"]]} is a struct \
+        with fields in declaration order; {\"$variant\": \"Active\"} is a unit enum variant. \
+        Leave out ignored parameters and the cache parameter."
+    )]
+    Key {
+        /// The qualified name, as in the keys: `my_app::users::profile`,
+        /// `my_app::Users::get`, or the `name = "..."` of the function.
+        name: String,
+        /// The key arguments, in declaration order, each as JSON.
+        args: Vec<String>,
+        /// The function's `key_prefix`.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The function's `version` (or the cache's default version).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&format!("cannot start the runtime: {err}")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("redis-memo: {message}");
+    ExitCode::FAILURE
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    if let Command::Key {
+        name,
+        args,
+        prefix,
+        version,
+    } = &cli.command
+    {
+        println!("{}", call_key(name, args, prefix, *version)?);
+        return Ok(());
+    }
+    let mut conn = connect(cli.url).await?;
+    match cli.command {
+        Command::List { prefix, limit } => list(&mut conn, &prefix, limit).await,
+        Command::Show { key } => show(&mut conn, &key).await,
+        Command::Invalidate { prefix, yes } => invalidate(&mut conn, &prefix, yes).await,
+        Command::Key { .. } => Ok(()),
+    }
+}
+
+fn call_key(
+    name: &str,
+    args: &[String],
+    prefix: &str,
+    version: Option<u32>,
+) -> Result<String, String> {
+    let mut builder = KeyBuilder::new();
+    for arg in args {
+        builder.arg(&Arg::parse(arg)?);
+    }
+    builder
+        .finish_versioned(prefix, &FnName::Custom(name), version)
+        .map_err(|e| e.to_string())
+}
+
+async fn connect(url: Option<String>) -> Result<MultiplexedConnection, String> {
+    let url = url
+        .or_else(|| std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()))
+        .ok_or("no Redis to talk to: set REDIS_URL or pass --url redis://host:port")?;
+    let client =
+        redis::Client::open(url.as_str()).map_err(|e| format!("invalid Redis URL: {e}"))?;
+    let connecting = client.get_multiplexed_async_connection();
+    match tokio::time::timeout(std::time::Duration::from_secs(5), connecting).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(err)) => Err(format!("cannot connect to Redis: {err}")),
+        Err(_) => Err("cannot connect to Redis: timed out after 5 s".into()),
+    }
+}
+
+/// `prefix` as a SCAN pattern matching exactly the keys that start with it.
+fn pattern(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 8);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('*');
+    out
+}
+
+/// One SCAN step over the keys under `prefix`.
+async fn scan(
+    conn: &mut MultiplexedConnection,
+    prefix: &str,
+    cursor: u64,
+) -> Result<(u64, Vec<String>), String> {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern(prefix))
+        .arg("COUNT")
+        .arg(1000)
+        .query_async(conn)
+        .await
+        .map_err(|e| format!("SCAN failed: {e}"))
+}
+
+async fn keys_under(conn: &mut MultiplexedConnection, prefix: &str) -> Result<Vec<String>, String> {
+    let mut all = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let (next, keys) = scan(conn, prefix, cursor).await?;
+        all.extend(keys);
+        if next == 0 {
+            all.sort();
+            all.dedup();
+            return Ok(all);
+        }
+        cursor = next;
+    }
+}
+
+fn describe_ttl(ms: i64) -> String {
+    match ms {
+        -2 => "gone".into(),
+        ms if ms < 0 => "no expiry".into(),
+        ms => format!("{:.1}s", ms as f64 / 1000.0),
+    }
+}
+
+async fn list(
+    conn: &mut MultiplexedConnection,
+    prefix: &str,
+    limit: Option<usize>,
+) -> Result<(), String> {
+    let keys = keys_under(conn, prefix).await?;
+    let total = keys.len();
+    let shown = limit.unwrap_or(total).min(total);
+    let mut out = std::io::stdout().lock();
+    for key in &keys[..shown] {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(conn)
+            .await
+            .unwrap_or(-2);
+        let size = redis::cmd("STRLEN")
+            .arg(key)
+            .query_async::<u64>(conn)
+            .await
+            .map_or_else(|_| "-".to_string(), |n| format!("{n}B"));
+        let _ = writeln!(out, "{key}\t{}\t{size}", describe_ttl(ttl));
+    }
+    let _ = writeln!(out, "{shown} of {total} keys under {prefix:?}");
+    Ok(())
+}
+
+async fn show(conn: &mut MultiplexedConnection, key: &str) -> Result<(), String> {
+    let value: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .map_err(|e| format!("GET failed: {e}"))?;
+    let value = value.ok_or_else(|| format!("no such key: {key}"))?;
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap_or(-2);
+    println!(
+        "key:  {key}\nttl:  {}\nsize: {} bytes",
+        describe_ttl(ttl),
+        value.len()
+    );
+    match serde_json::from_slice::<serde_json::Value>(&value) {
+        Ok(json) => println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string())
+        ),
+        Err(_) => {
+            if let [0, codec, compression, ..] = value.as_slice() {
+                println!(
+                    "encoded with codec {:?}, compression {:?}:",
+                    char::from(*codec),
+                    char::from(*compression)
+                );
+            }
+            let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+            println!("{hex}");
+        }
+    }
+    Ok(())
+}
+
+async fn invalidate(
+    conn: &mut MultiplexedConnection,
+    prefix: &str,
+    yes: bool,
+) -> Result<(), String> {
+    if prefix.is_empty() {
+        return Err("refusing the empty prefix: it would delete every key of the database".into());
+    }
+    let matching = keys_under(conn, prefix).await?.len();
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(format!(
+                "{matching} keys match {prefix:?}; refusing to delete without a terminal to confirm: pass --yes"
+            ));
+        }
+        eprint!("delete {matching} keys under {prefix:?}? type yes to confirm: ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            return Err("not confirmed; nothing deleted".into());
+        }
+    }
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(matching as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut deleted = 0u64;
+    let mut cursor = 0;
+    loop {
+        let (next, keys) = scan(conn, prefix, cursor).await?;
+        if !keys.is_empty() {
+            let n: u64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(conn)
+                .await
+                .map_err(|e| format!("UNLINK failed after {deleted} keys: {e}"))?;
+            deleted += n;
+            bar.inc(n);
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    bar.finish_and_clear();
+    println!("deleted {deleted} keys under {prefix:?}");
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The `redis-memo` binary against a redis-server the test starts.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Output, Stdio};
+
+use common::TestRedis;
+use redis_memo::{Cache, cached};
+use serde::{Deserialize, Serialize};
+
+fn cli(url: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_redis-memo"));
+    command
+        .args(args)
+        .env_remove("REDIS_URL")
+        .stdin(Stdio::null());
+    if let Some(url) = url {
+        command.env("REDIS_URL", url);
+    }
+    command.output().expect("run redis-memo")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn set(redis: &TestRedis, keys: &[&str]) {
+    let mut conn = redis.client().await;
+    for key in keys {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(r#"{"id":1}"#)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+async fn exists(redis: &TestRedis, key: &str) -> bool {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async(&mut redis.client().await)
+        .await
+        .unwrap()
+}
+
+const TARGETS: [&str; 3] = ["t[1]*:a", "t[1]*:b", "t[1]*:"];
+const DECOYS: [&str; 3] = ["t1x:a", "t[1]*a", "other"];
+
+#[tokio::test]
+async fn list_shows_exactly_the_literal_prefix_with_ttl_and_size() {
+    let redis = TestRedis::spawn(&[]);
+    set(&redis, &TARGETS).await;
+    set(&redis, &DECOYS).await;
+    let out = cli(Some(redis.url()), &["list", "t[1]*:"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let listed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains('\t'))
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(listed, ["t[1]*:", "t[1]*:a", "t[1]*:b"]);
+    assert!(text.contains("no expiry\t8B"), "{text}");
+    assert!(text.contains("3 of 3 keys"), "{text}");
+    let limited = stdout(&cli(Some(redis.url()), &["list", "t[1]*:", "--limit", "1"]));
+    assert!(limited.contains("1 of 3 keys"), "{limited}");
+}
+
+#[tokio::test]
+async fn show_pretty_prints_json_and_fails_on_a_missing_key() {
+    let redis = TestRedis::spawn(&[]);
+    set(&redis, &["k"]).await;
+    let out = cli(Some(redis.url()), &["show", "k"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("\"id\": 1"), "{}", stdout(&out));
+    let missing = cli(Some(redis.url()), &["show", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("no such key"));
+}
+
+#[tokio::test]
+async fn invalidate_deletes_exactly_the_prefix_and_only_with_consent() {
+    let redis = TestRedis::spawn(&[]);
+    set(&redis, &TARGETS).await;
+    set(&redis, &DECOYS).await;
+
+    let refused = cli(Some(redis.url()), &["invalidate", "t[1]*:"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("--yes"), "{}", stderr(&refused));
+    assert!(
+        exists(&redis, "t[1]*:a").await,
+        "nothing deleted without consent"
+    );
+
+    let out = cli(Some(redis.url()), &["invalidate", "t[1]*:", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("deleted 3 keys"), "{}", stdout(&out));
+    for key in TARGETS {
+        assert!(!exists(&redis, key).await, "{key} deleted");
+    }
+    for key in DECOYS {
+        assert!(exists(&redis, key).await, "{key} kept");
+    }
+    let empty = cli(Some(redis.url()), &["invalidate", "", "--yes"]);
+    assert_eq!(empty.status.code(), Some(1));
+}
+
+#[test]
+fn errors_are_messages_with_exit_codes_not_panics() {
+    let none = cli(None, &["list", "x"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(stderr(&none).contains("REDIS_URL"), "{}", stderr(&none));
+    let down = cli(Some("redis://127.0.0.1:1"), &["list", "x"]);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(
+        stderr(&down).contains("cannot connect"),
+        "{}",
+        stderr(&down)
+    );
+    assert_eq!(cli(None, &["frobnicate"]).status.code(), Some(2));
+    let bad_json = cli(None, &["key", "f", "{not json"]);
+    assert_eq!(bad_json.status.code(), Some(1));
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Filter {
+    tenant: String,
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum State {
+    Active,
+}
+
+#[cached(key_prefix = "cli:", name = "app::search", version = 3, cache = cache)]
+async fn search(
+    cache: &Cache,
+    query: &str,
+    page: u64,
+    filter: Filter,
+    tags: HashMap<String, i32>,
+    after: Option<u64>,
+    state: State,
+) -> Vec<u64> {
+    let _ = (query, page, filter, tags, after, state);
+    vec![]
+}
+
+#[tokio::test]
+async fn key_matches_the_key_of_a_real_cached_call() {
+    let cache = Cache::in_memory();
+    let filter = Filter {
+        tenant: "acme".into(),
+        limit: Some(10),
+    };
+    let tags = HashMap::from([("b".to_string(), 2), ("a".to_string(), -1)]);
+    let expected = search_key(&cache, "rust", 2, filter, tags, Some(7), State::Active)
+        .await
+        .unwrap();
+    let out = cli(
+        None,
+        &[
+            "key",
+            "app::search",
+            r#""rust""#,
+            "2",
+            r#"{"$struct": [["tenant", "acme"], ["limit", {"$some": 10}]]}"#,
+            r#"{"a": -1, "b": 2}"#,
+            r#"{"$some": 7}"#,
+            r#"{"$variant": "Active"}"#,
+            "--prefix",
+            "cli:",
+            "--version",
+            "3",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), expected);
+}
