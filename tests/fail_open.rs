@@ -14,14 +14,6 @@ async fn lookup(cache: &Cache, runs: &AtomicUsize, id: u64) -> Result<String, St
     Ok(format!("value {id}"))
 }
 
-fn key_of(id: u64) -> String {
-    let digest = redis_memo::key::KeyBuilder::new()
-        .arg(&id)
-        .digest_hex()
-        .unwrap();
-    format!("fail_open:fail_open::lookup:{digest}")
-}
-
 #[tokio::test]
 async fn calls_succeed_after_redis_is_killed() {
     let redis = TestRedis::spawn(&[]);
@@ -54,7 +46,7 @@ async fn a_key_of_the_wrong_redis_type_is_a_miss() {
     let redis = TestRedis::start();
     let cache = redis.cache().await;
     let mut plain = redis.client().await;
-    let key = key_of(9);
+    let key = lookup_key(&cache, 9).await.unwrap();
     redis::cmd("DEL")
         .arg(&key)
         .query_async::<()>(&mut plain)

@@ -40,14 +40,6 @@ async fn slow(cache: &Cache, probe: &Probe, id: u64) -> Result<String, String> {
     Ok(format!("value {id}"))
 }
 
-fn key_of(id: u64) -> String {
-    let digest = redis_memo::key::KeyBuilder::new()
-        .arg(&id)
-        .digest_hex()
-        .unwrap();
-    format!("flight:single_flight::slow:{digest}")
-}
-
 /// Waits (bounded, so a bug fails instead of hanging) until `n` callers wait on `key`.
 async fn until_waiters(cache: &Cache, key: &str, n: usize) {
     tokio::time::timeout(Duration::from_secs(60), async {
@@ -68,7 +60,7 @@ async fn thousand_cold_callers_run_the_body_once(h: &Harness) {
         tasks.push(tokio::spawn(async move { slow(&cache, &probe, 1).await }));
     }
     // Hold the leader's body until every other caller waits on it.
-    until_waiters(&h.cache, &key_of(1), N - 1).await;
+    until_waiters(&h.cache, &slow_key(&h.cache, 1).await.unwrap(), N - 1).await;
     probe.gate.add_permits(1);
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap(), "value 1");
@@ -92,7 +84,7 @@ async fn a_waiter_takes_over_when_the_leader_is_cancelled(h: &Harness) {
     .expect("the leader started");
     let (cache, p) = (h.cache.clone(), probe.clone());
     let waiter = tokio::spawn(async move { slow(&cache, &p, 2).await });
-    until_waiters(&h.cache, &key_of(2), 1).await;
+    until_waiters(&h.cache, &slow_key(&h.cache, 2).await.unwrap(), 1).await;
 
     leader.abort(); // drops the leader's future mid-body
     assert!(leader.await.unwrap_err().is_cancelled());
@@ -109,7 +101,7 @@ async fn after_a_leader_error_waiters_take_over_and_share_the_next_value(h: &Har
         let (cache, probe) = (h.cache.clone(), probe.clone());
         tasks.push(tokio::spawn(async move { slow(&cache, &probe, 0).await }));
     }
-    until_waiters(&h.cache, &key_of(0), N - 1).await;
+    until_waiters(&h.cache, &slow_key(&h.cache, 0).await.unwrap(), N - 1).await;
     probe.gate.add_permits(1);
     let mut errors = 0;
     for task in tasks {

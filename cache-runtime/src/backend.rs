@@ -147,29 +147,23 @@ pub(crate) struct RedisStore {
 }
 
 impl RedisStore {
+    /// Runs one command. The connection manager bounds each response by
+    /// `response_timeout` and each (re)connection attempt by `connect_timeout`.
     pub(crate) async fn query<T: redis::FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
     ) -> Result<T, Error> {
-        let mut conn = self.conn.clone();
-        // The connection manager bounds each response by `response_timeout`
-        // and each (re)connection attempt by `connect_timeout`.
-        cmd.query_async(&mut conn)
-            .await
-            .map_err(|e| Error::from_redis(e, self.response_timeout))
+        let result = cmd.query_async(&mut self.conn.clone()).await;
+        result.map_err(|e| Error::from_redis(e, self.response_timeout))
     }
-}
 
-impl RedisStore {
+    /// Runs a pipeline in one round trip, bounded like [`query`](Self::query).
     pub(crate) async fn query_pipe<T: redis::FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, Error> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.response_timeout, pipe.query_async(&mut conn)).await {
-            Ok(result) => result.map_err(|e| Error::from_redis(e, self.response_timeout)),
-            Err(_) => Err(Error::Timeout(self.response_timeout)),
-        }
+        let result = pipe.query_async(&mut self.conn.clone()).await;
+        result.map_err(|e| Error::from_redis(e, self.response_timeout))
     }
 }
 

@@ -117,8 +117,8 @@ impl Cache {
                 .await
             {
                 Ok((_, Some(hit))) if !options.refresh => return from_cached(hit),
-                Ok((key, _)) => {
-                    resolved = key;
+                Ok((generation, _)) => {
+                    resolved = format!("{head}{generation}{tail}");
                     resolved.as_str()
                 }
                 // No generation to write under: run uncached.
@@ -238,14 +238,11 @@ impl Cache {
         format: Format,
         outcome: &mut CallOutcome,
     ) -> Option<T> {
-        let counters = &self.inner().counters;
         let value = match read {
             Ok(Some(bytes)) => match format.decode(&bytes) {
                 Ok(value) => Some(value),
                 Err(err) => {
-                    Counters::add(&counters.corrupt);
-                    *outcome = CallOutcome::Corrupt;
-                    tracing::warn!(key, error = %err, "redis-memo: cached value does not decode; treating it as a miss and overwriting it");
+                    self.corrupt(key, &err, outcome);
                     None
                 }
             },
@@ -269,6 +266,14 @@ impl Cache {
         value
     }
 
+    /// Counts and reports a stored value that does not decode: a miss that the
+    /// write after the body overwrites.
+    fn corrupt(&self, key: &str, err: &Error, outcome: &mut CallOutcome) {
+        Counters::add(&self.inner().counters.corrupt);
+        *outcome = CallOutcome::Corrupt;
+        tracing::warn!(key, error = %err, "redis-memo: cached value does not decode; treating it as a miss and overwriting it");
+    }
+
     /// Counts a failed cache operation and warns, at most once a second.
     fn failed(&self, key: &str, err: &Error, what: &str) {
         Counters::add(&self.inner().counters.errors);
@@ -277,8 +282,9 @@ impl Cache {
         }
     }
 
-    /// A grouped call's key and value, in one round trip; `Err` (logged) when
-    /// the generation cannot be read.
+    /// A grouped call's generation and value, in one round trip; `Err`
+    /// (logged) when the generation cannot be read. The key is built by the
+    /// caller only when the body has to run, so a hit allocates nothing.
     async fn lookup_grouped<T: DeserializeOwned>(
         &self,
         gen_key: &str,
@@ -286,14 +292,23 @@ impl Cache {
         tail: &str,
         format: Format,
         outcome: &mut CallOutcome,
-    ) -> Result<(String, Option<T>), ()> {
+    ) -> Result<(u64, Option<T>), ()> {
         let read = self.backend().get_grouped(gen_key, head, tail).await;
         match self.inner().breaker.record(read) {
-            Ok((generation, bytes)) => {
-                let key = format!("{head}{generation}{tail}");
-                let value = self.found(&key, Ok(bytes), format, outcome);
-                Ok((key, value))
+            Ok((generation, None)) => {
+                *outcome = CallOutcome::Miss;
+                Ok((generation, None))
             }
+            Ok((generation, Some(bytes))) => match format.decode(&bytes) {
+                Ok(value) => {
+                    *outcome = CallOutcome::Hit;
+                    Ok((generation, Some(value)))
+                }
+                Err(err) => {
+                    self.corrupt(&format!("{head}{generation}{tail}"), &err, outcome);
+                    Ok((generation, None))
+                }
+            },
             Err(err) => {
                 self.failed(
                     gen_key,

@@ -92,21 +92,19 @@ pub(crate) async fn wait_for_value<T: DeserializeOwned>(
     while Instant::now() < deadline {
         tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         pause = (pause * 2).min(POLL_MAX);
-        let get = store
-            .query::<Option<Vec<u8>>>(redis::cmd("GET").arg(key))
-            .await;
-        if let Ok(Some(bytes)) = get
-            && let Ok(value) = format.decode::<T>(&bytes)
-        {
-            return Some((bytes, value));
-        }
-        // The holder may have finished without a cacheable value (an `Err`):
-        // once the lease is gone, stop waiting.
-        let exists = store
-            .query::<bool>(redis::cmd("EXISTS").arg(lease_key(key)))
-            .await;
-        if matches!(exists, Ok(false)) {
-            return None;
+        // The value, and whether the lease is still held, in one round trip:
+        // the holder may have finished without a cacheable value (an `Err`),
+        // and once the lease is gone there is nothing to wait for.
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(key).cmd("EXISTS").arg(lease_key(key));
+        match store.query_pipe::<(Option<Vec<u8>>, bool)>(&pipe).await {
+            Ok((Some(bytes), _)) => {
+                if let Ok(value) = format.decode::<T>(&bytes) {
+                    return Some((bytes, value));
+                }
+            }
+            Ok((None, false)) => return None,
+            _ => {}
         }
     }
     None
