@@ -201,8 +201,10 @@ pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
-            let #spec_var = #spec;
-            let #call = #make_call;
+            let #call = {
+                let #spec_var = #spec;
+                #make_call
+            };
             let #body = async move {
                 // Gives the block the declared return type, so `?` and `return`
                 // in the body check against it.

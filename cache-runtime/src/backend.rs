@@ -81,7 +81,12 @@ macro_rules! dispatch {
 
 impl Store for Backend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        dispatch!(self, s => s.get(key).await)
+        match self {
+            Backend::Redis(store) => store.get(key).await,
+            // moka's future is large: boxed, it does not grow the future of
+            // every call on Redis (moved and polled on each call).
+            Backend::Memory(store) => Box::pin(store.get(key)).await,
+        }
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
@@ -168,8 +173,11 @@ impl RedisStore {
 }
 
 impl Store for RedisStore {
+    /// The hit path: one `GET`, its command built in buffers of the right size.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.query(redis::cmd("GET").arg(key)).await
+        let mut cmd = redis::Cmd::with_capacity(2, "GET".len() + key.len());
+        cmd.arg("GET").arg(key);
+        self.query(&cmd).await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {

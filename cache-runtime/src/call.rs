@@ -98,42 +98,72 @@ impl Cache {
             *outcome = CallOutcome::Skipped;
             return body.await;
         }
-        let resolved;
         let key = match target {
-            Target::Key(key) => {
-                if !options.refresh
-                    && let Some(hit) = self.lookup::<T>(key, options.format, outcome).await
-                {
-                    return from_cached(hit);
-                }
-                key.as_str()
-            }
+            Target::Key(key) => key,
+            // The script call of a grouped read is a large future: boxed, it
+            // does not grow the future of every plain call.
             Target::Grouped {
                 gen_key,
                 head,
                 tail,
-            } => match self
-                .lookup_grouped::<T>(gen_key, head, tail, options.format, outcome)
-                .await
-            {
-                Ok((_, Some(hit))) if !options.refresh => return from_cached(hit),
-                Ok((generation, _)) => {
-                    resolved = format!("{head}{generation}{tail}");
-                    resolved.as_str()
-                }
-                // No generation to write under: run uncached.
-                Err(()) => {
-                    *outcome = CallOutcome::Error;
-                    return body.await;
-                }
-            },
+            } => {
+                return Box::pin(self.get_or_run_grouped(
+                    (gen_key, head, tail),
+                    options,
+                    body,
+                    cacheable,
+                    from_cached,
+                    outcome,
+                ))
+                .await;
+            }
         };
-        // The miss path lives in its own allocation, so the hit path's future
-        // stays small (it is moved and polled on every call).
+        if !options.refresh
+            && let Some(hit) = self.lookup::<T>(key, options.format, outcome).await
+        {
+            return from_cached(hit);
+        }
         if options.refresh {
             *outcome = CallOutcome::Refreshed;
         }
+        // The miss path lives in its own allocation, so the hit path's future
+        // stays small (it is moved and polled on every call).
         Box::pin(self.miss(key, options, body, cacheable, from_cached, outcome)).await
+    }
+
+    /// [`get_or_run`](Self::get_or_run) of a `grouped` function: the key
+    /// depends on the group's generation, read with the value.
+    async fn get_or_run_grouped<T, R, Fut>(
+        &self,
+        (gen_key, head, tail): (&str, &str, &str),
+        options: CallOptions,
+        body: Fut,
+        cacheable: fn(&R) -> Option<&T>,
+        from_cached: fn(T) -> R,
+        outcome: &mut CallOutcome,
+    ) -> R
+    where
+        T: Serialize + DeserializeOwned,
+        Fut: Future<Output = R>,
+    {
+        let generation = match self
+            .lookup_grouped::<T>(gen_key, head, tail, options.format, outcome)
+            .await
+        {
+            Ok((_, Some(hit))) if !options.refresh => return from_cached(hit),
+            Ok((generation, _)) => generation,
+            // No generation to write under: run uncached.
+            Err(()) => {
+                *outcome = CallOutcome::Error;
+                return body.await;
+            }
+        };
+        if options.refresh {
+            *outcome = CallOutcome::Refreshed;
+        }
+        let key = format!("{head}{generation}{tail}");
+        self.miss(&key, options, body, cacheable, from_cached, outcome)
+            .await
     }
 
     async fn miss<T, R, Fut>(

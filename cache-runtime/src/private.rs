@@ -245,8 +245,8 @@ impl Call {
             )
             .instrument(span.clone())
             .await;
-        span.record("outcome", outcome.as_str());
         if !span.is_disabled() {
+            span.record("outcome", outcome.as_str());
             let _entered = span.enter();
             tracing::debug!(outcome = outcome.as_str(), "redis-memo: cached call done");
         }
@@ -256,21 +256,24 @@ impl Call {
 }
 
 /// A function returning a plain value: every value is cached.
-pub async fn plain<T, Fut>(call: Call, body: Fut) -> T
+///
+/// Not an `async fn`: it returns the call's future itself, so the caller's
+/// future does not wrap it in one more layer.
+pub fn plain<T, Fut>(call: Call, body: Fut) -> impl Future<Output = T>
 where
     T: Serialize + DeserializeOwned,
     Fut: Future<Output = T>,
 {
-    call.run(body, |v| Some(v), std::convert::identity).await
+    call.run(body, |v| Some(v), std::convert::identity)
 }
 
 /// A function returning `Result<T, E>`: only `Ok(T)` is cached, stored as `T`.
-pub async fn result<T, E, Fut>(call: Call, body: Fut) -> Result<T, E>
+pub fn result<T, E, Fut>(call: Call, body: Fut) -> impl Future<Output = Result<T, E>>
 where
     T: Serialize + DeserializeOwned,
     Fut: Future<Output = Result<T, E>>,
 {
-    call.run(body, |r| r.as_ref().ok(), Ok).await
+    call.run(body, |r| r.as_ref().ok(), Ok)
 }
 
 // --- the typed per-call helpers ------------------------------------------------------
