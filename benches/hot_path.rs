@@ -7,7 +7,12 @@
 //! Phases: hit latency at concurrency 1, hit throughput at 64 tasks, miss
 //! latency at concurrency 1, key derivation + decode, and the single-flight map
 //! after 1,000,000 distinct keys. Every figure is printed with its ratio to
-//! raw GET on a `MultiplexedConnection` ("raw-mux").
+//! raw GET on a `MultiplexedConnection` ("raw-mux", a hand-written key
+//! `bench:raw:user:{id}`), and the hit figures also with their ratio to a raw
+//! GET of redis-memo's own key on the connection type redis-memo uses
+//! ("raw-cm same key", a `ConnectionManager`): the first says what a user
+//! pays against hand-written code, the second what the library adds on the
+//! wire it shares with such code (same key bytes, same connection type).
 //!
 //! Environment: `BENCH_SECONDS` (throughput phase length, default 5),
 //! `BENCH_CALLS` (latency samples per variant, default 20000), `REDIS_URL`
@@ -100,6 +105,17 @@ async fn raw_get_cm(conn: &ConnectionManager, id: u64) -> User {
     serde_json::from_slice(&bytes.expect("warm key")).expect("JSON")
 }
 
+/// A raw GET of a key given as it is (redis-memo's own key, computed once).
+async fn raw_get_key<C: redis::aio::ConnectionLike + Clone>(conn: &C, key: &str) -> User {
+    let mut conn = conn.clone();
+    let bytes: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    serde_json::from_slice(&bytes.expect("warm key")).expect("JSON")
+}
+
 /// A hand-written miss: GET (nothing), compute, SET EX.
 async fn raw_miss_mux(conn: &MultiplexedConnection, id: u64) -> User {
     let mut conn = conn.clone();
@@ -147,7 +163,8 @@ async fn latencies(
     let mut samples = vec![Vec::with_capacity(calls as usize); variants.len()];
     let per_round = calls / rounds;
     for round in 0..rounds {
-        for (v, (_, call)) in variants.iter().enumerate() {
+        for v in round_order(variants.len(), round) {
+            let call = &variants[v].1;
             for i in 0..per_round {
                 let id = first_id(v as u64) + round * per_round + i;
                 let start = Instant::now();
@@ -166,15 +183,27 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * q) as usize]
 }
 
+/// The order of the variants in one round: rotated and reversed from round to
+/// round, so that no variant always runs first or right after the same one.
+fn round_order(n: usize, round: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.rotate_left(round as usize % n);
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
+}
+
 /// Calls per second of each variant at `tasks` concurrent tasks, in alternating
-/// one-second rounds adding up to `seconds` per variant.
+/// half-second rounds adding up to `seconds` per variant.
 async fn throughputs(variants: &[(&str, Variant)], tasks: usize, seconds: u64) -> Vec<f64> {
     let mut calls = vec![0u64; variants.len()];
     let mut elapsed = vec![0f64; variants.len()];
-    for _ in 0..seconds {
-        for (v, (_, call)) in variants.iter().enumerate() {
+    for round in 0..seconds * 2 {
+        for v in round_order(variants.len(), round) {
+            let call = &variants[v].1;
             let done = Arc::new(AtomicU64::new(0));
-            let deadline = Instant::now() + Duration::from_secs(1);
+            let deadline = Instant::now() + Duration::from_millis(500);
             let start = Instant::now();
             let handles: Vec<_> = (0..tasks)
                 .map(|t| {
@@ -245,6 +274,18 @@ async fn main() {
         "value size: {} bytes of JSON",
         serde_json::to_vec(&make_user(500)).expect("JSON").len()
     );
+    let mut memo_keys = Vec::new();
+    for id in 0..IDS {
+        memo_keys.push(memo_get_user_key(&cache, id).await.expect("key"));
+    }
+    println!(
+        "keys: raw-mux `{}` ({} bytes), redis-memo `{}` ({} bytes)",
+        raw_key(1),
+        raw_key(1).len(),
+        memo_keys[1],
+        memo_keys[1].len()
+    );
+    let memo_keys = Arc::new(memo_keys);
 
     let hit_variants: Vec<(&str, Variant)> = vec![
         ("raw-mux", {
@@ -265,6 +306,24 @@ async fn main() {
                 }
             })
         }),
+        ("raw-mux same key", {
+            let (mux, keys) = (mux.clone(), memo_keys.clone());
+            variant(move |id| {
+                let (mux, keys) = (mux.clone(), keys.clone());
+                async move {
+                    raw_get_key(&mux, &keys[(id % IDS) as usize]).await;
+                }
+            })
+        }),
+        ("raw-cm same key", {
+            let (cm, keys) = (cm.clone(), memo_keys.clone());
+            variant(move |id| {
+                let (cm, keys) = (cm.clone(), keys.clone());
+                async move {
+                    raw_get_key(&cm, &keys[(id % IDS) as usize]).await;
+                }
+            })
+        }),
         ("redis-memo", {
             let cache = cache.clone();
             variant(move |id| {
@@ -281,32 +340,42 @@ async fn main() {
             }),
         ),
     ];
+    // The column "same-key" divides by this variant.
+    let same_key = 3;
 
     // Hit latency, concurrency 1.
     let lat = latencies(&hit_variants, calls, 10, |_| 0).await;
-    let (base_p50, base_p99) = (quantile(&lat[0], 0.5), quantile(&lat[0], 0.99));
+    let p = |v: usize, q: f64| us(quantile(&lat[v], q));
     println!("\nhit latency, concurrency 1, {calls} calls per variant in 10 alternating rounds");
     println!(
-        "{:<16} {:>9} {:>7} {:>9} {:>7}",
-        "variant", "p50 us", "ratio", "p99 us", "ratio"
+        "{:<18} {:>8} {:>7} {:>9} {:>8} {:>7} {:>9}",
+        "variant", "p50 us", "ratio", "same-key", "p99 us", "ratio", "same-key"
     );
-    for ((name, _), samples) in hit_variants.iter().zip(&lat) {
-        let (p50, p99) = (quantile(samples, 0.5), quantile(samples, 0.99));
+    for (v, (name, _)) in hit_variants.iter().enumerate() {
         println!(
-            "{name:<16} {:>9.1} {:>6.3}x {:>9.1} {:>6.3}x",
-            us(p50),
-            us(p50) / us(base_p50),
-            us(p99),
-            us(p99) / us(base_p99)
+            "{name:<18} {:>8.1} {:>6.3}x {:>8.3}x {:>8.1} {:>6.3}x {:>8.3}x",
+            p(v, 0.5),
+            p(v, 0.5) / p(0, 0.5),
+            p(v, 0.5) / p(same_key, 0.5),
+            p(v, 0.99),
+            p(v, 0.99) / p(0, 0.99),
+            p(v, 0.99) / p(same_key, 0.99),
         );
     }
 
     // Hit throughput, 64 tasks.
-    println!("\nhit throughput, 64 tasks, {seconds} s per variant in 1 s alternating rounds");
+    println!("\nhit throughput, 64 tasks, {seconds} s per variant in 0.5 s alternating rounds");
     let rates = throughputs(&hit_variants, 64, seconds).await;
-    println!("{:<16} {:>12} {:>7}", "variant", "calls/s", "ratio");
+    println!(
+        "{:<18} {:>10} {:>7} {:>9}",
+        "variant", "calls/s", "ratio", "same-key"
+    );
     for ((name, _), rate) in hit_variants.iter().zip(&rates) {
-        println!("{name:<16} {rate:>12.0} {:>6.3}x", rate / rates[0]);
+        println!(
+            "{name:<18} {rate:>10.0} {:>6.3}x {:>8.3}x",
+            rate / rates[0],
+            rate / rates[same_key]
+        );
     }
 
     // Miss latency, concurrency 1: GET + body + SET, on ids never seen before.
