@@ -85,27 +85,7 @@ fn raw_key(id: u64) -> String {
     format!("bench:raw:user:{id}")
 }
 
-async fn raw_get_mux(conn: &MultiplexedConnection, id: u64) -> User {
-    let mut conn = conn.clone();
-    let bytes: Option<Vec<u8>> = redis::cmd("GET")
-        .arg(raw_key(id))
-        .query_async(&mut conn)
-        .await
-        .expect("GET");
-    serde_json::from_slice(&bytes.expect("warm key")).expect("JSON")
-}
-
-async fn raw_get_cm(conn: &ConnectionManager, id: u64) -> User {
-    let mut conn = conn.clone();
-    let bytes: Option<Vec<u8>> = redis::cmd("GET")
-        .arg(raw_key(id))
-        .query_async(&mut conn)
-        .await
-        .expect("GET");
-    serde_json::from_slice(&bytes.expect("warm key")).expect("JSON")
-}
-
-/// A raw GET of a key given as it is (redis-memo's own key, computed once).
+/// A hand-written GET + serde_json of `key`, on either connection type.
 async fn raw_get_key<C: redis::aio::ConnectionLike + Clone>(conn: &C, key: &str) -> User {
     let mut conn = conn.clone();
     let bytes: Option<Vec<u8>> = redis::cmd("GET")
@@ -293,7 +273,7 @@ async fn main() {
             variant(move |id| {
                 let mux = mux.clone();
                 async move {
-                    raw_get_mux(&mux, id % IDS).await;
+                    raw_get_key(&mux, &raw_key(id % IDS)).await;
                 }
             })
         }),
@@ -302,7 +282,7 @@ async fn main() {
             variant(move |id| {
                 let cm = cm.clone();
                 async move {
-                    raw_get_cm(&cm, id % IDS).await;
+                    raw_get_key(&cm, &raw_key(id % IDS)).await;
                 }
             })
         }),

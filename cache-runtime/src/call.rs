@@ -100,21 +100,34 @@ impl Cache {
         }
         let key = match target {
             Target::Key(key) => key,
-            // The script call of a grouped read is a large future: boxed, it
-            // does not grow the future of every plain call.
+            // A grouped key depends on the group's generation, read with the
+            // value by a script: a large future, boxed so that it does not
+            // grow the future of every plain call.
             Target::Grouped {
                 gen_key,
                 head,
                 tail,
             } => {
-                return Box::pin(self.get_or_run_grouped(
-                    (gen_key, head, tail),
-                    options,
-                    body,
-                    cacheable,
-                    from_cached,
-                    outcome,
-                ))
+                return Box::pin(async move {
+                    let generation = match self
+                        .lookup_grouped::<T>(gen_key, head, tail, options.format, outcome)
+                        .await
+                    {
+                        Ok((_, Some(hit))) if !options.refresh => return from_cached(hit),
+                        Ok((generation, _)) => generation,
+                        // No generation to write under: run uncached.
+                        Err(()) => {
+                            *outcome = CallOutcome::Error;
+                            return body.await;
+                        }
+                    };
+                    if options.refresh {
+                        *outcome = CallOutcome::Refreshed;
+                    }
+                    let key = format!("{head}{generation}{tail}");
+                    self.miss(&key, options, body, cacheable, from_cached, outcome)
+                        .await
+                })
                 .await;
             }
         };
@@ -129,41 +142,6 @@ impl Cache {
         // The miss path lives in its own allocation, so the hit path's future
         // stays small (it is moved and polled on every call).
         Box::pin(self.miss(key, options, body, cacheable, from_cached, outcome)).await
-    }
-
-    /// [`get_or_run`](Self::get_or_run) of a `grouped` function: the key
-    /// depends on the group's generation, read with the value.
-    async fn get_or_run_grouped<T, R, Fut>(
-        &self,
-        (gen_key, head, tail): (&str, &str, &str),
-        options: CallOptions,
-        body: Fut,
-        cacheable: fn(&R) -> Option<&T>,
-        from_cached: fn(T) -> R,
-        outcome: &mut CallOutcome,
-    ) -> R
-    where
-        T: Serialize + DeserializeOwned,
-        Fut: Future<Output = R>,
-    {
-        let generation = match self
-            .lookup_grouped::<T>(gen_key, head, tail, options.format, outcome)
-            .await
-        {
-            Ok((_, Some(hit))) if !options.refresh => return from_cached(hit),
-            Ok((generation, _)) => generation,
-            // No generation to write under: run uncached.
-            Err(()) => {
-                *outcome = CallOutcome::Error;
-                return body.await;
-            }
-        };
-        if options.refresh {
-            *outcome = CallOutcome::Refreshed;
-        }
-        let key = format!("{head}{generation}{tail}");
-        self.miss(&key, options, body, cacheable, from_cached, outcome)
-            .await
     }
 
     async fn miss<T, R, Fut>(
