@@ -165,6 +165,37 @@ async fn mut_self_methods_and_associated_functions() {
     assert_eq!(Counter::associated(&cache, 1).await, 2);
 }
 
+/// Holds 32 KiB across an `.await`: its future is at least that large.
+#[cached(cache = cache, ignore(runs))]
+async fn large_body(cache: &Cache, runs: &AtomicUsize, id: u8) -> u64 {
+    runs.fetch_add(1, SeqCst);
+    let buffer = [id; 32 * 1024];
+    tokio::task::yield_now().await;
+    buffer.iter().map(|b| u64::from(*b)).sum()
+}
+
+#[cached(cache = cache, ignore(runs))]
+async fn small_body(cache: &Cache, runs: &AtomicUsize, id: u8) -> u64 {
+    runs.fetch_add(1, SeqCst);
+    u64::from(id)
+}
+
+#[tokio::test]
+async fn a_call_future_does_not_hold_the_body_state() {
+    let cache = Cache::in_memory();
+    let runs = AtomicUsize::new(0);
+    let large = large_body(&cache, &runs, 1);
+    let small = small_body(&cache, &runs, 1);
+    // The body's future is created only when the body runs, so both calls
+    // move and poll a future of the same size.
+    assert_eq!(size_of_val(&large), size_of_val(&small));
+    assert!(size_of_val(&large) < 32 * 1024);
+    drop(small);
+    assert_eq!(large.await, 32 * 1024);
+    assert_eq!(large_body(&cache, &runs, 1).await, 32 * 1024);
+    assert_eq!(runs.load(SeqCst), 1, "the second call is a hit");
+}
+
 #[tokio::test]
 async fn cached_futures_are_send() {
     fn assert_send<T: Send>(t: T) -> T {

@@ -7,13 +7,16 @@
 //! ```text
 //! async fn f(a: A, b: B) -> R {
 //!     let call = if skip_cache { Call::skip(&spec) } else { Call::new(cache, key of (&a, &b), &spec) };
-//!     let body = async move { body };
+//!     let body = move || async move { body };
 //!     __private::plain(call, body).await        // or __private::result for Result<T, E>
 //! }
 //! ```
 //! The key is computed from borrowed arguments before the first `.await`, and the
 //! user's body stays an `async move` block whose type is the declared return
-//! type, so type errors point at the user's code.
+//! type, so type errors point at the user's code. The block is made by a
+//! closure, called only when the body has to run: on a hit the body's future
+//! (its locals and everything it awaits) is never created, so the call's
+//! future stays the same size whatever the body does.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -205,7 +208,9 @@ pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
                 let #spec_var = #spec;
                 #make_call
             };
-            let #body = async move {
+            // A closure: the body's future is created only when the body
+            // runs, so a hit's future does not carry the body's state.
+            let #body = move || async move {
                 // Gives the block the declared return type, so `?` and `return`
                 // in the body check against it.
                 #[allow(unreachable_code)]

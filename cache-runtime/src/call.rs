@@ -77,26 +77,30 @@ pub(crate) struct CallOptions {
 }
 
 impl Cache {
-    /// Returns the cached value of `key`, or runs `body`, caches what
-    /// `cacheable` picks from its result, and returns the result.
-    pub(crate) async fn get_or_run<T, R, Fut>(
+    /// Returns the cached value of `key`, or runs `body` (creating its future
+    /// only then), caches what `cacheable` picks from its result, and returns
+    /// the result.
+    pub(crate) async fn get_or_run<T, R, B, Fut>(
         &self,
         target: &Target,
         options: CallOptions,
-        body: Fut,
+        body: B,
         cacheable: fn(&R) -> Option<&T>,
         from_cached: fn(T) -> R,
         outcome: &mut CallOutcome,
     ) -> R
     where
         T: Serialize + DeserializeOwned,
+        B: FnOnce() -> Fut,
         Fut: Future<Output = R>,
     {
         let inner = self.inner();
         if !inner.breaker.allow() {
             Counters::add(&inner.counters.skipped);
             *outcome = CallOutcome::Skipped;
-            return body.await;
+            // Boxed, like every run of the body: the body's future is not
+            // part of this future, which a hit moves and polls.
+            return Box::pin(body()).await;
         }
         let key = match target {
             Target::Key(key) => key,
@@ -118,7 +122,7 @@ impl Cache {
                         // No generation to write under: run uncached.
                         Err(()) => {
                             *outcome = CallOutcome::Error;
-                            return body.await;
+                            return body().await;
                         }
                     };
                     if options.refresh {
@@ -144,17 +148,18 @@ impl Cache {
         Box::pin(self.miss(key, options, body, cacheable, from_cached, outcome)).await
     }
 
-    async fn miss<T, R, Fut>(
+    async fn miss<T, R, B, Fut>(
         &self,
         key: &str,
         options: CallOptions,
-        body: Fut,
+        body: B,
         cacheable: fn(&R) -> Option<&T>,
         from_cached: fn(T) -> R,
         outcome: &mut CallOutcome,
     ) -> R
     where
         T: Serialize + DeserializeOwned,
+        B: FnOnce() -> Fut,
         Fut: Future<Output = R>,
     {
         let mut leader = match self.flights().join(key) {
@@ -169,7 +174,7 @@ impl Cache {
                     Err(err) => {
                         // A type whose JSON does not round-trip (NaN floats, ...).
                         tracing::warn!(key, error = %err, "redis-memo: the shared value does not decode; running the function");
-                        return body.await;
+                        return body().await;
                     }
                 },
             },
@@ -196,7 +201,7 @@ impl Cache {
             }
         }
 
-        let value = body.await;
+        let value = body().await;
         if let Some(cached) = cacheable(&value) {
             match options.format.encode(cached) {
                 Ok(bytes) => {

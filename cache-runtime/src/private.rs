@@ -204,14 +204,15 @@ impl Call {
 
     /// Runs the call: through the cache when there is one, in a debug-level
     /// span naming the function and the outcome.
-    async fn run<T, R, Fut>(
+    async fn run<T, R, B, Fut>(
         self,
-        body: Fut,
+        body: B,
         cacheable: fn(&R) -> Option<&T>,
         from_cached: fn(T) -> R,
     ) -> R
     where
         T: Serialize + DeserializeOwned,
+        B: FnOnce() -> Fut,
         Fut: Future<Output = R>,
     {
         let span = tracing::debug_span!(
@@ -226,7 +227,8 @@ impl Call {
             } else {
                 CallOutcome::Uncached
             };
-            let value = body.instrument(span.clone()).await;
+            // Boxed: the body's future stays out of a hit's future.
+            let value = Box::pin(body()).instrument(span.clone()).await;
             span.record("outcome", outcome.as_str());
             if let Some(cache) = &self.cache {
                 cache.observe(self.name, outcome, start);
@@ -259,18 +261,20 @@ impl Call {
 ///
 /// Not an `async fn`: it returns the call's future itself, so the caller's
 /// future does not wrap it in one more layer.
-pub fn plain<T, Fut>(call: Call, body: Fut) -> impl Future<Output = T>
+pub fn plain<T, B, Fut>(call: Call, body: B) -> impl Future<Output = T>
 where
     T: Serialize + DeserializeOwned,
+    B: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
     call.run(body, |v| Some(v), std::convert::identity)
 }
 
 /// A function returning `Result<T, E>`: only `Ok(T)` is cached, stored as `T`.
-pub fn result<T, E, Fut>(call: Call, body: Fut) -> impl Future<Output = Result<T, E>>
+pub fn result<T, E, B, Fut>(call: Call, body: B) -> impl Future<Output = Result<T, E>>
 where
     T: Serialize + DeserializeOwned,
+    B: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
     call.run(body, |r| r.as_ref().ok(), Ok)
