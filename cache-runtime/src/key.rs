@@ -212,14 +212,14 @@ impl KeyBuilder {
         if let Some(err) = &self.error {
             return Err(KeyError(err.0.clone()));
         }
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = [0u8; 64];
-        for (pair, byte) in hex.chunks_exact_mut(2).zip(Sha256::digest(&self.buf)) {
-            pair[0] = HEX[usize::from(byte >> 4)];
-            pair[1] = HEX[usize::from(byte & 0xf)];
+        let digest: [u8; 32] = Sha256::digest(&self.buf).into();
+        let mut hex = [[0u8; 2]; 32];
+        for (pair, byte) in hex.iter_mut().zip(digest) {
+            *pair = HEX_PAIRS[usize::from(byte)];
         }
         // Always ASCII; the check is a few nanoseconds.
-        out.push_str(std::str::from_utf8(&hex).map_err(|e| KeyError(e.to_string()))?);
+        let hex = std::str::from_utf8(hex.as_flattened()).map_err(|e| KeyError(e.to_string()))?;
+        out.push_str(hex);
         Ok(())
     }
 
@@ -257,6 +257,19 @@ impl KeyBuilder {
         self.push_digest(out)
     }
 }
+
+/// The two lowercase hex digits of every byte: one lookup per digest byte
+/// (this runs on every call).
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0xf]];
+        byte += 1;
+    }
+    pairs
+};
 
 /// The qualified name of a cached function, the middle part of its keys.
 ///
@@ -729,6 +742,22 @@ mod tests {
 
     fn digest(kb: &KeyBuilder) -> String {
         kb.digest_hex().unwrap()
+    }
+
+    #[test]
+    fn the_digest_is_the_lowercase_hex_sha256_of_the_encoded_arguments() {
+        let mut kb = KeyBuilder::new();
+        kb.arg(&42u64).arg("alice").arg(&[0xffu8, 0x00]);
+        let expected: String = Sha256::digest(kb.encoded())
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert_eq!(digest(&kb), expected);
+        // Fixed: no arguments, only the encoding version byte 0x01.
+        assert_eq!(
+            digest(&KeyBuilder::new()),
+            "4bf5122f344554c53bde2ebb8cd2b7e3d1600ad631c385a5d7cce23c7785459a"
+        );
     }
 
     /// The encoding is a compatibility promise: these bytes and digests must never change.

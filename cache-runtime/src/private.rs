@@ -236,17 +236,18 @@ impl Call {
             return value;
         };
         let mut outcome = CallOutcome::Miss;
-        let value = cache
-            .get_or_run(
-                target,
-                self.options,
-                body,
-                cacheable,
-                from_cached,
-                &mut outcome,
-            )
-            .instrument(span.clone())
-            .await;
+        let options = self.options;
+        // Without a subscriber for the span, the call is not wrapped in it:
+        // one layer less to move and poll on every call.
+        let value = if span.is_disabled() {
+            let call =
+                cache.get_or_run(target, options, body, cacheable, from_cached, &mut outcome);
+            call.await
+        } else {
+            let call =
+                cache.get_or_run(target, options, body, cacheable, from_cached, &mut outcome);
+            call.instrument(span.clone()).await
+        };
         if !span.is_disabled() {
             span.record("outcome", outcome.as_str());
             let _entered = span.enter();
