@@ -132,8 +132,9 @@ where
     Arc::new(move |id| Box::pin(f(id)))
 }
 
-/// Per-call latencies of each variant, measured in alternating rounds so that
-/// drift on a noisy machine hits every variant alike.
+/// Per-call latencies of each variant. The variants take turns call by call
+/// (in an order that changes every round), so that drift on a noisy machine
+/// hits every variant alike.
 async fn latencies(
     variants: &[(&str, Variant)],
     calls: u64,
@@ -143,12 +144,12 @@ async fn latencies(
     let mut samples = vec![Vec::with_capacity(calls as usize); variants.len()];
     let per_round = calls / rounds;
     for round in 0..rounds {
-        for v in round_order(variants.len(), round) {
-            let call = &variants[v].1;
-            for i in 0..per_round {
+        let order = round_order(variants.len(), round);
+        for i in 0..per_round {
+            for &v in &order {
                 let id = first_id(v as u64) + round * per_round + i;
                 let start = Instant::now();
-                call(id).await;
+                variants[v].1(id).await;
                 samples[v].push(start.elapsed());
             }
         }
@@ -326,7 +327,9 @@ async fn main() {
     // Hit latency, concurrency 1.
     let lat = latencies(&hit_variants, calls, 10, |_| 0).await;
     let p = |v: usize, q: f64| us(quantile(&lat[v], q));
-    println!("\nhit latency, concurrency 1, {calls} calls per variant in 10 alternating rounds");
+    println!(
+        "\nhit latency, concurrency 1, {calls} calls per variant, variants taking turns call by call"
+    );
     println!(
         "{:<18} {:>8} {:>7} {:>9} {:>8} {:>7} {:>9}",
         "variant", "p50 us", "ratio", "same-key", "p99 us", "ratio", "same-key"
@@ -389,7 +392,7 @@ async fn main() {
     let lat = latencies(&miss_variants, misses, 10, |v| 1_000_000 * (v + 1)).await;
     let (base_p50, base_p99) = (quantile(&lat[0], 0.5), quantile(&lat[0], 0.99));
     println!(
-        "\nmiss latency, concurrency 1, {misses} cold ids per variant in 10 alternating rounds"
+        "\nmiss latency, concurrency 1, {misses} cold ids per variant, taking turns call by call"
     );
     println!(
         "{:<16} {:>9} {:>7} {:>9} {:>7}",

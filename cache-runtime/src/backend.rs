@@ -158,8 +158,15 @@ impl RedisStore {
         &self,
         cmd: &redis::Cmd,
     ) -> Result<T, Error> {
-        let result = cmd.query_async(&mut self.conn.clone()).await;
-        result.map_err(|e| Error::from_redis(e, self.response_timeout))
+        // What `Cmd::query_async` does, through the manager's own method: the
+        // `ConnectionLike` path boxes the future of every command.
+        let result = async {
+            let value = self.conn.clone().send_packed_command(cmd).await?;
+            Ok(redis::from_redis_value(value.extract_error()?)?)
+        };
+        result
+            .await
+            .map_err(|e: redis::RedisError| Error::from_redis(e, self.response_timeout))
     }
 
     /// Runs a pipeline in one round trip, bounded like [`query`](Self::query).
