@@ -176,15 +176,15 @@ fn round_order(n: usize, round: u64) -> Vec<usize> {
 }
 
 /// Calls per second of each variant at `tasks` concurrent tasks, in alternating
-/// half-second rounds adding up to `seconds` per variant.
+/// quarter-second rounds adding up to `seconds` per variant.
 async fn throughputs(variants: &[(&str, Variant)], tasks: usize, seconds: u64) -> Vec<f64> {
     let mut calls = vec![0u64; variants.len()];
     let mut elapsed = vec![0f64; variants.len()];
-    for round in 0..seconds * 2 {
+    for round in 0..seconds * 4 {
         for v in round_order(variants.len(), round) {
             let call = &variants[v].1;
             let done = Arc::new(AtomicU64::new(0));
-            let deadline = Instant::now() + Duration::from_millis(500);
+            let deadline = Instant::now() + Duration::from_millis(250);
             let start = Instant::now();
             let handles: Vec<_> = (0..tasks)
                 .map(|t| {
@@ -347,7 +347,7 @@ async fn main() {
     }
 
     // Hit throughput, 64 tasks.
-    println!("\nhit throughput, 64 tasks, {seconds} s per variant in 0.5 s alternating rounds");
+    println!("\nhit throughput, 64 tasks, {seconds} s per variant in 0.25 s alternating rounds");
     let rates = throughputs(&hit_variants, 64, seconds).await;
     println!(
         "{:<18} {:>10} {:>7} {:>9}",
