@@ -5,8 +5,9 @@
 //! miss while it runs become *waiters* and receive the leader's encoded value.
 //! If the leader's future is dropped (cancelled) or its body returns a value
 //! that is not cached (`Err`), the flight stays open without a leader: the
-//! first waiter to notice takes over and the others keep waiting, now for it. An entry lives only while a body runs or callers wait:
-//! the map holds no state for keys that are not in flight.
+//! first waiter to notice takes over and the others keep waiting, now for it.
+//! An entry lives only while a body runs or callers wait: the map holds no
+//! state for keys that are not in flight.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -168,25 +169,68 @@ impl<'a> Waiter<'a> {
             if let Ok(State::Done(bytes)) = state {
                 return Outcome::Value(bytes);
             }
-            // The leader gave up. While this waiter is subscribed the flight
-            // stays in the map, so take it over unless another waiter did.
-            let flights = waiter.flights;
-            {
-                let mut running = flights.lock();
-                if let Some(flight) = running.get_mut(&waiter.key)
-                    && flight.tx.subscribe().same_channel(&waiter.rx)
-                {
-                    if !flight.has_leader {
-                        return Outcome::Lead(flights.claim(flight, &waiter.key));
-                    }
-                    continue; // another waiter leads now: wait for it
-                }
-            }
-            // Not reachable while subscribed; recover by joining afresh.
-            match flights.join(&waiter.key) {
-                Role::Leader(leader) => return Outcome::Lead(leader),
-                Role::Waiter(next) => waiter = next,
+            match waiter.after_give_up() {
+                Ok(outcome) => return outcome,
+                Err(next) => waiter = next,
             }
         }
+    }
+
+    /// After seeing the leader give up: lead the flight unless another waiter
+    /// does, or take the value such a waiter already published; `Err` means
+    /// wait again (for the waiter that leads now).
+    fn after_give_up(self) -> Result<Outcome<'a>, Waiter<'a>> {
+        let flights = self.flights;
+        {
+            let mut running = flights.lock();
+            if let Some(flight) = running.get_mut(&self.key)
+                && flight.tx.subscribe().same_channel(&self.rx)
+            {
+                if !flight.has_leader {
+                    return Ok(Outcome::Lead(flights.claim(flight, &self.key)));
+                }
+                return Err(self);
+            }
+        }
+        // The flight is over: a waiter took it over, published its value and
+        // ended it between this waiter's wake-up and the lock above.
+        if let State::Done(bytes) = &*self.rx.borrow() {
+            return Ok(Outcome::Value(bytes.clone()));
+        }
+        match flights.join(&self.key) {
+            Role::Leader(leader) => Ok(Outcome::Lead(leader)),
+            Role::Waiter(next) => Err(next),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiter_that_finds_the_flight_over_takes_the_published_value() {
+        let flights = Flights::default();
+        let Role::Leader(first) = flights.join("k") else {
+            panic!("the first caller leads");
+        };
+        let (Role::Waiter(late), Role::Waiter(other)) = (flights.join("k"), flights.join("k"))
+        else {
+            panic!("the next callers wait");
+        };
+        drop(first); // gives up without a value
+        // `other` takes over, publishes and ends the flight before `late`,
+        // woken by the give-up, looks at the flight.
+        let Ok(Outcome::Lead(mut second)) = other.after_give_up() else {
+            panic!("a waiter takes over");
+        };
+        second.publish(Arc::from(&b"value"[..]));
+        drop(second);
+        assert_eq!(flights.len(), 0);
+        match late.after_give_up() {
+            Ok(Outcome::Value(bytes)) => assert_eq!(&bytes[..], b"value"),
+            _ => panic!("the late waiter must take the value, not run the body again"),
+        }
+        assert_eq!(flights.len(), 0);
     }
 }
