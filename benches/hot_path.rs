@@ -239,12 +239,15 @@ async fn main() {
     let cache = redis.cache().await;
     cache.invalidate_prefix("bench:").await.expect("clean");
 
-    // Warm every variant on the same 1,000 ids.
+    // Warm every variant on the same 1,000 ids, all with the same TTL (Redis
+    // looks a key up once more when it has one).
     for id in 0..IDS {
         let json = serde_json::to_vec(&make_user(id)).expect("JSON");
         redis::cmd("SET")
             .arg(raw_key(id))
             .arg(&json)
+            .arg("EX")
+            .arg(3600)
             .query_async::<()>(&mut mux.clone())
             .await
             .expect("SET");
