@@ -398,6 +398,56 @@ async fn invalidated_calls_run_again(h: &Harness) {
 
 // --- encoding helpers: the documented encoding, written out by hand ------------------
 
+/// The server's own count of each command since the last `CONFIG RESETSTAT`,
+/// leaving out the test's own `INFO` and `CONFIG`.
+async fn commands_run(conn: &mut ::redis::aio::MultiplexedConnection) -> HashMap<String, u64> {
+    let info: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats.strip_prefix("calls=")?.split(',').next()?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .filter(|(name, _)| name != "info" && !name.starts_with("config"))
+        .collect()
+}
+
+/// A hit is one `GET` and nothing else (no EXISTS, TTL or script); a miss is
+/// one `GET` and one `SET`. Counted by the server itself.
+#[tokio::test]
+async fn a_hit_is_one_get_and_a_miss_one_get_and_one_set() {
+    let redis = common::TestRedis::spawn(&[]);
+    let cache = redis.cache().await;
+    let mut conn = redis.client().await;
+    let reset = || ::redis::cmd("CONFIG").arg("RESETSTAT").clone();
+    let counter = AtomicUsize::new(0);
+
+    reset().query_async::<()>(&mut conn).await.unwrap();
+    for id in 0..10 {
+        profile(&cache, &counter, id).await;
+    }
+    let misses = commands_run(&mut conn).await;
+    assert_eq!(runs(&counter), 10);
+    assert_eq!(
+        misses,
+        HashMap::from([("get".to_owned(), 10), ("set".to_owned(), 10)])
+    );
+
+    reset().query_async::<()>(&mut conn).await.unwrap();
+    for _ in 0..3 {
+        for id in 0..10 {
+            profile(&cache, &counter, id).await;
+        }
+    }
+    let hits = commands_run(&mut conn).await;
+    assert_eq!(runs(&counter), 10, "every later call was a hit");
+    assert_eq!(hits, HashMap::from([("get".to_owned(), 30)]));
+}
+
 fn args_u64(v: u64) -> Vec<u8> {
     let mut out = vec![1u8, b'i'];
     out.extend_from_slice(&i128::from(v).to_be_bytes());
