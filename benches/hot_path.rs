@@ -96,6 +96,22 @@ async fn raw_get_key<C: redis::aio::ConnectionLike + Clone>(conn: &C, key: &str)
     serde_json::from_slice(&bytes.expect("warm key")).expect("JSON")
 }
 
+/// Hand-written hits on `conn`: a GET + serde_json of `key(id)` for the warm
+/// ids. Like hand-written code (and like redis-memo), each call builds its key.
+fn raw_variant<C, K>(conn: &C, key: K) -> Variant
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+    K: Fn(u64) -> String + Send + Sync + 'static,
+{
+    let conn = conn.clone();
+    variant(move |id| {
+        let (conn, key) = (conn.clone(), key(id % IDS));
+        async move {
+            raw_get_key(&conn, &key).await;
+        }
+    })
+}
+
 /// A hand-written miss: GET (nothing), compute, SET EX.
 async fn raw_miss_mux(conn: &MultiplexedConnection, id: u64) -> User {
     let mut conn = conn.clone();
@@ -272,41 +288,15 @@ async fn main() {
     let memo_keys = Arc::new(memo_keys);
 
     let hit_variants: Vec<(&str, Variant)> = vec![
-        ("raw-mux", {
-            let mux = mux.clone();
-            variant(move |id| {
-                let mux = mux.clone();
-                async move {
-                    raw_get_key(&mux, &raw_key(id % IDS)).await;
-                }
-            })
-        }),
-        ("raw-cm", {
-            let cm = cm.clone();
-            variant(move |id| {
-                let cm = cm.clone();
-                async move {
-                    raw_get_key(&cm, &raw_key(id % IDS)).await;
-                }
-            })
-        }),
+        ("raw-mux", raw_variant(&mux, raw_key)),
+        ("raw-cm", raw_variant(&cm, raw_key)),
         ("raw-mux same key", {
-            let (mux, keys) = (mux.clone(), memo_keys.clone());
-            variant(move |id| {
-                let (mux, keys) = (mux.clone(), keys.clone());
-                async move {
-                    raw_get_key(&mux, &keys[(id % IDS) as usize]).await;
-                }
-            })
+            let keys = memo_keys.clone();
+            raw_variant(&mux, move |id| keys[id as usize].clone())
         }),
         ("raw-cm same key", {
-            let (cm, keys) = (cm.clone(), memo_keys.clone());
-            variant(move |id| {
-                let (cm, keys) = (cm.clone(), keys.clone());
-                async move {
-                    raw_get_key(&cm, &keys[(id % IDS) as usize]).await;
-                }
-            })
+            let keys = memo_keys.clone();
+            raw_variant(&cm, move |id| keys[id as usize].clone())
         }),
         ("redis-memo", {
             let cache = cache.clone();

@@ -236,16 +236,19 @@ impl Call {
             return value;
         };
         let mut outcome = CallOutcome::Miss;
-        let options = self.options;
+        let call = cache.get_or_run(
+            target,
+            self.options,
+            body,
+            cacheable,
+            from_cached,
+            &mut outcome,
+        );
         // Without a subscriber for the span, the call is not wrapped in it:
         // one layer less to move and poll on every call.
         let value = if span.is_disabled() {
-            let call =
-                cache.get_or_run(target, options, body, cacheable, from_cached, &mut outcome);
             call.await
         } else {
-            let call =
-                cache.get_or_run(target, options, body, cacheable, from_cached, &mut outcome);
             call.instrument(span.clone()).await
         };
         if !span.is_disabled() {
