@@ -8,15 +8,14 @@
 //! The cache under test uses a 250 ms response timeout, a 250 ms connect
 //! timeout and a circuit breaker that opens after 3 failures for 500 ms.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use redis_memo_test_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use common::TestRedis;
 use redis_memo::{Cache, cached};
+use support::TestRedis;
 
 #[cached(ttl = 60, key_prefix = "faults:", cache = cache)]
 async fn value_of(cache: &Cache, id: u64) -> Result<u64, String> {

@@ -18,8 +18,7 @@
 //! `BENCH_CALLS` (latency samples per variant, default 20000), `REDIS_URL`
 //! (use that server instead of starting one).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use redis_memo_test_support as support;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -244,7 +243,7 @@ fn env_or(name: &str, default: f64) -> f64 {
 async fn main() {
     let calls = env_or("BENCH_CALLS", 20_000.0) as u64;
     let seconds = env_or("BENCH_SECONDS", 5.0) as u64;
-    let redis = common::TestRedis::start();
+    let redis = support::TestRedis::start();
     URL.set(redis.url().to_string()).expect("set once");
     let client = redis::Client::open(redis.url()).expect("URL");
     let mux = client

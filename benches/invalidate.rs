@@ -12,8 +12,7 @@
 //! a hit (a script reading the generation and the value in one round trip)
 //! against a plain `GET`.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use redis_memo_test_support as support;
 
 use redis_memo::{Cache, cached};
 
@@ -74,7 +73,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let redis = common::TestRedis::spawn(&[]);
+    let redis = support::TestRedis::spawn(&[]);
     let client = redis::Client::open(redis.url()).expect("URL");
     let mut conn = client
         .get_multiplexed_async_connection()

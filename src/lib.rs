@@ -98,8 +98,9 @@
 pub use cache_macros::cached;
 pub use cache_runtime::{
     Cache, CacheBuilder, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES,
-    DEFAULT_MEMORY_CAPACITY, DEFAULT_RESPONSE_TIMEOUT, Error, FunctionStats, KeyTtl, Result, Stats,
-    clear_default_cache, default_cache, key, refresh, set_default_cache,
+    DEFAULT_MEMORY_CAPACITY, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_TTL, Error, FunctionStats, KeyTtl,
+    Policy, Result, Stats, Ttl, clear_default_cache, default_cache, key, refresh,
+    set_default_cache,
 };
 
 #[doc(hidden)]

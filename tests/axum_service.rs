@@ -1,7 +1,7 @@
 //! The axum example, driven over real HTTP on a free port, with its cache on
 //! a redis-server the test starts.
 
-mod common;
+use redis_memo_test_support as support;
 
 #[path = "../examples/axum_service.rs"]
 mod service;
@@ -61,9 +61,9 @@ async fn request(port: u16, method: &str, path: &str) -> Reply {
 
 #[tokio::test]
 async fn miss_hit_fresh_not_found_invalidation_and_health_over_http() {
-    let redis = common::TestRedis::start();
+    // A server of its own: the app invalidates its whole `users:` prefix.
+    let redis = support::TestRedis::spawn(&[]);
     let cache = redis.cache().await;
-    cache.invalidate_prefix("users:").await.unwrap();
     let db = Arc::new(service::Db::default());
     let state = service::AppState {
         cache: cache.clone(),

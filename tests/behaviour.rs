@@ -1,14 +1,15 @@
 //! What users rely on, checked on a real Redis (read back with a plain client)
 //! and on the in-memory backend: every test runs on both.
 
-mod common;
+use redis_memo_test_support as support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-use common::{Harness, expected_key};
 use redis_memo::{Cache, cached};
 use serde::{Deserialize, Serialize};
+use support::Harness;
+use support::reference::Encoded;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Profile {
@@ -134,7 +135,7 @@ async fn hit_vs_miss_by_body_run_counter(h: &Harness) {
 async fn values_are_readable_json(h: &Harness) {
     let n = AtomicUsize::new(0);
     profile(&h.cache, &n, 3).await;
-    let key = expected_key("hit:", "behaviour::profile", &args_u64(3));
+    let key = h.expected_key("hit:", "behaviour::profile", &Encoded::new().int(3));
     let raw = h
         .raw_get(&key)
         .await
@@ -149,7 +150,7 @@ async fn ttl_of_stored_key_matches_ttl(h: &Harness) {
     let n = AtomicUsize::new(0);
     profile(&h.cache, &n, 11).await;
     let ttl = h
-        .ttl(&expected_key("hit:", "behaviour::profile", &args_u64(11)))
+        .ttl(&h.expected_key("hit:", "behaviour::profile", &Encoded::new().int(11)))
         .await;
     assert!(
         (118..=120).contains(&ttl),
@@ -158,10 +159,10 @@ async fn ttl_of_stored_key_matches_ttl(h: &Harness) {
 
     default_ttl(&h.cache, 1).await;
     let ttl = h
-        .ttl(&expected_key(
+        .ttl(&h.expected_key(
             "default_ttl:",
             "behaviour::default_ttl",
-            &args_u64(1),
+            &Encoded::new().int(1),
         ))
         .await;
     assert!(
@@ -173,7 +174,7 @@ async fn ttl_of_stored_key_matches_ttl(h: &Harness) {
 async fn ttl_zero_stores_without_expiry(h: &Harness) {
     let n = AtomicUsize::new(0);
     assert_eq!(forever(&h.cache, &n, 4).await, 40);
-    let key = expected_key("forever:", "behaviour::forever", &args_u64(4));
+    let key = h.expected_key("forever:", "behaviour::forever", &Encoded::new().int(4));
     assert_eq!(h.ttl(&key).await, -1, "ttl = 0 means no expiry");
     assert_eq!(forever(&h.cache, &n, 4).await, 40);
     assert_eq!(runs(&n), 1);
@@ -181,12 +182,16 @@ async fn ttl_zero_stores_without_expiry(h: &Harness) {
 
 async fn skip_cache_neither_reads_nor_writes(h: &Harness) {
     let n = AtomicUsize::new(0);
-    let mut encoded = args_u64(5);
-    encoded.extend(enc_bool(true));
-    let fresh_key = expected_key("skip:", "behaviour::maybe_fresh", &encoded);
-    let mut encoded = args_u64(5);
-    encoded.extend(enc_bool(false));
-    let cached_key = expected_key("skip:", "behaviour::maybe_fresh", &encoded);
+    let fresh_key = h.expected_key(
+        "skip:",
+        "behaviour::maybe_fresh",
+        &Encoded::new().int(5).bool(true),
+    );
+    let cached_key = h.expected_key(
+        "skip:",
+        "behaviour::maybe_fresh",
+        &Encoded::new().int(5).bool(false),
+    );
 
     let skipped = maybe_fresh(&h.cache, &n, 5, true).await;
     assert_eq!(skipped, 1005);
@@ -228,7 +233,7 @@ async fn ignored_params_do_not_change_the_key(h: &Harness) {
 
 async fn err_is_not_cached(h: &Harness) {
     let n = AtomicUsize::new(0);
-    let key = expected_key("err:", "behaviour::flaky", &args_u64(9));
+    let key = h.expected_key("err:", "behaviour::flaky", &Encoded::new().int(9));
     assert_eq!(
         flaky(&h.cache, &n, 9).await,
         Err("first call of 9 fails".into())
@@ -251,13 +256,13 @@ async fn option_caches_some_and_none(h: &Harness) {
     assert_eq!(find(&h.cache, &n, 2).await, Some(2));
     assert_eq!(find(&h.cache, &n, 3).await, None);
     assert_eq!(runs(&n), 2);
-    let none_key = expected_key("opt:", "behaviour::find", &args_u64(3));
+    let none_key = h.expected_key("opt:", "behaviour::find", &Encoded::new().int(3));
     assert_eq!(h.raw_get(&none_key).await.as_deref(), Some(&b"null"[..]));
 }
 
 async fn corrupt_value_is_a_miss_and_is_overwritten(h: &Harness) {
     let n = AtomicUsize::new(0);
-    let key = expected_key("hit:", "behaviour::profile", &args_u64(77));
+    let key = h.expected_key("hit:", "behaviour::profile", &Encoded::new().int(77));
     let corpus: [&[u8]; 5] = [
         b"{\"id\":77,\"na",
         b"\xff\x00garbage",
@@ -292,10 +297,15 @@ async fn key_is_exactly_the_documented_layout(h: &Harness) {
     // version 1, then "ann" as s + u64 length + bytes, then 2 as a 16-byte integer.
     let mut encoded = vec![1u8, b's', 0, 0, 0, 0, 0, 0, 0, 3, b'a', b'n', b'n', b'i'];
     encoded.extend_from_slice(&2i128.to_be_bytes());
-    let key = expected_key("layout:", "behaviour::layout", &encoded);
+    assert_eq!(Encoded::new().str("ann").int(2).into_bytes(), encoded);
+    let key = h.expected_key(
+        "layout:",
+        "behaviour::layout",
+        &Encoded::from_bytes(encoded),
+    );
     assert_eq!(
         key,
-        "layout:behaviour::layout:".to_string() + &key[key.len() - 64..],
+        h.fn_prefix("layout:", "behaviour::layout") + &key[key.len() - 64..],
         "{{prefix}}{{module path}}::{{fn}}:{{64 hex}}"
     );
     assert!(
@@ -306,7 +316,7 @@ async fn key_is_exactly_the_documented_layout(h: &Harness) {
     assert_eq!(h.raw_get(&key).await.as_deref(), Some(&br#""ann2""#[..]));
 
     renamed(&h.cache, 1).await;
-    let key = expected_key("named:", "stable_name", &args_u64(1));
+    let key = h.expected_key("named:", "stable_name", &Encoded::new().int(1));
     assert!(
         h.raw_get(&key).await.is_some(),
         "name = \"...\" replaces the qualified name"
@@ -354,44 +364,54 @@ async fn methods_named_get_on_two_types_do_not_collide(h: &Harness) {
     assert_eq!(users.get(1).await, "user 1");
     assert_eq!(orders.get(1).await, "order 1");
     assert_eq!((runs(&users.runs), runs(&orders.runs)), (1, 1));
-    let key = expected_key("methods:", "behaviour::Users::get", &args_u64(1));
+    let key = h.expected_key("methods:", "behaviour::Users::get", &Encoded::new().int(1));
     assert_eq!(h.raw_get(&key).await.as_deref(), Some(&br#""user 1""#[..]));
 }
 
 async fn invalidate_prefix_deletes_exactly_the_literal_prefix(h: &Harness) {
+    let p = h.prefix("inv");
     let keep = [
-        "inv:other:1",    // a neighbouring prefix
-        "inv:a*c:1",      // a key a naive glob `inv:a*` would match
-        "inv:abc",        // matches `inv:a?c` as a glob, not literally
-        "inv:a?c",        // shorter than the prefix
-        "other:inv:a?c:", // contains the prefix, does not start with it
+        format!("{p}other:1"),    // a neighbouring prefix
+        format!("{p}a*c:1"),      // a key a naive glob `a*` would match
+        format!("{p}abc"),        // matches `a?c` as a glob, not literally
+        format!("{p}a?c"),        // shorter than the prefix
+        format!("other:{p}a?c:"), // contains the prefix, does not start with it
     ];
-    let delete = ["inv:a?c:1", "inv:a?c:2", "inv:a?c:", "inv:a?c:[x]"];
+    let delete = [
+        format!("{p}a?c:1"),
+        format!("{p}a?c:2"),
+        format!("{p}a?c:"),
+        format!("{p}a?c:[x]"),
+    ];
     for key in keep.iter().chain(&delete) {
         h.raw_set(key, b"1").await;
     }
+    let prefix = format!("{p}a?c:");
     assert_eq!(
-        h.cache.invalidate_prefix("inv:a?c:").await.unwrap(),
+        h.cache.invalidate_prefix(&prefix).await.unwrap(),
         delete.len() as u64
     );
-    for key in delete {
+    for key in &delete {
         assert_eq!(h.raw_get(key).await, None, "{key} is deleted");
     }
-    for key in keep {
+    for key in &keep {
         assert!(h.raw_get(key).await.is_some(), "{key} is kept");
     }
-    assert_eq!(h.cache.invalidate_prefix("inv:a?c:").await.unwrap(), 0);
+    assert_eq!(h.cache.invalidate_prefix(&prefix).await.unwrap(), 0);
     assert!(matches!(
         h.cache.invalidate_prefix("").await,
         Err(redis_memo::Error::EmptyPrefix)
     ));
+    h.cache.delete(&[&keep[4]]).await.unwrap();
+    h.cache.invalidate_prefix(&p).await.unwrap();
 }
 
 async fn invalidated_calls_run_again(h: &Harness) {
     let n = AtomicUsize::new(0);
     profile(&h.cache, &n, 1).await;
     profile(&h.cache, &n, 2).await;
-    assert_eq!(h.cache.invalidate_prefix("hit:").await.unwrap(), 2);
+    let prefix = h.fn_prefix("hit:", "behaviour::profile");
+    assert_eq!(h.cache.invalidate_prefix(&prefix).await.unwrap(), 2);
     profile(&h.cache, &n, 1).await;
     assert_eq!(runs(&n), 3);
 }
@@ -420,7 +440,7 @@ async fn commands_run(conn: &mut ::redis::aio::MultiplexedConnection) -> HashMap
 /// one `GET` and one `SET`. Counted by the server itself.
 #[tokio::test]
 async fn a_hit_is_one_get_and_a_miss_one_get_and_one_set() {
-    let redis = common::TestRedis::spawn(&[]);
+    let redis = support::TestRedis::spawn(&[]);
     let cache = redis.cache().await;
     let mut conn = redis.client().await;
     let reset = || ::redis::cmd("CONFIG").arg("RESETSTAT").clone();
@@ -448,19 +468,8 @@ async fn a_hit_is_one_get_and_a_miss_one_get_and_one_set() {
     assert_eq!(hits, HashMap::from([("get".to_owned(), 30)]));
 }
 
-fn args_u64(v: u64) -> Vec<u8> {
-    let mut out = vec![1u8, b'i'];
-    out.extend_from_slice(&i128::from(v).to_be_bytes());
-    out
-}
-
-fn enc_bool(v: bool) -> [u8; 2] {
-    [b'b', u8::from(v)]
-}
-
-common::on_both_backends! {
+support::on_both_backends! {
     #[tokio::test]
-    clear ["hit:", "forever:", "default_ttl:", "skip:", "err:", "opt:", "layout:", "concat:", "maps:", "named:", "methods:", "inv:"];
     hit_vs_miss_by_body_run_counter,
     values_are_readable_json,
     ttl_of_stored_key_matches_ttl,

@@ -2,13 +2,13 @@
 //! tagged, so a value written by one codec is never misread by another.
 #![cfg(all(feature = "msgpack", feature = "postcard", feature = "lz4"))]
 
-mod common;
+use redis_memo_test_support as support;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-use common::TestRedis;
 use redis_memo::{Cache, Codec, cached};
 use serde::{Deserialize, Serialize};
+use support::TestRedis;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Report {

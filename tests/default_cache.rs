@@ -1,7 +1,7 @@
 //! The process-wide default cache, used by `#[cached]` functions without
 //! `cache = ...`. One test in its own binary: the default is global.
 
-mod common;
+use redis_memo_test_support as support;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
@@ -35,9 +35,9 @@ async fn without_a_default_calls_run_uncached_then_use_the_installed_one() {
         "in-memory default: the second call hits"
     );
 
-    let redis = common::TestRedis::start();
+    // A server of its own: the test reads a literal key.
+    let redis = support::TestRedis::spawn(&[]);
     let cache = redis.cache().await;
-    cache.invalidate_prefix("default_cache:").await.unwrap();
     set_default_cache(cache.clone());
     square(3).await;
     square(3).await;

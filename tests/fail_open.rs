@@ -1,12 +1,12 @@
 //! The cache never turns a working function into a failing one: Redis errors
 //! and odd data are misses, and the body's value is returned.
 
-mod common;
+use redis_memo_test_support as support;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-use common::TestRedis;
 use redis_memo::{Cache, cached};
+use support::TestRedis;
 
 #[cached(ttl = 60, key_prefix = "fail_open:", cache = cache, ignore(runs))]
 async fn lookup(cache: &Cache, runs: &AtomicUsize, id: u64) -> Result<String, String> {

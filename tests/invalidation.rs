@@ -2,10 +2,10 @@
 //! prefix go, among decoys a glob would catch, neighbouring prefixes and keys
 //! redis-memo never wrote.
 
-mod common;
+use redis_memo_test_support as support;
 
-use common::TestRedis;
 use redis_memo::{Cache, Error};
+use support::TestRedis;
 
 const PREFIX: &str = "tenant[a]*?\\:users:";
 

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-mod common;
+use redis_memo_test_support as support;
 
 use redis_memo::{Cache, cached};
 
@@ -22,9 +22,8 @@ async fn other(cache: &Cache, id: u64) -> u64 {
 
 #[tokio::test]
 async fn stats_break_calls_down_by_function_and_outcome() {
-    let redis = common::TestRedis::start();
-    let cache = redis.cache().await;
-    cache.invalidate_prefix("obs:").await.unwrap();
+    let harness = support::Harness::redis().await;
+    let cache = harness.cache.clone();
     let runs = AtomicUsize::new(0);
     lookup(&cache, &runs, 1, false).await; // miss
     lookup(&cache, &runs, 1, false).await; // hit
@@ -36,16 +35,111 @@ async fn stats_break_calls_down_by_function_and_outcome() {
     assert!(lookup_invalidate(&cache, 1, false).await.unwrap());
 
     let stats = cache.stats();
-    assert_eq!((stats.hits, stats.misses, stats.corrupt), (1, 3, 1));
+    // Each call in exactly one outcome; corrupt reads are not misses.
+    assert_eq!((stats.hits, stats.misses, stats.corrupt), (1, 2, 1));
+    assert_eq!(
+        (stats.skipped, stats.breaker_skipped, stats.errors),
+        (1, 0, 0)
+    );
+    assert_eq!(stats.calls(), 5);
+    // The miss of lookup(1), the overwrite of lookup(2), the miss of other(1).
+    assert_eq!((stats.stores, stats.write_errors), (3, 0));
     assert_eq!(stats.invalidations, 1);
     let names: Vec<&str> = stats.functions.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["observability::lookup", "observability::other"]);
     let f = &stats.functions[0];
     assert_eq!(
-        (f.hits, f.misses, f.corrupt, f.errors, f.skipped),
-        (1, 1, 1, 0, 1)
+        (
+            f.hits,
+            f.misses,
+            f.corrupt,
+            f.errors,
+            f.skipped,
+            f.stores,
+            f.invalidations
+        ),
+        (1, 1, 1, 0, 1, 2, 1)
     );
-    assert_eq!((stats.functions[1].hits, stats.functions[1].misses), (0, 1));
+    let g = &stats.functions[1];
+    assert_eq!((g.hits, g.misses, g.stores), (0, 1, 1));
+}
+
+/// Every total is the sum of the per-family figures, and every operation
+/// lands in the counter the docs give it.
+#[tokio::test]
+async fn totals_are_the_sums_of_the_families_and_every_kind_of_invalidation_counts() {
+    let harness = support::Harness::redis().await;
+    let cache = harness.cache.clone();
+    let p = harness.prefix("direct");
+    let runs = AtomicUsize::new(0);
+    lookup(&cache, &runs, 1, false).await; // lookup: miss, store
+    lookup(&cache, &runs, 1, false).await; // lookup: hit
+    lookup_prime(&cache, 2, false, &5).await.unwrap(); // lookup: store
+    assert!(lookup_invalidate(&cache, 2, false).await.unwrap()); // lookup: invalidation
+    cache
+        .get_or_set(&format!("{p}a"), 60, || async { 1u8 })
+        .await; // direct: miss, store
+    cache.get::<u8>(&format!("{p}a")).await.unwrap(); // direct: hit
+    cache.get::<u8>(&format!("{p}b")).await.unwrap(); // direct: miss
+    cache.set(&format!("{p}c"), &3u8, 60).await.unwrap(); // direct: store
+    assert_eq!(cache.delete(&[&format!("{p}c")]).await.unwrap(), 1); // direct: invalidation
+    assert_eq!(cache.invalidate_prefix(&p).await.unwrap(), 1); // direct: invalidation
+    cache.invalidate_group("grp:").await.unwrap(); // grp: invalidation
+
+    let stats = cache.stats();
+    let sum = |field: fn(&redis_memo::FunctionStats) -> u64| -> u64 {
+        stats.functions.iter().map(field).sum()
+    };
+    assert_eq!(stats.hits, sum(|f| f.hits));
+    assert_eq!(stats.shared, sum(|f| f.shared));
+    assert_eq!(stats.misses, sum(|f| f.misses));
+    assert_eq!(stats.corrupt, sum(|f| f.corrupt));
+    assert_eq!(stats.errors, sum(|f| f.errors));
+    assert_eq!(stats.skipped, sum(|f| f.skipped));
+    assert_eq!(stats.breaker_skipped, sum(|f| f.breaker_skipped));
+    assert_eq!(stats.stores, sum(|f| f.stores));
+    assert_eq!(stats.write_errors, sum(|f| f.write_errors));
+    assert_eq!(stats.invalidations, sum(|f| f.invalidations));
+    assert_eq!(stats.calls(), sum(|f| f.calls()));
+
+    let family = |name: &str| {
+        stats
+            .functions
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no family {name}: {stats:?}"))
+            .clone()
+    };
+    let lookup = family("observability::lookup");
+    assert_eq!(
+        (
+            lookup.hits,
+            lookup.misses,
+            lookup.stores,
+            lookup.invalidations
+        ),
+        (1, 1, 2, 1)
+    );
+    let direct = family("direct:");
+    assert_eq!(
+        (
+            direct.hits,
+            direct.misses,
+            direct.stores,
+            direct.invalidations
+        ),
+        (1, 2, 2, 2)
+    );
+    assert_eq!(family("grp:").invalidations, 1);
+    assert_eq!((stats.hits, stats.misses, stats.invalidations), (2, 3, 4));
+
+    // `invalidate_all_keys` counts too (a server of its own: it empties it).
+    let redis = support::TestRedis::spawn(&[]);
+    let own = redis.cache().await;
+    own.set("a:1", &1u8, 60).await.unwrap();
+    own.set("b:1", &1u8, 60).await.unwrap();
+    assert_eq!(own.invalidate_all_keys().await.unwrap(), 2);
+    assert_eq!(own.stats().invalidations, 2);
 }
 
 #[cfg(feature = "metrics")]

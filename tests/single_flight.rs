@@ -1,14 +1,14 @@
 //! Single-flight: concurrent callers of one cold key share one run of the body,
 //! on Redis and in memory.
 
-mod common;
+use redis_memo_test_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use common::Harness;
 use redis_memo::{Cache, cached};
+use support::Harness;
 use tokio::sync::Semaphore;
 
 /// Everything a test needs to steer the body: how often it ran, and a gate it
@@ -141,9 +141,8 @@ async fn distinct_keys_leave_no_state_behind(h: &Harness) {
     );
 }
 
-common::on_both_backends! {
+support::on_both_backends! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    clear ["flight:"];
     thousand_cold_callers_run_the_body_once,
     a_waiter_takes_over_when_the_leader_is_cancelled,
     after_a_leader_error_waiters_take_over_and_share_the_next_value,

@@ -2,14 +2,14 @@
 //! processes (here: two `Cache` handles on two runtimes in two threads) that
 //! miss the same key run the body once between them.
 
-mod common;
+use redis_memo_test_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use common::TestRedis;
 use redis_memo::{Cache, cached};
+use support::TestRedis;
 use tokio::sync::Semaphore;
 
 struct Probe {

@@ -265,7 +265,8 @@ fn add_args(key_args: &Ident, key_params: &[&Ident]) -> TokenStream {
     quote!(#(#calls)*)
 }
 
-/// The `__private::Spec` literal: prefix, name, version, grouping, ttl, lease.
+/// The `__private::Spec` of the function, built by its constructor and one
+/// method per argument given.
 fn spec(args: &Args, ident: &Ident, is_method: bool) -> TokenStream {
     let prefix = match &args.key_prefix {
         Some(lit) => quote!(#lit),
@@ -288,39 +289,31 @@ fn spec(args: &Args, ident: &Ident, is_method: bool) -> TokenStream {
             }
         },
     };
-    let seconds = |ttl: &Option<Ttl>, default: u64| match ttl {
-        None => quote!(::redis_memo::__private::Ttl::secs(#default)),
-        Some(Ttl::Secs(secs)) => quote!(::redis_memo::__private::Ttl::secs(#secs)),
-        Some(Ttl::Expr(expr)) => quote_spanned! {expr.span()=>
+    let mut spec = quote!(::redis_memo::__private::Spec::new(#prefix, #name));
+    let seconds = |ttl: &Ttl| match ttl {
+        Ttl::Secs(secs) => quote!(::redis_memo::Ttl::secs(#secs)),
+        Ttl::Expr(expr) => quote_spanned! {expr.span()=>
             ::redis_memo::__private::IntoTtl::into_ttl(#expr)
         },
     };
-    let ttl = seconds(&args.ttl, 300);
-    let lease = seconds(&args.lease, 0);
-    let version = match &args.version {
-        None => quote!(::core::option::Option::None),
-        Some(expr) => quote_spanned! {expr.span()=>
-            ::core::option::Option::Some::<u32>(#expr)
-        },
-    };
-    let grouped = args.grouped.is_some();
-    let codec = match &args.codec {
-        None => quote!(::core::option::Option::None),
-        Some(expr) => quote_spanned! {expr.span()=>
-            ::core::option::Option::Some::<::redis_memo::Codec>(#expr)
-        },
-    };
-    quote! {
-        ::redis_memo::__private::Spec {
-            prefix: #prefix,
-            name: #name,
-            version: #version,
-            grouped: #grouped,
-            ttl: #ttl,
-            lease: #lease,
-            codec: #codec,
-        }
+    if let Some(ttl) = &args.ttl {
+        let ttl = seconds(ttl);
+        spec.extend(quote!(.ttl(#ttl)));
     }
+    if let Some(lease) = &args.lease {
+        let lease = seconds(lease);
+        spec.extend(quote!(.lease(#lease)));
+    }
+    if let Some(expr) = &args.version {
+        spec.extend(quote_spanned!(expr.span()=> .version(#expr)));
+    }
+    if args.grouped.is_some() {
+        spec.extend(quote!(.grouped()));
+    }
+    if let Some(expr) = &args.codec {
+        spec.extend(quote_spanned!(expr.span()=> .codec(#expr)));
+    }
+    spec
 }
 
 fn mixed(name: &str) -> Ident {

@@ -96,9 +96,18 @@ const NOT_COMPRESSED: u8 = b'-';
 const LZ4: u8 = b'l';
 
 impl Format {
-    /// Encodes a value for storage.
+    /// Encodes a value for storage. Only the serialization depends on `T`;
+    /// framing and compression are shared by every type. Not inlined: one
+    /// copy per value type, however many functions return it.
+    #[inline(never)]
     pub(crate) fn encode<T: ?Sized + Serialize>(self, value: &T) -> Result<Vec<u8>, Error> {
         let payload = self.codec.serialize(value)?;
+        Ok(self.frame(payload))
+    }
+
+    /// The stored form of a serialized payload: plain JSON, or the header
+    /// and the (maybe compressed) payload.
+    fn frame(self, payload: Vec<u8>) -> Vec<u8> {
         #[cfg(feature = "lz4")]
         if self
             .compress_above
@@ -106,22 +115,30 @@ impl Format {
         {
             let mut out = vec![FRAMED, self.codec.tag(), LZ4];
             out.extend_from_slice(&lz4_flex::compress_prepend_size(&payload));
-            return Ok(out);
+            return out;
         }
         if self.codec == Codec::Json {
-            return Ok(payload);
+            return payload;
         }
         let mut out = Vec::with_capacity(payload.len() + 3);
         out.extend_from_slice(&[FRAMED, self.codec.tag(), NOT_COMPRESSED]);
         out.extend_from_slice(&payload);
-        Ok(out)
+        out
     }
 
-    /// Decodes a stored value written with this format's codec.
+    /// Decodes a stored value written with this format's codec. Not inlined,
+    /// like [`encode`](Self::encode).
+    #[inline(never)]
     pub(crate) fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, Error> {
+        let payload = self.unframe(bytes)?;
+        self.codec.deserialize(&payload)
+    }
+
+    /// The serialized payload of a stored value, checked to be this codec's.
+    fn unframe(self, bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
         let [FRAMED, codec, compression, payload @ ..] = bytes else {
             return match self.codec {
-                Codec::Json => self.codec.deserialize(bytes),
+                Codec::Json => Ok(bytes.into()),
                 #[allow(unreachable_patterns)] // only Json without the codec features
                 _ => Err(Error::Decode(
                     "a JSON value, not written by this codec".into(),
@@ -134,13 +151,11 @@ impl Format {
             ));
         }
         match *compression {
-            NOT_COMPRESSED => self.codec.deserialize(payload),
+            NOT_COMPRESSED => Ok(payload.into()),
             #[cfg(feature = "lz4")]
-            LZ4 => {
-                let payload = lz4_flex::decompress_size_prepended(payload)
-                    .map_err(|e| Error::Decode(e.into()))?;
-                self.codec.deserialize(&payload)
-            }
+            LZ4 => lz4_flex::decompress_size_prepended(payload)
+                .map(Into::into)
+                .map_err(|e| Error::Decode(e.into())),
             other => Err(Error::Decode(
                 format!("unknown compression {:?}", char::from(other)).into(),
             )),

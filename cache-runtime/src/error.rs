@@ -58,6 +58,20 @@ pub enum Error {
     #[error("cannot decode the cached value: {0}")]
     Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
 
+    /// A value given to [`Cache::set`](crate::Cache::set) (or a `{fn}_prime`
+    /// helper) encodes to more than
+    /// [`max_value_bytes`](crate::CacheBuilder::max_value_bytes).
+    #[error(
+        "the value encodes to {size} bytes, more than max_value_bytes ({limit}); \
+         raise CacheBuilder::max_value_bytes or store less"
+    )]
+    ValueTooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
     /// [`Cache::invalidate_prefix`](crate::Cache::invalidate_prefix) was given an
     /// empty prefix, which would delete every key of the database, including keys
     /// that redis-memo never wrote.

@@ -2,26 +2,28 @@
 //!
 //! The process that misses first takes `SET {key}:lease <token> NX PX <lease>`
 //! and runs the body; the others see the lease taken and poll `GET {key}` until
-//! the value appears or the lease duration has passed, then run the body
+//! a value appears or the lease duration has passed, then run the body
 //! themselves. The holder releases the lease with a compare-and-delete script,
 //! so it never deletes a lease that expired and was taken by another process.
+//!
+//! Nothing here logs: the call path decides what is worth a (rate-limited)
+//! warning.
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::de::DeserializeOwned;
+use crate::Error;
+use crate::store::RedisStore;
 
-use crate::backend::RedisStore;
-use crate::codec::Format;
+/// The lease this process holds on a key.
+pub(crate) struct Token(String);
 
 pub(crate) enum Acquire {
-    /// This process holds the lease, identified by the token.
-    Held(String),
+    /// This process holds the lease.
+    Held(Token),
     /// Another process holds it.
     Busy,
-    /// Redis did not answer: run without a lease.
-    Unavailable,
 }
 
 /// Compare-and-delete: delete the lease only if it still holds our token.
@@ -35,58 +37,56 @@ static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
 const POLL_MIN: Duration = Duration::from_millis(5);
 const POLL_MAX: Duration = Duration::from_millis(50);
 
-pub(crate) fn lease_key(key: &str) -> String {
+fn lease_key(key: &str) -> String {
     format!("{key}:lease")
 }
 
-fn token() -> String {
+fn token() -> Token {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{}:{nanos:x}:{n}", std::process::id())
+    Token(format!("{}:{nanos:x}:{n}", std::process::id()))
 }
 
-pub(crate) async fn acquire(store: &RedisStore, key: &str, lease: Duration) -> Acquire {
-    let token = token();
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(lease_key(key))
-        .arg(&token)
-        .arg("NX")
-        .arg("PX")
-        .arg(lease.as_millis().max(1) as u64);
-    match store.query::<Option<String>>(&cmd).await {
-        Ok(Some(_)) => Acquire::Held(token),
-        Ok(None) => Acquire::Busy,
-        Err(err) => {
-            tracing::warn!(key, error = %err, "redis-memo: cannot take the lease; running without it");
-            Acquire::Unavailable
-        }
-    }
-}
-
-pub(crate) async fn release(store: &RedisStore, key: &str, token: &str) {
-    let mut invocation = RELEASE.prepare_invoke();
-    invocation.key(lease_key(key)).arg(token);
-    let mut conn = store.conn.clone();
-    let released = tokio::time::timeout(
-        store.response_timeout,
-        invocation.invoke_async::<i64>(&mut conn),
-    )
-    .await;
-    if !matches!(released, Ok(Ok(_))) {
-        tracing::debug!(key, "redis-memo: lease not released; it expires by itself");
-    }
-}
-
-/// Polls for the value another process is computing, for at most `lease`.
-pub(crate) async fn wait_for_value<T: DeserializeOwned>(
+/// Tries to take the lease of `key` for `lease`.
+pub(crate) async fn acquire(
     store: &RedisStore,
     key: &str,
     lease: Duration,
-    format: Format,
-) -> Option<(Vec<u8>, T)> {
+) -> Result<Acquire, Error> {
+    let token = token();
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(lease_key(key))
+        .arg(&token.0)
+        .arg("NX")
+        .arg("PX")
+        .arg(lease.as_millis().max(1) as u64);
+    Ok(match store.query::<Option<String>>(&cmd).await? {
+        Some(_) => Acquire::Held(token),
+        None => Acquire::Busy,
+    })
+}
+
+/// Gives the lease back, if it is still ours. A lease that cannot be released
+/// expires by itself.
+pub(crate) async fn release(store: &RedisStore, key: &str, token: Token) -> Result<(), Error> {
+    let mut invocation = RELEASE.prepare_invoke();
+    invocation.key(lease_key(key)).arg(token.0);
+    store.invoke::<i64>(&invocation).await.map(drop)
+}
+
+/// Polls for the value the process holding the lease is computing, for at
+/// most `lease`: the first stored bytes other than `seen` (what this process
+/// read before, if anything: a value that did not decode). `None` when the
+/// holder finished without storing a value, or the time is up.
+pub(crate) async fn wait_for_value(
+    store: &RedisStore,
+    key: &str,
+    lease: Duration,
+    seen: Option<&[u8]>,
+) -> Option<Vec<u8>> {
     let deadline = Instant::now() + lease;
     let mut pause = POLL_MIN;
     while Instant::now() < deadline {
@@ -98,12 +98,8 @@ pub(crate) async fn wait_for_value<T: DeserializeOwned>(
         let mut pipe = redis::pipe();
         pipe.cmd("GET").arg(key).cmd("EXISTS").arg(lease_key(key));
         match store.query_pipe::<(Option<Vec<u8>>, bool)>(&pipe).await {
-            Ok((Some(bytes), _)) => {
-                if let Ok(value) = format.decode::<T>(&bytes) {
-                    return Some((bytes, value));
-                }
-            }
-            Ok((None, false)) => return None,
+            Ok((Some(bytes), _)) if Some(bytes.as_slice()) != seen => return Some(bytes),
+            Ok((_, false)) => return None,
             _ => {}
         }
     }

@@ -1,30 +1,44 @@
 //! The runtime of [redis-memo](https://docs.rs/redis-memo): the [`Cache`] handle,
-//! its Redis and in-memory backends, cache keys, value encoding and invalidation.
+//! its Redis and in-memory stores, cache keys, value encoding and invalidation.
 //!
 //! Depend on the `redis-memo` crate, which re-exports everything here together
 //! with the `#[cached]` attribute.
+//!
+//! The modules follow the data path of a call, each using only those before it:
+//! `key` (arguments to a key) → `store` (Redis, in memory) → `flight`
+//! (single-flight), `lease` (across processes), `health` (breaker, counters,
+//! warnings) → `cache` (the handle, its builder, the default) → `call` (one
+//! call: spec, get-or-run, the typed API, helpers, refresh) → `private` (what
+//! generated code calls). `error`, `codec` and `log` are leaves.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod backend;
-mod cache;
-mod call;
+mod log;
+
 mod codec;
 mod error;
+
+pub mod key;
+
+mod store;
+
 mod flight;
 mod health;
-mod invalidate;
-pub mod key;
 mod lease;
+
+mod cache;
+
+mod call;
+
 #[doc(hidden)]
 pub mod private;
 
-pub use backend::KeyTtl;
 pub use cache::{
     Cache, CacheBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES, DEFAULT_MEMORY_CAPACITY,
     DEFAULT_RESPONSE_TIMEOUT, clear_default_cache, default_cache, set_default_cache,
 };
-pub use call::refresh;
+pub use call::{DEFAULT_TTL, Policy, Ttl, refresh};
 pub use codec::Codec;
 pub use error::{Error, Result};
 pub use health::{FunctionStats, Stats};
+pub use store::KeyTtl;

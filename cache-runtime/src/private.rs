@@ -3,70 +3,15 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use serde::{Serialize, de::DeserializeOwned};
-use tracing::Instrument;
 
-use crate::backend::Store;
-use crate::call::{CallOptions, CallOutcome};
-use crate::codec::{Codec, Format};
-use crate::key::KeyError;
+pub use crate::call::Ttl;
+pub use crate::call::helpers::{invalidate_call, key_of, prime_call};
+pub use crate::call::run::Call;
+pub use crate::call::spec::{IntoTtl, Spec};
 pub use crate::key::{FnName, KeyBuilder};
-use crate::{Cache, Error};
-
-/// A function's `ttl`: `None` means no expiry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ttl(pub Option<Duration>);
-
-impl Ttl {
-    /// `ttl = <integer literal>`; `0` means no expiry.
-    pub const fn secs(secs: u64) -> Ttl {
-        if secs == 0 {
-            Ttl(None)
-        } else {
-            Ttl(Some(Duration::from_secs(secs)))
-        }
-    }
-}
-
-/// What `ttl = <expr>` accepts: whole seconds as an unsigned integer, or a `Duration`.
-#[diagnostic::on_unimplemented(
-    message = "`ttl` and `lease` take u64, u32 or usize seconds, or a std::time::Duration, not `{Self}`",
-    label = "not a number of seconds or a Duration"
-)]
-pub trait IntoTtl {
-    /// Converts to a [`Ttl`]; zero means no expiry.
-    fn into_ttl(self) -> Ttl;
-}
-
-impl IntoTtl for u64 {
-    fn into_ttl(self) -> Ttl {
-        Ttl::secs(self)
-    }
-}
-
-impl IntoTtl for u32 {
-    fn into_ttl(self) -> Ttl {
-        Ttl::secs(self.into())
-    }
-}
-
-impl IntoTtl for usize {
-    fn into_ttl(self) -> Ttl {
-        Ttl::secs(self as u64)
-    }
-}
-
-impl IntoTtl for Duration {
-    fn into_ttl(self) -> Ttl {
-        if self.is_zero() {
-            Ttl(None)
-        } else {
-            Ttl(Some(self))
-        }
-    }
-}
+use crate::{Cache, log};
 
 /// `cache = EXPR` binds `&(EXPR)` here, so anything that derefs to a `Cache` works.
 #[inline]
@@ -80,185 +25,12 @@ static WARNED_NO_DEFAULT: AtomicBool = AtomicBool::new(false);
 pub fn default_cache() -> Option<Cache> {
     let cache = crate::default_cache();
     if cache.is_none() && !WARNED_NO_DEFAULT.swap(true, Ordering::Relaxed) {
-        tracing::warn!(
+        log::warning!(
             "redis-memo: a #[cached] function without `cache = ...` was called but no default \
              cache is installed; running uncached (call redis_memo::set_default_cache at startup)"
         );
     }
     cache
-}
-
-/// What the attribute fixes about a function's keys and storage.
-#[derive(Debug, Clone, Copy)]
-pub struct Spec<'a> {
-    /// `key_prefix`.
-    pub prefix: &'a str,
-    /// The qualified name (or `name = ...`).
-    pub name: FnName<'a>,
-    /// `version = N`; `None` falls back to the cache's default version.
-    pub version: Option<u32>,
-    /// `grouped = true`: keys carry the generation of `prefix`.
-    pub grouped: bool,
-    /// `ttl`.
-    pub ttl: Ttl,
-    /// `lease`; `Ttl(None)` for none.
-    pub lease: Ttl,
-    /// `codec = ...`; `None` uses the cache's codec.
-    pub codec: Option<Codec>,
-}
-
-/// Where one call's value lives.
-#[derive(Debug)]
-pub(crate) enum Target {
-    /// A fixed key.
-    Key(String),
-    /// `{head}{generation of gen_key}{tail}`, resolved with the read.
-    Grouped {
-        gen_key: String,
-        head: String,
-        tail: String,
-    },
-}
-
-/// The key of the generation counter of a group (a `key_prefix`).
-pub(crate) fn generation_key(prefix: &str) -> String {
-    format!("redis-memo:generation:{prefix}")
-}
-
-impl Spec<'_> {
-    fn format(&self, cache: &Cache) -> Format {
-        let mut format = cache.inner().format;
-        if let Some(codec) = self.codec {
-            format.codec = codec;
-        }
-        format
-    }
-
-    fn target(&self, cache: &Cache, args: &KeyBuilder) -> Result<Target, KeyError> {
-        let version = self.version.or(cache.default_version());
-        if !self.grouped {
-            return Ok(Target::Key(args.finish_versioned(
-                self.prefix,
-                &self.name,
-                version,
-            )?));
-        }
-        let mut tail = String::from(":");
-        args.push_tail(&mut tail, &self.name, version)?;
-        Ok(Target::Grouped {
-            gen_key: generation_key(self.prefix),
-            head: format!("{}@", self.prefix),
-            tail,
-        })
-    }
-}
-
-/// One call of a cached function: where to look, under which key, for how long.
-#[derive(Debug)]
-pub struct Call {
-    name: FnName<'static>,
-    cache: Option<Cache>,
-    target: Option<Target>,
-    options: CallOptions,
-    skipped: bool,
-}
-
-impl Call {
-    /// `skip_cache` was true: neither read nor write (the call is still counted).
-    pub fn skip(cache: Option<Cache>, spec: &Spec<'static>) -> Call {
-        Call {
-            name: spec.name,
-            cache,
-            target: None,
-            options: CallOptions::default(),
-            skipped: true,
-        }
-    }
-
-    /// Builds the key (only when there is a cache to use it with).
-    pub fn new(cache: Option<Cache>, args: &KeyBuilder, spec: &Spec<'static>) -> Call {
-        let target = cache
-            .as_ref()
-            .and_then(|cache| match spec.target(cache, args) {
-                Ok(target) => Some(target),
-                Err(err) => {
-                    tracing::warn!(function = %spec.name, error = %err, "redis-memo: cannot build the cache key; running uncached");
-                    None
-                }
-            });
-        Call {
-            name: spec.name,
-            options: CallOptions {
-                ttl: spec.ttl.0,
-                lease: spec.lease.0,
-                refresh: take_refresh(),
-                format: cache
-                    .as_ref()
-                    .map_or_else(Format::default, |cache| spec.format(cache)),
-            },
-            cache,
-            target,
-            skipped: false,
-        }
-    }
-
-    /// Runs the call: through the cache when there is one, in a debug-level
-    /// span naming the function and the outcome.
-    async fn run<T, R, B, Fut>(
-        self,
-        body: B,
-        cacheable: fn(&R) -> Option<&T>,
-        from_cached: fn(T) -> R,
-    ) -> R
-    where
-        T: Serialize + DeserializeOwned,
-        B: FnOnce() -> Fut,
-        Fut: Future<Output = R>,
-    {
-        let span = tracing::debug_span!(
-            "redis_memo::call",
-            function = %self.name,
-            outcome = tracing::field::Empty,
-        );
-        let start = crate::cache::CallStart::now();
-        let (Some(cache), Some(target)) = (&self.cache, &self.target) else {
-            let outcome = if self.skipped {
-                CallOutcome::Skipped
-            } else {
-                CallOutcome::Uncached
-            };
-            // Boxed: the body's future stays out of a hit's future.
-            let value = Box::pin(body()).instrument(span.clone()).await;
-            span.record("outcome", outcome.as_str());
-            if let Some(cache) = &self.cache {
-                cache.observe(self.name, outcome, start);
-            }
-            return value;
-        };
-        let mut outcome = CallOutcome::Miss;
-        let call = cache.get_or_run(
-            target,
-            self.options,
-            body,
-            cacheable,
-            from_cached,
-            &mut outcome,
-        );
-        // Without a subscriber for the span, the call is not wrapped in it:
-        // one layer less to move and poll on every call.
-        let value = if span.is_disabled() {
-            call.await
-        } else {
-            call.instrument(span.clone()).await
-        };
-        if !span.is_disabled() {
-            span.record("outcome", outcome.as_str());
-            let _entered = span.enter();
-            tracing::debug!(outcome = outcome.as_str(), "redis-memo: cached call done");
-        }
-        cache.observe(self.name, outcome, start);
-        value
-    }
 }
 
 /// A function returning a plain value: every value is cached.
@@ -271,7 +43,7 @@ where
     B: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
-    call.run(body, |v| Some(v), std::convert::identity)
+    crate::call::run::run(call, body, |v| Some(v), std::convert::identity)
 }
 
 /// A function returning `Result<T, E>`: only `Ok(T)` is cached, stored as `T`.
@@ -281,10 +53,8 @@ where
     B: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    call.run(body, |r| r.as_ref().ok(), Ok)
+    crate::call::run::run(call, body, |r| r.as_ref().ok(), Ok)
 }
-
-// --- the typed per-call helpers ------------------------------------------------------
 
 /// The `Ok` type of a `Result` return type, for `{fn}_prime`.
 pub trait OkType {
@@ -295,45 +65,3 @@ pub trait OkType {
 impl<T, E> OkType for Result<T, E> {
     type Ok = T;
 }
-
-/// `{fn}_key`: the key one call reads and writes.
-pub async fn key_of(cache: &Cache, args: &KeyBuilder, spec: &Spec<'_>) -> Result<String, Error> {
-    match spec
-        .target(cache, args)
-        .map_err(|e| Error::Key(e.to_string()))?
-    {
-        Target::Key(key) => Ok(key),
-        Target::Grouped {
-            gen_key,
-            head,
-            tail,
-        } => {
-            let generation = cache.backend().generation(&gen_key).await?;
-            Ok(format!("{head}{generation}{tail}"))
-        }
-    }
-}
-
-/// `{fn}_invalidate`: drops one call's entry; `true` when there was one.
-pub async fn invalidate_call(
-    cache: &Cache,
-    args: &KeyBuilder,
-    spec: &Spec<'_>,
-) -> Result<bool, Error> {
-    let key = key_of(cache, args, spec).await?;
-    Ok(cache.delete(&[&key]).await? > 0)
-}
-
-/// `{fn}_prime`: stores `value` as the result of one call.
-pub async fn prime_call<T: Serialize + ?Sized>(
-    cache: &Cache,
-    args: &KeyBuilder,
-    spec: &Spec<'_>,
-    value: &T,
-) -> Result<(), Error> {
-    let key = key_of(cache, args, spec).await?;
-    let bytes = spec.format(cache).encode(value)?;
-    cache.set_raw(&key, &bytes, spec.ttl.0).await
-}
-
-pub(crate) use crate::call::take_refresh;

@@ -1,14 +1,13 @@
 //! The `redis-memo` binary against a redis-server the test starts.
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
+use redis_memo_test_support as support;
 
 use std::collections::HashMap;
 use std::process::{Command, Output, Stdio};
 
-use common::TestRedis;
 use redis_memo::{Cache, cached};
 use serde::{Deserialize, Serialize};
+use support::TestRedis;
 
 fn cli(url: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_redis-memo"));

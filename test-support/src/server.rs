@@ -1,14 +1,13 @@
-//! Shared test setup: a real `redis-server` per test, started on a free port in
-//! a temporary directory with persistence off, and killed when dropped; or the
-//! server `REDIS_URL` names. No mocks.
-#![allow(dead_code, unused_macros, unused_imports)] // each test binary uses part of this module
+//! A real `redis-server` per test: started on a free port in a temporary
+//! directory with persistence off, and killed when dropped; or the server
+//! `REDIS_URL` names.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redis_memo::{Cache, KeyTtl};
+use redis_memo::Cache;
 
 /// A Redis server for one test.
 pub struct TestRedis {
@@ -19,6 +18,11 @@ pub struct TestRedis {
 }
 
 impl TestRedis {
+    /// Whether this is the shared server `REDIS_URL` names, not one of this test's own.
+    pub fn is_shared(&self) -> bool {
+        self.child.is_none() && self.dir.is_none()
+    }
+
     /// Starts a private `redis-server`, or uses `REDIS_URL` when it is set.
     pub fn start() -> TestRedis {
         if let Ok(url) = std::env::var("REDIS_URL")
@@ -83,6 +87,7 @@ impl TestRedis {
         panic!("{last_error}");
     }
 
+    /// `redis://127.0.0.1:{port}` (or `REDIS_URL`).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -129,6 +134,7 @@ impl TestRedis {
         panic!("redis-server did not restart on port {}", self.port);
     }
 
+    /// The port of a server this test started (0 for `REDIS_URL`).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -160,7 +166,7 @@ impl Drop for TestRedis {
     }
 }
 
-fn server_binary() -> String {
+pub(crate) fn server_binary() -> String {
     std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
 }
 
@@ -178,14 +184,14 @@ fn server_command(binary: &str, port: u16, dir: &std::path::Path, extra: &[&str]
     command
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("no free port on 127.0.0.1")
 }
 
-fn wait_for_ping(port: u16, limit: Duration) -> bool {
+pub(crate) fn wait_for_ping(port: u16, limit: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
         if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
@@ -201,160 +207,4 @@ fn wait_for_ping(port: u16, limit: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
-}
-
-/// One backend under test: the same behavioural checks run on Redis and in memory.
-pub struct Harness {
-    pub cache: Cache,
-    pub redis: Option<TestRedis>,
-}
-
-impl Harness {
-    /// A Redis-backed cache. `prefixes` are the test's own key prefixes: when
-    /// the server is shared (`REDIS_URL`), keys left under them by an earlier
-    /// run are dropped first.
-    pub async fn redis(prefixes: &[&str]) -> Harness {
-        let redis = TestRedis::start();
-        let cache = redis.cache().await;
-        for prefix in prefixes {
-            cache
-                .invalidate_prefix(prefix)
-                .await
-                .expect("clear the test's prefix");
-        }
-        Harness {
-            cache,
-            redis: Some(redis),
-        }
-    }
-
-    pub fn memory() -> Harness {
-        Harness {
-            cache: Cache::in_memory(),
-            redis: None,
-        }
-    }
-
-    /// The stored bytes of `key`; on Redis read with a plain client, not through the cache.
-    pub async fn raw_get(&self, key: &str) -> Option<Vec<u8>> {
-        match &self.redis {
-            Some(redis) => redis::cmd("GET")
-                .arg(key)
-                .query_async(&mut redis.client().await)
-                .await
-                .expect("GET"),
-            None => self.cache.get_raw(key).await.expect("get_raw"),
-        }
-    }
-
-    /// Overwrites `key` behind the cache's back.
-    pub async fn raw_set(&self, key: &str, value: &[u8]) {
-        match &self.redis {
-            Some(redis) => redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .query_async::<()>(&mut redis.client().await)
-                .await
-                .expect("SET"),
-            None => self.cache.set_raw(key, value, None).await.expect("set_raw"),
-        }
-    }
-
-    /// The key's TTL in Redis's terms: seconds left, `-1` without expiry, `-2` missing.
-    pub async fn ttl(&self, key: &str) -> i64 {
-        match &self.redis {
-            Some(redis) => redis::cmd("TTL")
-                .arg(key)
-                .query_async(&mut redis.client().await)
-                .await
-                .expect("TTL"),
-            None => match self.cache.ttl(key).await.expect("ttl") {
-                KeyTtl::Missing => -2,
-                KeyTtl::Persistent => -1,
-                KeyTtl::ExpiresIn(left) => left.as_secs_f64().round() as i64,
-            },
-        }
-    }
-
-    /// How many keys start with `prefix`, counted on Redis with SCAN by a plain client.
-    pub async fn count_prefix(&self, prefix: &str) -> usize {
-        match &self.redis {
-            Some(redis) => {
-                let mut conn = redis.client().await;
-                let mut cursor = 0u64;
-                let mut n = 0;
-                loop {
-                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut conn)
-                        .await
-                        .expect("SCAN");
-                    n += keys.iter().filter(|k| k.starts_with(prefix)).count();
-                    if next == 0 {
-                        return n;
-                    }
-                    cursor = next;
-                }
-            }
-            None => panic!("count_prefix needs Redis"),
-        }
-    }
-}
-
-/// The key redis-memo must produce: `{prefix}{name}:{sha256 hex of the encoded args}`,
-/// computed here from the documented encoding, independently of the crate.
-pub fn expected_key(prefix: &str, name: &str, encoded_args: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    format!(
-        "{prefix}{name}:{}",
-        hex::encode(Sha256::digest(encoded_args))
-    )
-}
-
-/// Runs each behaviour `async fn name(h: &Harness)` twice: on a Redis the test
-/// starts (after clearing the given prefixes) and on the in-memory backend.
-macro_rules! on_both_backends {
-    (#[$test:meta] clear $prefixes:expr; $($name:ident),* $(,)?) => {
-        mod redis {
-            $(
-                #[$test]
-                async fn $name() {
-                    super::$name(&crate::common::Harness::redis(&$prefixes).await).await;
-                }
-            )*
-        }
-        mod memory {
-            $(
-                #[$test]
-                async fn $name() {
-                    super::$name(&crate::common::Harness::memory()).await;
-                }
-            )*
-        }
-    };
-}
-pub(crate) use on_both_backends;
-
-/// A log sink for a `tracing_subscriber::fmt` subscriber, read back by tests.
-#[derive(Clone, Default)]
-pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Captured {
-    /// Everything written so far.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

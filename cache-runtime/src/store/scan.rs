@@ -1,13 +1,13 @@
-//! Prefix invalidation: every key that literally starts with a prefix.
+//! Prefix invalidation on Redis: every key that literally starts with a prefix.
 //!
-//! On Redis this is `SCAN cursor MATCH <escaped prefix>* COUNT 1000`, with each
+//! It is `SCAN cursor MATCH <escaped prefix>* COUNT 1000`, with each
 //! batch's `UNLINK` pipelined together with the next `SCAN`: one round trip per
 //! batch, never `KEYS`, and no command that holds Redis for long. `UNLINK`
 //! frees memory in the background and returns how many keys it removed, so the
 //! returned count is exact even when `SCAN` reports a key twice.
 
+use super::RedisStore;
 use crate::Error;
-use crate::backend::{MemoryStore, RedisStore};
 
 /// How many keys one `SCAN` step asks for.
 const SCAN_COUNT: usize = 1000;
@@ -59,20 +59,6 @@ pub(crate) async fn redis_delete_prefix(store: &RedisStore, prefix: &str) -> Res
         deleted += n;
         (cursor, keys) = (next, next_keys);
     }
-}
-
-pub(crate) async fn memory_delete_prefix(store: &MemoryStore, prefix: &str) -> Result<u64, Error> {
-    let keys: Vec<String> = store
-        .entries
-        .iter()
-        .filter(|(key, _)| key.starts_with(prefix))
-        .map(|(key, _)| String::clone(&key))
-        .collect();
-    let mut deleted = 0;
-    for key in keys {
-        deleted += u64::from(store.entries.remove(&key).await.is_some());
-    }
-    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -1,0 +1,295 @@
+//! Building a [`Cache`]: the options and their defaults, and the connection.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{Cache, Inner};
+use crate::Error;
+use crate::codec::{Codec, Format};
+use crate::flight::Flights;
+use crate::health::{BreakerConfig, Health};
+use crate::store::{Backend, MemoryStore, RedisStore};
+
+/// Default bound on connecting to Redis.
+///
+/// ```
+/// println!("{:?}", redis_memo::DEFAULT_CONNECT_TIMEOUT);
+/// ```
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default bound on one Redis command, from send to reply.
+///
+/// ```
+/// println!("{:?}", redis_memo::DEFAULT_RESPONSE_TIMEOUT);
+/// ```
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Default largest value stored (encoded size); larger values are returned but not cached.
+///
+/// ```
+/// println!("{:?}", redis_memo::DEFAULT_MAX_VALUE_BYTES);
+/// ```
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+/// Default size bound of the in-memory backend, in bytes of keys and values.
+///
+/// ```
+/// println!("{:?}", redis_memo::DEFAULT_MEMORY_CAPACITY);
+/// ```
+pub const DEFAULT_MEMORY_CAPACITY: u64 = 64 * 1024 * 1024;
+
+/// The options a backend is built with, beyond its connection.
+#[derive(Debug, Clone, Copy)]
+struct Options {
+    breaker: BreakerConfig,
+    max_value_bytes: Option<usize>,
+    format: Format,
+    memory_capacity: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            breaker: BreakerConfig::default(),
+            max_value_bytes: Some(DEFAULT_MAX_VALUE_BYTES),
+            format: Format::default(),
+            memory_capacity: DEFAULT_MEMORY_CAPACITY,
+        }
+    }
+}
+
+/// Options for a Redis-backed [`Cache`]; see [`Cache::builder`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), redis_memo::Error> {
+/// use std::time::Duration;
+/// use redis_memo::{Cache, Codec};
+///
+/// let cache = Cache::builder()
+///     .url("redis://cache.internal:6379/2")
+///     .connect_timeout(Duration::from_secs(1))
+///     .response_timeout(Duration::from_millis(100))
+///     .circuit_breaker(5, Duration::from_secs(2))
+///     .max_value_bytes(Some(1 << 20))
+///     .codec(Codec::Json)
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until .build().await"]
+pub struct CacheBuilder {
+    url: Option<String>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    options: Options,
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder {
+            url: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            options: Options::default(),
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// The Redis URL. Without one, `build` uses `redis://127.0.0.1:6379`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// How long connecting (and reconnecting) may take. Default: [`DEFAULT_CONNECT_TIMEOUT`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one command may take before the call gives up on the cache and
+    /// runs the function. Default: [`DEFAULT_RESPONSE_TIMEOUT`].
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// After `failures` consecutive connection failures or timeouts, calls skip
+    /// Redis for `cooldown`, then one call probes it. Default: 5 failures, 1 s.
+    pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.options.breaker = BreakerConfig {
+            threshold: u64::from(failures.max(1)),
+            cooldown,
+        };
+        self
+    }
+
+    /// How values are encoded, for functions without `codec = ...`. Default:
+    /// [`Codec::Json`].
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.options.format.codec = codec;
+        self
+    }
+
+    /// Compresses values whose encoding is larger than `bytes` with LZ4. Off by
+    /// default. Compressed values are readable whatever the reader's threshold.
+    #[cfg(feature = "lz4")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "lz4")))]
+    pub fn compress_above(mut self, bytes: usize) -> Self {
+        self.options.format.compress_above = Some(bytes);
+        self
+    }
+
+    /// The size bound of the in-memory cache built by
+    /// [`build_in_memory`](Self::build_in_memory), in bytes of keys and values.
+    /// Default: [`DEFAULT_MEMORY_CAPACITY`].
+    pub fn memory_capacity(mut self, bytes: u64) -> Self {
+        self.options.memory_capacity = bytes;
+        self
+    }
+
+    /// An in-memory cache with these options (the URL and timeouts are unused).
+    ///
+    /// ```
+    /// let cache = redis_memo::Cache::builder().memory_capacity(1 << 20).build_in_memory();
+    /// assert_eq!(cache.backend_kind(), "in-memory");
+    /// ```
+    pub fn build_in_memory(self) -> Cache {
+        let store = MemoryStore::new(self.options.memory_capacity);
+        assemble(Backend::Memory(store), self.options)
+    }
+
+    /// Values whose encoding is larger than this are returned but not stored
+    /// (with a warning). `None` stores any size. Default:
+    /// [`DEFAULT_MAX_VALUE_BYTES`].
+    pub fn max_value_bytes(mut self, limit: Option<usize>) -> Self {
+        self.options.max_value_bytes = limit;
+        self
+    }
+
+    /// Connects to Redis, failing fast ([`Error::Connection`], [`Error::Timeout`])
+    /// when it cannot be reached within the connect timeout.
+    pub async fn build(self) -> Result<Cache, Error> {
+        let client = open_client(self.url_or_default())?;
+        let conn = match tokio::time::timeout(
+            self.connect_timeout,
+            ConnectionManager::new_with_config(client, self.manager_config()),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(err)) if err.is_timeout() => return Err(Error::Timeout(self.connect_timeout)),
+            Ok(Err(err)) => return Err(Error::Connection(err)),
+            Err(_) => return Err(Error::Timeout(self.connect_timeout)),
+        };
+        Ok(self.finish(conn))
+    }
+
+    /// Returns at once, without waiting for Redis: the connection is made in
+    /// the background, and calls run uncached until Redis answers, so an
+    /// application can start while Redis is down. Fails only on an invalid URL.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// // Nothing listens on port 1: the cache is built anyway.
+    /// let cache = redis_memo::Cache::builder().url("redis://127.0.0.1:1").build_lazy().await?;
+    /// assert!(cache.ping().await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub async fn build_lazy(self) -> Result<Cache, Error> {
+        let client = open_client(self.url_or_default())?;
+        let conn = ConnectionManager::new_lazy_with_config(client, self.manager_config()).map_err(
+            |err| Error::InvalidUrl {
+                reason: err.to_string(),
+            },
+        )?;
+        Ok(self.finish(conn))
+    }
+
+    fn url_or_default(&self) -> &str {
+        self.url.as_deref().unwrap_or("redis://127.0.0.1:6379")
+    }
+
+    /// Reconnection: exponential backoff with jitter between 50 ms and 1 s,
+    /// each attempt bounded by the connect timeout.
+    fn manager_config(&self) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1))
+    }
+
+    fn finish(self, conn: ConnectionManager) -> Cache {
+        let store = RedisStore::new(conn, self.response_timeout);
+        assemble(Backend::Redis(store), self.options)
+    }
+}
+
+fn open_client(url: &str) -> Result<redis::Client, Error> {
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    match scheme {
+        Some("redis" | "redis+unix" | "unix") => {}
+        Some("rediss") if cfg!(feature = "tls") => {}
+        Some("rediss") => {
+            return Err(Error::InvalidUrl {
+                reason: "rediss:// needs the `tls` feature of redis-memo".into(),
+            });
+        }
+        _ => {
+            return Err(Error::InvalidUrl {
+                reason: "the URL must start with redis://, rediss:// or unix://".into(),
+            });
+        }
+    }
+    redis::Client::open(url).map_err(|err| Error::InvalidUrl {
+        reason: err.to_string(),
+    })
+}
+
+/// A cache on `store` with `options`.
+fn assemble(store: Backend, options: Options) -> Cache {
+    Cache {
+        default_version: None,
+        inner: std::sync::Arc::new(Inner {
+            store,
+            flights: Flights::default(),
+            health: Health::new(options.breaker),
+            format: options.format,
+            max_value_bytes: options.max_value_bytes,
+        }),
+    }
+}
+
+/// `REDIS_URL`: `None` when unset; an error when set but empty or not UTF-8.
+pub(super) fn url_from_env() -> Result<Option<String>, Error> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) if url.trim().is_empty() => Err(Error::InvalidUrl {
+            reason:
+                "REDIS_URL is set but empty; set it to a Redis URL, or unset it to cache in memory"
+                    .into(),
+        }),
+        Ok(url) => Ok(Some(url.trim().to_owned())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidUrl {
+            reason: "REDIS_URL is not valid UTF-8".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Cache;
+
+    #[tokio::test]
+    async fn bad_urls_are_typed_errors() {
+        for url in ["", "not a url", "http://localhost", "redis://host:notaport"] {
+            match Cache::connect(url).await {
+                Err(Error::InvalidUrl { .. }) => {}
+                other => panic!("{url:?}: expected InvalidUrl, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Dropping entries: by prefix, by group, every key, or named keys.
+
+use super::Cache;
+use crate::Error;
+use crate::health::{Counter, Family};
+use crate::key::generation_key;
+use crate::store::Store;
+
+impl Cache {
+    /// Deletes every key that starts with `prefix` and returns how many it deleted.
+    ///
+    /// The prefix is literal: glob characters in it (`* ? [ ] \`) are escaped.
+    /// On Redis it runs `SCAN` + `UNLINK` in batches, never `KEYS`, so Redis keeps
+    /// serving other clients while it runs. An empty prefix is refused with
+    /// [`Error::EmptyPrefix`]; [`invalidate_all_keys`](Self::invalidate_all_keys)
+    /// is the explicit way to empty the database.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set_raw("users:1", b"{}", None).await?;
+    /// cache.set_raw("users:2", b"{}", None).await?;
+    /// cache.set_raw("orders:1", b"{}", None).await?;
+    /// assert_eq!(cache.invalidate_prefix("users:").await?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        if prefix.is_empty() {
+            return Err(Error::EmptyPrefix);
+        }
+        let deleted = self.store().delete_prefix(prefix).await?;
+        self.count_invalidations(&Family::of_key(prefix), deleted);
+        Ok(deleted)
+    }
+
+    /// Deletes every key of the database, cache entries or not, and returns
+    /// how many. The explicit opt-in for what
+    /// [`invalidate_prefix("")`](Self::invalidate_prefix) refuses to do; still
+    /// `SCAN` + `UNLINK` in batches, never `FLUSHDB`'s single long command.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set_raw("a", b"1", None).await?;
+    /// cache.set_raw("b", b"2", None).await?;
+    /// assert_eq!(cache.invalidate_all_keys().await?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_all_keys(&self) -> Result<u64, Error> {
+        let deleted = self.store().delete_prefix("").await?;
+        self.count_invalidations(&Family::of_key(""), deleted);
+        Ok(deleted)
+    }
+
+    /// Drops every entry of the functions declared with
+    /// `#[cached(key_prefix = prefix, grouped)]`, in O(1) whatever their
+    /// number: it increments the group's generation counter
+    /// (`redis-memo:generation:{prefix}`), which is part of their keys. The old
+    /// entries are no longer read and expire with their TTL. Returns the new
+    /// generation.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// assert_eq!(cache.invalidate_group("users:").await?, 1);
+    /// assert_eq!(cache.invalidate_group("users:").await?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_group(&self, prefix: &str) -> Result<u64, Error> {
+        let generation = self
+            .store()
+            .bump_generation(&generation_key(prefix))
+            .await?;
+        self.count_invalidations(&Family::of_key(prefix), 1);
+        Ok(generation)
+    }
+
+    /// Deletes the given keys and returns how many existed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set_raw("k", b"1", None).await?;
+    /// assert_eq!(cache.delete(&["k", "other"]).await?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete(&self, keys: &[&str]) -> Result<u64, Error> {
+        // Counted under the keys' family when they share one, else under "".
+        let family = match keys.split_first() {
+            Some((first, rest)) => {
+                let family = Family::of_key(first);
+                if rest.iter().all(|key| Family::of_key(key) == family) {
+                    family
+                } else {
+                    Family::of_key("")
+                }
+            }
+            None => Family::of_key(""),
+        };
+        self.delete_counted(keys, &family).await
+    }
+
+    /// Deletes `keys`, counting the deleted ones as invalidations of `family`.
+    pub(crate) async fn delete_counted(
+        &self,
+        keys: &[&str],
+        family: &Family<'_>,
+    ) -> Result<u64, Error> {
+        let deleted = self.store().delete(keys).await?;
+        self.count_invalidations(family, deleted);
+        Ok(deleted)
+    }
+
+    fn count_invalidations(&self, family: &Family<'_>, n: u64) {
+        if n > 0 {
+            self.health().count(family, Counter::Invalidations, n);
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The `Cache` handle: what a cache is made of, how to build one, direct
+//! access to its entries and its invalidation methods. One call's path
+//! through it is in [`call`](crate::call).
+
+mod builder;
+mod default;
+mod invalidate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use builder::{
+    CacheBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES, DEFAULT_MEMORY_CAPACITY,
+    DEFAULT_RESPONSE_TIMEOUT,
+};
+pub use default::{clear_default_cache, default_cache, set_default_cache};
+
+use crate::codec::Format;
+use crate::flight::Flights;
+use crate::health::{Health, Stats};
+use crate::store::{Backend, KeyTtl, Store};
+use crate::{Error, log};
+
+/// A handle to one cache: Redis, or the embedded in-memory store.
+///
+/// `Cache` is cheap to clone (an `Arc` inside); clones share the connection.
+/// Build one with [`Cache::connect`], [`Cache::in_memory`], [`Cache::from_env`]
+/// or [`Cache::builder`], then either name it in `#[cached(cache = ...)]` or
+/// install it as the process-wide default with [`set_default_cache`]. Without
+/// the attribute, [`get_or_set`](Cache::get_or_set) gives a call the same
+/// guarantees.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+/// use redis_memo::{Cache, cached};
+///
+/// #[cached(ttl = 60, cache = cache, key_prefix = "docs:")]
+/// async fn double(cache: &Cache, x: u64) -> u64 {
+///     x * 2
+/// }
+///
+/// let cache = Cache::in_memory();
+/// assert_eq!(double(&cache, 21).await, 42); // runs the body, stores 42
+/// assert_eq!(double(&cache, 21).await, 42); // read from the cache
+/// assert_eq!(cache.invalidate_prefix("docs:").await?, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+    default_version: Option<u32>,
+}
+
+/// What the clones of one cache share.
+struct Inner {
+    store: Backend,
+    flights: Flights,
+    health: Health,
+    format: Format,
+    max_value_bytes: Option<usize>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.store.kind())
+            .finish()
+    }
+}
+
+impl Cache {
+    /// Connects to Redis with the default timeouts.
+    ///
+    /// The URL is `redis://[user:password@]host[:port][/db]`, or `rediss://...`
+    /// for TLS. Fails with [`Error::InvalidUrl`] on a malformed URL and with
+    /// [`Error::Connection`] or [`Error::Timeout`] when Redis cannot be reached
+    /// within [`DEFAULT_CONNECT_TIMEOUT`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::connect("redis://127.0.0.1:6379/0").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Cache, Error> {
+        Cache::builder().url(url).build().await
+    }
+
+    /// Like [`Cache::connect`], but returns at once without waiting for Redis
+    /// (see [`CacheBuilder::build_lazy`]): calls run uncached until Redis
+    /// answers. Fails only on an invalid URL.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// // Returns at once even though nothing listens on port 1.
+    /// let cache = redis_memo::Cache::connect_lazy("redis://127.0.0.1:1").await?;
+    /// assert_eq!(cache.backend_kind(), "redis");
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_lazy(url: &str) -> Result<Cache, Error> {
+        Cache::builder().url(url).build_lazy().await
+    }
+
+    /// An embedded cache in this process, bounded to
+    /// [`DEFAULT_MEMORY_CAPACITY`] bytes, with the same TTL semantics as Redis.
+    /// Nothing is shared with other processes.
+    ///
+    /// ```
+    /// let cache = redis_memo::Cache::in_memory();
+    /// assert_eq!(cache.backend_kind(), "in-memory");
+    /// ```
+    pub fn in_memory() -> Cache {
+        Cache::builder().build_in_memory()
+    }
+
+    /// Redis at `REDIS_URL` when that variable is set, the in-memory cache
+    /// when it is not. Logs which one it chose at `info` level.
+    ///
+    /// Fails when `REDIS_URL` is set but empty (a missing secret must not
+    /// silently mean "in memory"), is not a Redis URL, or names a Redis that
+    /// cannot be reached: a typo is never replaced by a per-process cache.
+    /// [`from_env_lazy`](Self::from_env_lazy) does not wait for Redis.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::from_env().await?;
+    /// println!("caching in {}", cache.backend_kind());
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_env() -> Result<Cache, Error> {
+        match builder::url_from_env()? {
+            Some(url) => {
+                let cache = Cache::connect(&url).await?;
+                log::info!("redis-memo: caching in Redis (REDIS_URL)");
+                Ok(cache)
+            }
+            None => Ok(Cache::in_memory_from_env()),
+        }
+    }
+
+    /// Like [`from_env`](Self::from_env), but returns at once when `REDIS_URL`
+    /// is set, without waiting for Redis ([`Cache::connect_lazy`]): for a
+    /// service that must start while Redis is down. Still fails on an empty
+    /// or malformed `REDIS_URL`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::from_env_lazy().await?;
+    /// println!("caching in {}", cache.backend_kind());
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_env_lazy() -> Result<Cache, Error> {
+        match builder::url_from_env()? {
+            Some(url) => {
+                let cache = Cache::connect_lazy(&url).await?;
+                log::info!(
+                    "redis-memo: caching in Redis (REDIS_URL), connecting in the background"
+                );
+                Ok(cache)
+            }
+            None => Ok(Cache::in_memory_from_env()),
+        }
+    }
+
+    fn in_memory_from_env() -> Cache {
+        log::info!("redis-memo: REDIS_URL is not set; caching in memory");
+        Cache::in_memory()
+    }
+
+    /// A builder for the options [`Cache::connect`] leaves at their defaults.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), redis_memo::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = redis_memo::Cache::builder()
+    ///     .url("redis://127.0.0.1:6379")
+    ///     .connect_timeout(Duration::from_secs(1))
+    ///     .response_timeout(Duration::from_millis(100))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// A snapshot of this cache's counters (shared by its clones); see
+    /// [`Stats`] for what each one counts.
+    ///
+    /// ```
+    /// let stats = redis_memo::Cache::in_memory().stats();
+    /// assert_eq!((stats.hits, stats.misses, stats.breaker_open), (0, 0, false));
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.inner.health.stats()
+    }
+
+    /// Round-trip time of a `PING`, for readiness probes. The in-memory cache
+    /// answers at once.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let latency = redis_memo::Cache::in_memory().ping().await?;
+    /// assert!(latency < std::time::Duration::from_secs(1));
+    /// # Ok(()) }
+    /// ```
+    pub async fn ping(&self) -> Result<Duration, Error> {
+        let start = std::time::Instant::now();
+        if let Some(store) = self.inner.store.redis() {
+            store.query::<String>(&redis::cmd("PING")).await?;
+        }
+        Ok(start.elapsed())
+    }
+
+    /// A handle on the same cache whose functions without `version = ...` use
+    /// `version` in their keys (`{prefix}{name}:v{version}:{hex}`). Bumping it,
+    /// at a deploy for example, retires every such entry at once, without a scan:
+    /// the old entries are no longer read and expire with their TTL.
+    ///
+    /// ```
+    /// let cache = redis_memo::Cache::in_memory().with_default_version(2);
+    /// assert_eq!(cache.default_version(), Some(2));
+    /// ```
+    pub fn with_default_version(&self, version: u32) -> Cache {
+        Cache {
+            inner: self.inner.clone(),
+            default_version: Some(version),
+        }
+    }
+
+    /// The version used by functions without `version = ...`, if any.
+    ///
+    /// ```
+    /// assert_eq!(redis_memo::Cache::in_memory().default_version(), None);
+    /// ```
+    pub fn default_version(&self) -> Option<u32> {
+        self.default_version
+    }
+
+    /// `"redis"` or `"in-memory"`.
+    ///
+    /// ```
+    /// assert_eq!(redis_memo::Cache::in_memory().backend_kind(), "in-memory");
+    /// ```
+    pub fn backend_kind(&self) -> &'static str {
+        self.inner.store.kind()
+    }
+
+    /// The raw stored bytes of `key`, if any: what a cached function stored
+    /// (the JSON its return value encodes to). Not counted in [`stats`](Self::stats).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// assert_eq!(cache.get_raw("nope").await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.inner.store.get(key).await
+    }
+
+    /// Stores raw bytes under `key`; `ttl = None` means no expiry. Not counted
+    /// in [`stats`](Self::stats); [`set`](Self::set) stores a typed value.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set_raw("k", b"42", Some(std::time::Duration::from_secs(5))).await?;
+    /// assert_eq!(cache.get_raw("k").await?.as_deref(), Some(&b"42"[..]));
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_raw(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        self.inner.store.set(key, value, ttl).await
+    }
+
+    /// How long `key` has left to live.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// use redis_memo::KeyTtl;
+    ///
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set_raw("k", b"1", None).await?;
+    /// assert_eq!(cache.ttl("k").await?, KeyTtl::Persistent);
+    /// assert_eq!(cache.ttl("other").await?, KeyTtl::Missing);
+    /// # Ok(()) }
+    /// ```
+    pub async fn ttl(&self, key: &str) -> Result<KeyTtl, Error> {
+        self.inner.store.ttl(key).await
+    }
+
+    /// How many keys have a function body running right now in this process
+    /// (single-flight leaders). Zero whenever no cached call is in progress: no
+    /// per-key state outlives its call.
+    ///
+    /// ```
+    /// assert_eq!(redis_memo::Cache::in_memory().in_flight(), 0);
+    /// ```
+    pub fn in_flight(&self) -> usize {
+        self.inner.flights.len()
+    }
+
+    /// How many callers in this process wait for the running body of `key`.
+    #[doc(hidden)]
+    pub fn in_flight_waiters(&self, key: &str) -> usize {
+        self.inner.flights.waiters(key)
+    }
+
+    // --- what the call path reads --------------------------------------------------
+
+    pub(crate) fn store(&self) -> &Backend {
+        &self.inner.store
+    }
+
+    pub(crate) fn flights(&self) -> &Flights {
+        &self.inner.flights
+    }
+
+    pub(crate) fn health(&self) -> &Health {
+        &self.inner.health
+    }
+
+    /// How values are encoded unless a function says otherwise.
+    pub(crate) fn format(&self) -> Format {
+        self.inner.format
+    }
+
+    pub(crate) fn max_value_bytes(&self) -> Option<usize> {
+        self.inner.max_value_bytes
+    }
+}

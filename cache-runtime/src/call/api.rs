@@ -1,0 +1,191 @@
+//! The typed API on [`Cache`]: every guarantee of `#[cached]` for a key built
+//! at run time, a closure, a trait object or a batch.
+
+use std::future::Future;
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::run::{Call, run};
+use super::spec::Policy;
+use crate::health::{Counter, Family, Warning, warn_limited};
+use crate::store::Store;
+use crate::{Cache, Error};
+
+impl Cache {
+    /// The value cached under `key`, or the value of `f()`, which is then
+    /// stored for `policy` (a TTL in seconds or a `Duration`, `0` for no
+    /// expiry, or a [`Policy`]). Every value is stored; see
+    /// [`try_get_or_set`](Self::try_get_or_set) to keep errors out.
+    ///
+    /// The same path as a `#[cached]` call, with the key used as given (no
+    /// hashing): concurrent callers of one key in this process share one run
+    /// of `f` (single-flight); a value that does not decode is a miss and is
+    /// overwritten; when Redis fails, `f` runs and its value is returned
+    /// (never an error); values larger than
+    /// [`max_value_bytes`](crate::CacheBuilder::max_value_bytes) are returned
+    /// but not stored. The call is counted in [`stats`](Self::stats) under the
+    /// key's first segment (`user:42` under `user:`) and runs in a
+    /// `redis_memo::call` span. `f`'s future is created only when it runs.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use redis_memo::Cache;
+    ///
+    /// async fn load_user(id: u64) -> String {
+    ///     format!("user #{id}") // a database read, an HTTP call, ...
+    /// }
+    ///
+    /// let cache = Cache::in_memory();
+    /// let id = 42;
+    /// let key = format!("user:{id}");
+    /// let name: String = cache.get_or_set(&key, 300, || load_user(id)).await; // runs load_user
+    /// let again: String = cache.get_or_set(&key, 300, || load_user(id)).await; // read from the cache
+    /// assert_eq!(name, again);
+    /// assert_eq!(cache.stats().hits, 1);
+    /// # }
+    /// ```
+    pub async fn get_or_set<T, F, Fut>(&self, key: &str, policy: impl Into<Policy>, f: F) -> T
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let call = Call::direct(self, key, &policy.into());
+        run(call, f, |v| Some(v), std::convert::identity).await
+    }
+
+    /// Like [`get_or_set`](Self::get_or_set) for a function that can fail:
+    /// only `Ok` values are stored (as the encoding of `T`); an `Err` is
+    /// returned to this caller and the next call runs `f` again.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use redis_memo::Cache;
+    ///
+    /// async fn fetch(id: u64) -> Result<String, std::io::Error> {
+    ///     if id == 0 {
+    ///         return Err(std::io::Error::other("no such user"));
+    ///     }
+    ///     Ok(format!("user #{id}"))
+    /// }
+    ///
+    /// let cache = Cache::in_memory();
+    /// assert!(cache.try_get_or_set("user:0", 300, || fetch(0)).await.is_err()); // not stored
+    /// let name = cache.try_get_or_set("user:1", 300, || fetch(1)).await.unwrap();
+    /// assert_eq!(cache.get::<String>("user:1").await.unwrap(), Some(name));
+    /// assert_eq!(cache.get::<String>("user:0").await.unwrap(), None);
+    /// # }
+    /// ```
+    pub async fn try_get_or_set<T, E, F, Fut>(
+        &self,
+        key: &str,
+        policy: impl Into<Policy>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let call = Call::direct(self, key, &policy.into());
+        run(call, f, |result| result.as_ref().ok(), Ok).await
+    }
+
+    /// The value stored under `key`, decoded with the cache's codec.
+    /// `Ok(None)` when there is none, and when what is stored does not decode
+    /// into `T` (counted as corrupt, with a rate-limited warning naming the
+    /// key); `Err` when the cache cannot be read.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set("config:limits", &[10u32, 20], 60).await?;
+    /// assert_eq!(cache.get::<Vec<u32>>("config:limits").await?, Some(vec![10, 20]));
+    /// assert_eq!(cache.get::<String>("config:limits").await?, None); // does not decode
+    /// assert_eq!(cache.get::<u32>("config:other").await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let family = Family::of_key(key);
+        let health = self.health();
+        let bytes = match self.store().get(key).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                health.count(&family, Counter::Misses, 1);
+                return Ok(None);
+            }
+            Err(err) => {
+                health.count(&family, Counter::Errors, 1);
+                return Err(err);
+            }
+        };
+        match self.format().decode(&bytes) {
+            Ok(value) => {
+                health.count(&family, Counter::Hits, 1);
+                Ok(Some(value))
+            }
+            Err(err) => {
+                health.count(&family, Counter::Corrupt, 1);
+                warn_limited!(
+                    health.warnings(),
+                    Warning::Corrupt,
+                    key,
+                    error = %err,
+                    "redis-memo: cached value does not decode; returning None"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stores `value` under `key` for `policy` (a TTL in seconds or a
+    /// `Duration`, `0` for no expiry, or a [`Policy`]), encoded as
+    /// `get_or_set` would. Fails with [`Error::ValueTooLarge`] above
+    /// [`max_value_bytes`](crate::CacheBuilder::max_value_bytes), and when the
+    /// cache cannot be written.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set("user:7", "Ann", 300).await?;
+    /// let name: String = cache.get_or_set("user:7", 300, || async { unreachable!() }).await;
+    /// assert_eq!(name, "Ann");
+    /// # Ok(()) }
+    /// ```
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        policy: impl Into<Policy>,
+    ) -> Result<(), Error> {
+        let policy = policy.into();
+        let bytes = policy.format(self).encode(value)?;
+        self.store_counted(key, &bytes, &policy, &Family::of_key(key))
+            .await
+    }
+
+    /// Writes encoded bytes for `policy`, within the size limit, counted under `family`.
+    pub(crate) async fn store_counted(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        policy: &Policy,
+        family: &Family<'_>,
+    ) -> Result<(), Error> {
+        if let Some(limit) = self.max_value_bytes()
+            && bytes.len() > limit
+        {
+            return Err(Error::ValueTooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let written = self.store().set(key, bytes, policy.ttl_duration()).await;
+        let counter = match written {
+            Ok(()) => Counter::Stores,
+            Err(_) => Counter::WriteErrors,
+        };
+        self.health().count(family, counter, 1);
+        written
+    }
+}

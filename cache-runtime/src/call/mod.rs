@@ -1,0 +1,14 @@
+//! One call through the cache, whether a `#[cached]` function or
+//! [`Cache::get_or_set`](crate::Cache::get_or_set): what it is told
+//! ([`spec`]), its get-or-run path ([`run`]), the typed API on `Cache`
+//! ([`api`]), the per-call helpers of generated code ([`helpers`]) and
+//! [`refresh`](refresh::refresh).
+
+mod api;
+pub(crate) mod helpers;
+pub(crate) mod refresh;
+pub(crate) mod run;
+pub(crate) mod spec;
+
+pub use refresh::refresh;
+pub use spec::{DEFAULT_TTL, Policy, Ttl};

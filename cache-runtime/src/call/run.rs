@@ -1,0 +1,537 @@
+//! The get-or-run path of one call.
+//!
+//! ```text
+//! read ── hit, decodes ──────────────────────────────────► value
+//!    │ nothing / does not decode / cache error (counted, warned)
+//!    ▼
+//! join: single-flight in this process ── waiter ─────────► the leader's value
+//!    │ leader
+//!    ▼
+//!       lease across processes (opt-in) ── busy: poll ───► that process's value
+//!    │ acquired, or not configured, or waited too long
+//!    ▼
+//! run the body ── cacheable? ── store: SET key value EX ttl ► value
+//! ```
+//!
+//! Only [`run`] depends on the value's type: it decodes, runs the body and
+//! encodes. Everything else (reads, writes, single-flight, leases, counters,
+//! warnings) is in [`Call`]'s methods, compiled once for every cached
+//! function, so that each one adds little to a build.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Serialize, de::DeserializeOwned};
+use tracing::{Instrument, Span};
+
+use super::refresh::take_refresh;
+use super::spec::{Policy, Spec, Target};
+use crate::codec::Format;
+use crate::flight::{Leader, Outcome as FlightOutcome, Role};
+use crate::health::{CallStart, Counter, Family, Outcome, Warning, warn_limited};
+use crate::key::{FnName, KeyBuilder};
+use crate::store::Store;
+use crate::{Cache, Error, lease, log};
+
+/// One call of a cached function (or of [`Cache::get_or_set`]): where its
+/// value lives and how it is cached. Everything about the call that does not
+/// depend on the value's type.
+#[derive(Debug)]
+pub struct Call {
+    /// `None`: no cache to use; the body just runs.
+    cache: Option<Cache>,
+    /// `None`: the cache is not used (skipped, or the key could not be built).
+    target: Option<Target>,
+    /// Why the cache is not used, when it is not.
+    bypass: Outcome,
+    family: CallFamily,
+    ttl: Option<Duration>,
+    lease: Option<Duration>,
+    refresh: bool,
+    format: Format,
+    span: Span,
+    start: CallStart,
+}
+
+/// Whose counters a call adds to.
+#[derive(Debug, Clone, Copy)]
+enum CallFamily {
+    Function(FnName<'static>),
+    /// A key used directly: its family is its first `len` bytes.
+    Key {
+        len: usize,
+    },
+}
+
+/// What the read found.
+enum Read {
+    /// Stored bytes, and the generation they were read under (grouped keys).
+    Found(Vec<u8>, u64),
+    /// Run the body and store its value (under that generation).
+    Run(Outcome, u64),
+    /// Run the body without the cache.
+    Bypass(Outcome),
+}
+
+/// What joining the callers of the key gave.
+enum Join<'a> {
+    /// Another caller's value, encoded.
+    Shared(Arc<[u8]>),
+    /// This caller runs the body.
+    Lead(Lead<'a>),
+}
+
+/// The caller that runs the body: its flight, and its lease if it holds one.
+struct Lead<'a> {
+    flight: Leader<'a>,
+    lease: Option<lease::Token>,
+}
+
+impl Call {
+    /// A call of a `#[cached]` function whose `skip_cache` was true: it neither
+    /// reads nor writes (it is still counted).
+    pub fn skip(cache: Option<Cache>, spec: &Spec<'static>) -> Call {
+        let mut call = Call::bare(cache, CallFamily::Function(spec.name()), spec.policy());
+        call.bypass = Outcome::Skipped;
+        call.with_span()
+    }
+
+    /// A call of a `#[cached]` function with these arguments. The key is built
+    /// only when there is a cache to use it with.
+    pub fn new(cache: Option<Cache>, args: &KeyBuilder, spec: &Spec<'static>) -> Call {
+        let mut call = Call::bare(cache, CallFamily::Function(spec.name()), spec.policy());
+        if let Some(cache) = &call.cache {
+            match spec.target(cache, args) {
+                Ok(target) => call.target = Some(target),
+                Err(err) => {
+                    call.bypass = Outcome::Error;
+                    warn_limited!(
+                        cache.health().warnings(),
+                        Warning::Key,
+                        function = %spec.name(),
+                        error = %err,
+                        "redis-memo: cannot build the cache key (an argument's Serialize failed); running uncached"
+                    );
+                }
+            }
+        }
+        call.with_span()
+    }
+
+    /// A call of [`Cache::get_or_set`]: `key` as given.
+    pub(crate) fn direct(cache: &Cache, key: &str, policy: &Policy) -> Call {
+        let len = key.find(':').map_or(0, |i| i + 1);
+        let mut call = Call::bare(Some(cache.clone()), CallFamily::Key { len }, policy);
+        call.target = Some(Target::Key(key.to_owned()));
+        call.with_span()
+    }
+
+    fn bare(cache: Option<Cache>, family: CallFamily, policy: &Policy) -> Call {
+        let format = cache
+            .as_ref()
+            .map_or_else(Format::default, |cache| policy.format(cache));
+        Call {
+            bypass: if cache.is_some() {
+                Outcome::Miss
+            } else {
+                Outcome::Uncached
+            },
+            cache,
+            target: None,
+            family,
+            ttl: policy.ttl_duration(),
+            lease: policy.lease_duration(),
+            refresh: take_refresh(),
+            format,
+            span: Span::none(),
+            start: CallStart::now(),
+        }
+    }
+
+    /// Opens the call's debug-level span, named after its family.
+    fn with_span(mut self) -> Call {
+        self.span = tracing::debug_span!(
+            target: "redis_memo",
+            "redis_memo::call",
+            function = %self.family(),
+            outcome = tracing::field::Empty,
+        );
+        self
+    }
+
+    fn family(&self) -> Family<'_> {
+        match (self.family, &self.target) {
+            (CallFamily::Function(name), _) => Family::Function(name),
+            (CallFamily::Key { len }, Some(Target::Key(key))) => {
+                Family::Key(Cow::Borrowed(&key[..len]))
+            }
+            (CallFamily::Key { .. }, _) => Family::Key(Cow::Borrowed("")),
+        }
+    }
+
+    /// The cache and the target, when the call uses the cache.
+    fn parts(&self) -> Option<(&Cache, &Target)> {
+        self.cache.as_ref().zip(self.target.as_ref())
+    }
+
+    /// Reads the stored value, in the call's span.
+    ///
+    /// This and the other steps are compiled once for all cached functions:
+    /// only the driver that awaits them is typed.
+    fn read(&self) -> impl Future<Output = Read> + '_ {
+        self.read_inner().instrument(self.span.clone())
+    }
+
+    /// Reads the stored value. Counts nothing; warns (rate-limited) on errors.
+    async fn read_inner(&self) -> Read {
+        let Some((cache, target)) = self.parts() else {
+            return Read::Bypass(self.bypass);
+        };
+        let health = cache.health();
+        if !health.allow() {
+            return Read::Bypass(Outcome::BreakerSkipped);
+        }
+        let read = match target {
+            Target::Key(_) if self.refresh => return Read::Run(Outcome::Refreshed, 0),
+            Target::Key(key) => cache.store().get(key).await.map(|bytes| (bytes, 0)),
+            // A grouped call reads the generation, and the value of that
+            // generation unless it refreshes (the generation is still needed
+            // to write).
+            Target::Grouped {
+                gen_key,
+                head,
+                tail,
+            } => Box::pin(cache.store().get_grouped(gen_key, head, tail))
+                .await
+                .map(|(generation, bytes)| (bytes, generation)),
+        };
+        match health.record(read) {
+            Ok((_, generation)) if self.refresh => Read::Run(Outcome::Refreshed, generation),
+            Ok((Some(bytes), generation)) => Read::Found(bytes, generation),
+            Ok((None, generation)) => Read::Run(Outcome::Miss, generation),
+            Err(err) => {
+                self.failed(Warning::ReadFailed, &err);
+                match target {
+                    Target::Key(_) => Read::Run(Outcome::Error, 0),
+                    // No generation to write under.
+                    Target::Grouped { .. } => Read::Bypass(Outcome::Error),
+                }
+            }
+        }
+    }
+
+    /// Warns, rate-limited, about a cache operation that failed.
+    fn failed(&self, kind: Warning, err: &Error) {
+        let Some(cache) = &self.cache else { return };
+        let what = match kind {
+            Warning::WriteFailed => "cache write failed; the value is returned but not cached",
+            _ => "cache read failed; running the function uncached",
+        };
+        let _span = self.span.enter();
+        warn_limited!(
+            cache.health().warnings(),
+            kind,
+            function = %self.family(),
+            error = %err,
+            "redis-memo: {what}"
+        );
+    }
+
+    /// Reports a stored value that does not decode: a miss that the write
+    /// after the body overwrites.
+    fn corrupt(&self, generation: u64, err: &Error) {
+        let Some((cache, target)) = self.parts() else {
+            return;
+        };
+        let _span = self.span.enter();
+        warn_limited!(
+            cache.health().warnings(),
+            Warning::Corrupt,
+            key = %target.key(generation),
+            error = %err,
+            "redis-memo: cached value does not decode; treating it as a miss and overwriting it"
+        );
+    }
+
+    /// Joins the callers of `key` in this process, and with `lease` the
+    /// processes sharing the cache: one runs the body, the others get its value.
+    fn join<'a>(
+        &'a self,
+        cache: &'a Cache,
+        key: &'a str,
+        seen: Option<&'a [u8]>,
+    ) -> impl Future<Output = Join<'a>> + 'a {
+        self.join_inner(cache, key, seen)
+            .instrument(self.span.clone())
+    }
+
+    async fn join_inner<'a>(
+        &'a self,
+        cache: &'a Cache,
+        key: &str,
+        seen: Option<&[u8]>,
+    ) -> Join<'a> {
+        let mut flight = match cache.flights().join(key) {
+            Role::Leader(leader) => leader,
+            Role::Waiter(waiter) => match waiter.outcome().await {
+                FlightOutcome::Lead(leader) => leader,
+                FlightOutcome::Value(bytes) => return Join::Shared(bytes),
+            },
+        };
+        let mut held = None;
+        if let (Some(duration), Some(store)) = (self.lease, cache.store().redis()) {
+            match lease::acquire(store, key, duration).await {
+                Ok(lease::Acquire::Held(token)) => held = Some(token),
+                Ok(lease::Acquire::Busy) => {
+                    if let Some(bytes) = lease::wait_for_value(store, key, duration, seen).await {
+                        let bytes: Arc<[u8]> = bytes.into();
+                        flight.publish(bytes.clone());
+                        return Join::Shared(bytes);
+                    }
+                    let _span = self.span.enter();
+                    warn_limited!(
+                        cache.health().warnings(),
+                        Warning::Lease,
+                        key,
+                        "redis-memo: no value from the process holding the lease in time; running the function"
+                    );
+                }
+                Err(err) => {
+                    let _span = self.span.enter();
+                    warn_limited!(
+                        cache.health().warnings(),
+                        Warning::Lease,
+                        key,
+                        error = %err,
+                        "redis-memo: cannot take the lease; running without it"
+                    );
+                }
+            }
+        }
+        Join::Lead(Lead {
+            flight,
+            lease: held,
+        })
+    }
+
+    /// Stores what the leader's body gave (`None`: nothing cacheable, such as
+    /// an `Err`), hands it to the waiters, releases the lease and ends the flight.
+    fn store<'a>(
+        &'a self,
+        cache: &'a Cache,
+        key: &'a str,
+        lead: Lead<'a>,
+        encoded: Option<Result<Vec<u8>, Error>>,
+    ) -> impl Future<Output = ()> + 'a {
+        self.store_inner(cache, key, lead, encoded)
+            .instrument(self.span.clone())
+    }
+
+    async fn store_inner(
+        &self,
+        cache: &Cache,
+        key: &str,
+        lead: Lead<'_>,
+        encoded: Option<Result<Vec<u8>, Error>>,
+    ) {
+        let Lead { mut flight, lease } = lead;
+        match encoded {
+            Some(Ok(bytes)) => {
+                let bytes: Arc<[u8]> = bytes.into();
+                flight.publish(bytes.clone());
+                self.write(cache, key, &bytes).await;
+            }
+            Some(Err(err)) => {
+                let _span = self.span.enter();
+                warn_limited!(
+                    cache.health().warnings(),
+                    Warning::NotStored,
+                    key,
+                    error = %err,
+                    "redis-memo: cannot encode the value; it is returned but not cached"
+                );
+            }
+            None => {}
+        }
+        if let (Some(token), Some(store)) = (lease, cache.store().redis())
+            && let Err(err) = lease::release(store, key, token).await
+        {
+            log::debug!(key, error = %err, "redis-memo: lease not released; it expires by itself");
+        }
+        drop(flight); // ends the flight, after the write
+    }
+
+    /// Writes encoded bytes under `key`, within the size limit; counts the
+    /// store, or the failure (logged, never returned).
+    async fn write(&self, cache: &Cache, key: &str, bytes: &[u8]) {
+        if let Some(limit) = cache.max_value_bytes()
+            && bytes.len() > limit
+        {
+            let _span = self.span.enter();
+            warn_limited!(
+                cache.health().warnings(),
+                Warning::NotStored,
+                key,
+                size = bytes.len(),
+                limit,
+                "redis-memo: value larger than max_value_bytes; returned but not cached"
+            );
+            return;
+        }
+        let written = cache.store().set(key, bytes, self.ttl).await;
+        match cache.health().record(written) {
+            Ok(()) => cache.health().count(&self.family(), Counter::Stores, 1),
+            Err(err) => {
+                cache
+                    .health()
+                    .count(&self.family(), Counter::WriteErrors, 1);
+                self.failed(Warning::WriteFailed, &err);
+            }
+        }
+    }
+
+    /// Counts the finished call and records its outcome in its span.
+    fn finish(&self, outcome: Outcome) {
+        if let Some(cache) = &self.cache {
+            cache.health().observe(&self.family(), outcome, self.start);
+        }
+        if !self.span.is_disabled() {
+            self.span.record("outcome", outcome.as_str());
+            let _entered = self.span.enter();
+            log::debug!(outcome = outcome.as_str(), "redis-memo: cached call done");
+        }
+    }
+
+    /// Runs the body in the call's span. Boxed: the body's future is not part
+    /// of the call's future, which a hit moves and polls.
+    fn body<R, B, Fut>(&self, body: B) -> impl Future<Output = R>
+    where
+        B: FnOnce() -> Fut,
+        Fut: Future<Output = R>,
+    {
+        Box::pin(body()).instrument(self.span.clone())
+    }
+}
+
+/// Runs a call: the cached value when there is one, else the body (creating
+/// its future only then), caching what `cacheable` picks from its result.
+pub(crate) fn run<T, R, B, Fut>(
+    call: Call,
+    body: B,
+    cacheable: fn(&R) -> Option<&T>,
+    from_cached: fn(T) -> R,
+) -> impl Future<Output = R>
+where
+    T: Serialize + DeserializeOwned,
+    B: FnOnce() -> Fut,
+    Fut: Future<Output = R>,
+{
+    OutOfLine {
+        inner: async move {
+            let (outcome, value) = drive(&call, body, cacheable, from_cached).await;
+            call.finish(outcome);
+            value
+        },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future whose `poll` is never inlined into its caller's: the state
+    /// machine of a cached call is compiled once per cached function, not once
+    /// more in every future that awaits it.
+    struct OutOfLine<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future> Future for OutOfLine<F> {
+    type Output = F::Output;
+
+    #[inline(never)]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+/// The typed part of a call, between its non-generic steps.
+async fn drive<T, R, B, Fut>(
+    call: &Call,
+    body: B,
+    cacheable: fn(&R) -> Option<&T>,
+    from_cached: fn(T) -> R,
+) -> (Outcome, R)
+where
+    T: Serialize + DeserializeOwned,
+    B: FnOnce() -> Fut,
+    Fut: Future<Output = R>,
+{
+    let format = call.format;
+    let (outcome, generation, seen) = match call.read().await {
+        Read::Found(bytes, generation) => match format.decode::<T>(&bytes) {
+            Ok(value) => return (Outcome::Hit, from_cached(value)),
+            Err(err) => {
+                call.corrupt(generation, &err);
+                (Outcome::Corrupt, generation, Some(bytes))
+            }
+        },
+        Read::Run(outcome, generation) => (outcome, generation, None),
+        Read::Bypass(outcome) => return (outcome, call.body(body).await),
+    };
+    // The miss path in its own allocation: the future of a hit, moved and
+    // polled on every call, stays small.
+    Box::pin(miss(
+        call,
+        outcome,
+        generation,
+        seen,
+        body,
+        cacheable,
+        from_cached,
+    ))
+    .await
+}
+
+/// After a read that gave no value: join the other callers of the key, run
+/// the body if this caller leads, store its value.
+async fn miss<T, R, B, Fut>(
+    call: &Call,
+    outcome: Outcome,
+    generation: u64,
+    seen: Option<Vec<u8>>,
+    body: B,
+    cacheable: fn(&R) -> Option<&T>,
+    from_cached: fn(T) -> R,
+) -> (Outcome, R)
+where
+    T: Serialize + DeserializeOwned,
+    B: FnOnce() -> Fut,
+    Fut: Future<Output = R>,
+{
+    let format = call.format;
+    let Some((cache, target)) = call.parts() else {
+        return (outcome, call.body(body).await);
+    };
+    let key = target.key(generation);
+    let lead = match call.join(cache, &key, seen.as_deref()).await {
+        Join::Shared(bytes) => match format.decode::<T>(&bytes) {
+            Ok(value) => return (Outcome::Shared, from_cached(value)),
+            // A type whose encoding does not round-trip (NaN floats, ...):
+            // run the body, uncached.
+            Err(err) => {
+                call.corrupt(generation, &err);
+                return (outcome, call.body(body).await);
+            }
+        },
+        Join::Lead(lead) => lead,
+    };
+    let value = call.body(body).await;
+    let encoded = cacheable(&value).map(|cached| format.encode(cached));
+    call.store(cache, &key, lead, encoded).await;
+    (outcome, value)
+}

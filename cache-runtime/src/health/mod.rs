@@ -1,0 +1,87 @@
+//! Staying healthy when Redis is not, and showing it: the circuit breaker,
+//! the counters behind [`Cache::stats`](crate::Cache::stats), and
+//! rate-limited warnings.
+
+mod breaker;
+mod stats;
+mod warn;
+
+pub(crate) use breaker::{Breaker, BreakerConfig};
+pub(crate) use stats::{Counter, Family, Outcome};
+pub use stats::{FunctionStats, Stats};
+pub(crate) use warn::{Warning, Warnings, warn_limited};
+
+use crate::Error;
+
+/// The health of one cache, shared by its clones.
+pub(crate) struct Health {
+    breaker: Breaker,
+    families: stats::ByFamily,
+    warnings: Warnings,
+}
+
+impl Health {
+    pub(crate) fn new(breaker: BreakerConfig) -> Self {
+        Health {
+            breaker: Breaker::new(breaker),
+            families: stats::ByFamily::default(),
+            warnings: Warnings::new(),
+        }
+    }
+
+    /// Whether a call may use Redis now (the breaker is closed, or this call
+    /// is its probe).
+    pub(crate) fn allow(&self) -> bool {
+        self.breaker.allow()
+    }
+
+    /// Records the outcome of a Redis operation with the breaker; returns it unchanged.
+    pub(crate) fn record<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        self.breaker.record(result)
+    }
+
+    /// Adds `n` to one counter of a family.
+    pub(crate) fn count(&self, family: &Family<'_>, counter: Counter, n: u64) {
+        self.families.add(family, counter, n);
+    }
+
+    pub(crate) fn warnings(&self) -> &Warnings {
+        &self.warnings
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let functions = self.families.snapshot();
+        let mut stats = stats::totals(&functions);
+        stats.breaker_trips = self.breaker.trips();
+        stats.breaker_open = self.breaker.is_open();
+        stats.functions = functions;
+        stats
+    }
+}
+
+/// When a call started: read only with the `metrics` feature (the clock is not
+/// read otherwise).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallStart(#[cfg(feature = "metrics")] std::time::Instant);
+
+impl CallStart {
+    pub(crate) fn now() -> Self {
+        CallStart(
+            #[cfg(feature = "metrics")]
+            std::time::Instant::now(),
+        )
+    }
+}
+
+impl Health {
+    /// Counts a finished call for its family (and the `metrics` facade).
+    pub(crate) fn observe(&self, family: &Family<'_>, outcome: Outcome, start: CallStart) {
+        if let Some(counter) = outcome.counter() {
+            self.count(family, counter, 1);
+        }
+        #[cfg(feature = "metrics")]
+        stats::record_metrics(family, outcome, start.0.elapsed());
+        #[cfg(not(feature = "metrics"))]
+        let _ = start;
+    }
+}

@@ -1,0 +1,480 @@
+//! Counters: one set per *family* (a cached function, or the first segment of
+//! a key used directly), summed into the cache's totals when read, so the
+//! totals and the per-family figures always agree.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use arc_swap::ArcSwap;
+
+use crate::key::FnName;
+
+/// What happened to one call, for its span, its family's counters and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Read from the cache.
+    Hit,
+    /// Another caller's run (single-flight or lease) gave the value.
+    Shared,
+    /// Nothing stored: the body ran.
+    Miss,
+    /// Something stored that did not decode: the body ran and overwrote it.
+    Corrupt,
+    /// The cache failed (or the key could not be built): the body ran.
+    Error,
+    /// `skip_cache` was true: the body ran, the cache was not used.
+    Skipped,
+    /// The circuit breaker was open: the body ran, the cache was not used.
+    BreakerSkipped,
+    /// `refresh(...)`: the read was skipped on purpose, the body ran.
+    Refreshed,
+    /// No cache to use (none installed): the body ran. Counted nowhere.
+    Uncached,
+}
+
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Shared => "shared",
+            Outcome::Miss => "miss",
+            Outcome::Corrupt => "corrupt",
+            Outcome::Error => "error",
+            Outcome::Skipped => "skipped",
+            Outcome::BreakerSkipped => "breaker_skipped",
+            Outcome::Refreshed => "refreshed",
+            Outcome::Uncached => "uncached",
+        }
+    }
+
+    /// The counter a call with this outcome adds to.
+    pub(crate) fn counter(self) -> Option<Counter> {
+        Some(match self {
+            Outcome::Hit => Counter::Hits,
+            Outcome::Shared => Counter::Shared,
+            Outcome::Miss | Outcome::Refreshed => Counter::Misses,
+            Outcome::Corrupt => Counter::Corrupt,
+            Outcome::Error => Counter::Errors,
+            Outcome::Skipped => Counter::Skipped,
+            Outcome::BreakerSkipped => Counter::BreakerSkipped,
+            Outcome::Uncached => return None,
+        })
+    }
+}
+
+/// The counters kept per family, in [`FunctionStats`]' field order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counter {
+    Hits,
+    Shared,
+    Misses,
+    Corrupt,
+    Errors,
+    Skipped,
+    BreakerSkipped,
+    Stores,
+    WriteErrors,
+    Invalidations,
+}
+
+const COUNTERS: usize = Counter::Invalidations as usize + 1;
+
+/// Who counters belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Family<'a> {
+    /// A `#[cached]` function (all its generic instantiations together).
+    Function(FnName<'static>),
+    /// Keys used directly (`get_or_set`, `set`, `invalidate_prefix`, ...):
+    /// the key's text up to and including its first `:`, or `""`.
+    Key(Cow<'a, str>),
+}
+
+/// More families of keys than this are counted together under [`OTHER_KEYS`],
+/// so that keys without a fixed first segment cannot grow the map without bound.
+const MAX_KEY_FAMILIES: usize = 1024;
+/// The family of keys beyond [`MAX_KEY_FAMILIES`].
+const OTHER_KEYS: &str = "(other keys)";
+
+impl<'a> Family<'a> {
+    /// The family of a key (or prefix) used directly: `user:42` -> `user:`.
+    pub(crate) fn of_key(key: &'a str) -> Family<'a> {
+        let end = key.find(':').map_or(0, |i| i + 1);
+        Family::Key(Cow::Borrowed(&key[..end]))
+    }
+
+    fn to_static(&self) -> Family<'static> {
+        match self {
+            Family::Function(name) => Family::Function(*name),
+            Family::Key(key) => Family::Key(Cow::Owned(key.to_string())),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Family::Function(name) => name.to_string(),
+            Family::Key(key) => key.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Family<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Family::Function(name) => name.fmt(f),
+            Family::Key(key) => f.write_str(key),
+        }
+    }
+}
+
+/// A snapshot of one cache's counters (shared by its clones).
+///
+/// Every call through the cache (a `#[cached]` call, [`get_or_set`](crate::Cache::get_or_set),
+/// [`try_get_or_set`](crate::Cache::try_get_or_set) or [`get`](crate::Cache::get))
+/// is counted in exactly one of `hits`, `shared`, `misses`, `corrupt`,
+/// `errors`, `skipped` and `breaker_skipped`: their sum is the number of calls.
+/// The totals are the sums of the per-family figures in `functions`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use redis_memo::{Cache, cached};
+///
+/// #[cached(cache = cache)]
+/// async fn one(cache: &Cache) -> u8 { 1 }
+///
+/// let cache = Cache::in_memory();
+/// one(&cache).await;
+/// one(&cache).await;
+/// let stats = cache.stats();
+/// assert_eq!((stats.hits, stats.misses, stats.stores), (1, 1, 1));
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Calls answered with a value read from the cache.
+    pub hits: u64,
+    /// Calls answered with another caller's value: a single-flight leader in
+    /// this process, or (with `lease`) the process holding the lease.
+    pub shared: u64,
+    /// Calls that read no value and ran the body: nothing was stored, or the
+    /// read was skipped on purpose ([`refresh`](crate::refresh)).
+    pub misses: u64,
+    /// Calls that read a value that did not decode, and ran the body (whose
+    /// value then overwrote it).
+    pub corrupt: u64,
+    /// Calls whose read failed (Redis down, slow or refusing, or arguments
+    /// that could not be encoded into a key), and ran the body.
+    pub errors: u64,
+    /// Calls that did not use the cache because `skip_cache` was true.
+    pub skipped: u64,
+    /// Calls that did not use the cache because the circuit breaker was open.
+    pub breaker_skipped: u64,
+    /// Values written: after a miss, by [`set`](crate::Cache::set) and by `{fn}_prime`.
+    pub stores: u64,
+    /// Writes that failed: the value was returned but not cached.
+    pub write_errors: u64,
+    /// Entries dropped: keys deleted by any invalidation (`invalidate_prefix`,
+    /// `invalidate_all_keys`, `delete`, `{fn}_invalidate`) plus one per
+    /// `invalidate_group`.
+    pub invalidations: u64,
+    /// How many times the circuit breaker opened.
+    pub breaker_trips: u64,
+    /// Whether the circuit breaker is open now.
+    pub breaker_open: bool,
+    /// The same counters per family, sorted by name: one entry per
+    /// `#[cached]` function (its qualified name), and for keys used directly
+    /// one per first segment of the key up to and including its first `:`
+    /// (`user:42` counts under `user:`; a key without `:` under `""`).
+    pub functions: Vec<FunctionStats>,
+}
+
+impl Stats {
+    /// Every call counted: `hits + shared + misses + corrupt + errors + skipped + breaker_skipped`.
+    ///
+    /// ```
+    /// assert_eq!(redis_memo::Cache::in_memory().stats().calls(), 0);
+    /// ```
+    pub fn calls(&self) -> u64 {
+        self.hits
+            + self.shared
+            + self.misses
+            + self.corrupt
+            + self.errors
+            + self.skipped
+            + self.breaker_skipped
+    }
+}
+
+/// The counters of one family: a cached function, or a first key segment.
+/// The fields mean what they mean in [`Stats`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use redis_memo::{Cache, cached};
+///
+/// #[cached(cache = cache)]
+/// async fn answer(cache: &Cache) -> u8 { 42 }
+///
+/// let cache = Cache::in_memory();
+/// answer(&cache).await;
+/// let stats = cache.stats();
+/// assert!(stats.functions[0].name.ends_with("::answer"));
+/// assert_eq!(stats.functions[0].misses, 1);
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FunctionStats {
+    /// The function's qualified name as in its keys, or the key family (`user:`).
+    pub name: String,
+    /// See [`Stats::hits`].
+    pub hits: u64,
+    /// See [`Stats::shared`].
+    pub shared: u64,
+    /// See [`Stats::misses`].
+    pub misses: u64,
+    /// See [`Stats::corrupt`].
+    pub corrupt: u64,
+    /// See [`Stats::errors`].
+    pub errors: u64,
+    /// See [`Stats::skipped`].
+    pub skipped: u64,
+    /// See [`Stats::breaker_skipped`].
+    pub breaker_skipped: u64,
+    /// See [`Stats::stores`].
+    pub stores: u64,
+    /// See [`Stats::write_errors`].
+    pub write_errors: u64,
+    /// See [`Stats::invalidations`].
+    pub invalidations: u64,
+}
+
+impl FunctionStats {
+    /// Every call of this family; see [`Stats::calls`].
+    ///
+    /// ```
+    /// assert_eq!(redis_memo::FunctionStats::default().calls(), 0);
+    /// ```
+    pub fn calls(&self) -> u64 {
+        self.hits
+            + self.shared
+            + self.misses
+            + self.corrupt
+            + self.errors
+            + self.skipped
+            + self.breaker_skipped
+    }
+
+    fn from_counts(name: String, counts: [u64; COUNTERS]) -> Self {
+        let [
+            hits,
+            shared,
+            misses,
+            corrupt,
+            errors,
+            skipped,
+            breaker_skipped,
+            stores,
+            write_errors,
+            invalidations,
+        ] = counts;
+        FunctionStats {
+            name,
+            hits,
+            shared,
+            misses,
+            corrupt,
+            errors,
+            skipped,
+            breaker_skipped,
+            stores,
+            write_errors,
+            invalidations,
+        }
+    }
+}
+
+/// How many copies of each family's counters there are. Threads count in
+/// different copies (summed when read), so that calls on several threads do
+/// not all write to one cache line.
+const STRIPES: usize = 8;
+
+/// One copy of a family's counters, alone in its cache line (128 bytes: x86
+/// fetches lines in pairs).
+#[derive(Default)]
+#[repr(align(128))]
+struct Stripe([AtomicU64; COUNTERS]);
+
+/// The stripe the current thread counts in: threads take stripes in turn.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
+    }
+    STRIPE.with(|stripe| *stripe)
+}
+
+#[derive(Default)]
+struct FamilyCounters([Stripe; STRIPES]);
+
+impl FamilyCounters {
+    fn add(&self, counter: Counter, n: u64) {
+        self.0[stripe()].0[counter as usize].fetch_add(n, Relaxed);
+    }
+
+    fn sums(&self) -> [u64; COUNTERS] {
+        let mut sums = [0u64; COUNTERS];
+        for stripe in &self.0 {
+            for (sum, n) in sums.iter_mut().zip(&stripe.0) {
+                *sum += n.load(Relaxed);
+            }
+        }
+        sums
+    }
+}
+
+/// Family names are the program's own function names and key prefixes, not
+/// adversarial input: a fast hash is safe here, and it runs on every call.
+type FamilyMap = HashMap<Family<'static>, Arc<FamilyCounters>, foldhash::fast::RandomState>;
+
+/// The counters of every family of one cache. Reads (every call) are
+/// lock-free: the map is swapped whole on the rare insert of a new family.
+#[derive(Default)]
+pub(crate) struct ByFamily(ArcSwap<FamilyMap>);
+
+impl ByFamily {
+    pub(crate) fn add(&self, family: &Family<'_>, counter: Counter, n: u64) {
+        {
+            let map = self.0.load();
+            // The map is covariant in its key: look a borrowed family up as it is.
+            let map: &HashMap<Family<'_>, Arc<FamilyCounters>, _> = &map;
+            if let Some(counters) = map.get(family) {
+                counters.add(counter, n);
+                return;
+            }
+        }
+        let mut counters = None;
+        self.0.rcu(|map| {
+            let mut map = FamilyMap::clone(map);
+            let key_families = map.keys().filter(|f| matches!(f, Family::Key(_))).count();
+            let family = match family {
+                Family::Key(_) if key_families >= MAX_KEY_FAMILIES => {
+                    Family::Key(Cow::Borrowed(OTHER_KEYS))
+                }
+                family => family.to_static(),
+            };
+            counters = Some(map.entry(family).or_default().clone());
+            map
+        });
+        if let Some(counters) = counters {
+            counters.add(counter, n);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<FunctionStats> {
+        let mut all: Vec<FunctionStats> = self
+            .0
+            .load()
+            .iter()
+            .map(|(family, counters)| FunctionStats::from_counts(family.name(), counters.sums()))
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
+/// The totals of every counter over the families.
+pub(crate) fn totals(functions: &[FunctionStats]) -> Stats {
+    let mut stats = Stats::default();
+    for f in functions {
+        stats.hits += f.hits;
+        stats.shared += f.shared;
+        stats.misses += f.misses;
+        stats.corrupt += f.corrupt;
+        stats.errors += f.errors;
+        stats.skipped += f.skipped;
+        stats.breaker_skipped += f.breaker_skipped;
+        stats.stores += f.stores;
+        stats.write_errors += f.write_errors;
+        stats.invalidations += f.invalidations;
+    }
+    stats
+}
+
+/// Records a finished call with the `metrics` facade: a counter of calls and a
+/// histogram of their duration, labelled by family and outcome.
+#[cfg(feature = "metrics")]
+pub(crate) fn record_metrics(family: &Family<'_>, outcome: Outcome, elapsed: std::time::Duration) {
+    let labels = [
+        ("function", family.to_string()),
+        ("outcome", outcome.as_str().to_string()),
+    ];
+    metrics::counter!("redis_memo_calls_total", &labels).increment(1);
+    metrics::histogram!("redis_memo_call_duration_seconds", &labels).record(elapsed.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_more_threads_than_stripes_add_up() {
+        let by_family = ByFamily::default();
+        let family = Family::Function(FnName::Custom("f"));
+        let threads = STRIPES * 2 + 1;
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    for _ in 0..1000 {
+                        by_family.add(&family, Counter::Hits, 1);
+                    }
+                    by_family.add(&family, Counter::Misses, 1);
+                    by_family.add(&family, Counter::Skipped, 1);
+                });
+            }
+        });
+        let stats = &by_family.snapshot()[0];
+        assert_eq!(stats.name, "f");
+        assert_eq!(stats.hits, 1000 * threads as u64);
+        assert_eq!(
+            (stats.misses, stats.skipped),
+            (threads as u64, threads as u64)
+        );
+        assert_eq!((stats.corrupt, stats.errors, stats.shared), (0, 0, 0));
+        assert_eq!(stats.calls(), 1002 * threads as u64);
+    }
+
+    #[test]
+    fn keys_count_under_their_first_segment() {
+        assert_eq!(Family::of_key("user:42"), Family::Key("user:".into()));
+        assert_eq!(Family::of_key("user:42:x"), Family::Key("user:".into()));
+        assert_eq!(Family::of_key("plain"), Family::Key("".into()));
+        let by_family = ByFamily::default();
+        by_family.add(&Family::of_key("user:1"), Counter::Stores, 1);
+        by_family.add(&Family::of_key("user:2"), Counter::Stores, 2);
+        let snapshot = by_family.snapshot();
+        assert_eq!(snapshot.len(), 1);
+        assert_eq!(
+            (snapshot[0].name.as_str(), snapshot[0].stores),
+            ("user:", 3)
+        );
+    }
+
+    #[test]
+    fn key_families_beyond_the_limit_share_one_entry() {
+        let by_family = ByFamily::default();
+        let keys: Vec<String> = (0..MAX_KEY_FAMILIES + 10)
+            .map(|i| format!("k{i}:x"))
+            .collect();
+        for key in &keys {
+            by_family.add(&Family::of_key(key), Counter::Hits, 1);
+        }
+        let snapshot = by_family.snapshot();
+        assert_eq!(snapshot.len(), MAX_KEY_FAMILIES + 1);
+        let other = snapshot.iter().find(|f| f.name == OTHER_KEYS).unwrap();
+        assert_eq!(other.hits, 10);
+        assert_eq!(totals(&snapshot).hits, keys.len() as u64);
+    }
+}

@@ -1,0 +1,308 @@
+//! Cache keys: a canonical encoding of the arguments, hashed with SHA-256.
+//!
+//! A key is `{key_prefix}{qualified name}:{64 lowercase hex}`, where the hex
+//! digits are the SHA-256 of the *canonical argument encoding* below.
+//!
+//! # The canonical argument encoding (version 1)
+//!
+//! This encoding is a compatibility promise: the same arguments give the same
+//! bytes in every process, on every machine and in every release that keeps
+//! `KEY_ENCODING_VERSION` at 1. The test vectors in this module's tests pin it.
+//!
+//! The bytes are the version byte `0x01` followed by each non-ignored argument,
+//! in declaration order, encoded as a *value*. Every value starts with a one-byte
+//! type tag, and every variable-length part carries its length first, so
+//! `("ab", "c")` and `("a", "bc")` never share bytes. Lengths and counts are
+//! `u64` big-endian.
+//!
+//! | serde data model            | encoding                                                     |
+//! |-----------------------------|--------------------------------------------------------------|
+//! | `()`, unit struct, `None`   | `n`                                                          |
+//! | `Some(v)`                   | `S` v                                                        |
+//! | `bool`                      | `b` then `0x00` or `0x01`                                    |
+//! | any integer                 | `i` then the value as 16-byte big-endian two's complement (`i128`); a `u128` above `i128::MAX` is `u` then 16-byte big-endian |
+//! | `f32`, `f64`                | `d` then the `f64` bits, big-endian; `-0.0` is written as `0.0` and every NaN as the canonical NaN |
+//! | `str`, `String`, `char`     | `s` len UTF-8 bytes                                          |
+//! | bytes (`serialize_bytes`)   | `y` len bytes                                                |
+//! | sequence, tuple, tuple struct | `l` count then each element                                |
+//! | map                         | `m` count then each entry (key then value), entries sorted by their encoded bytes |
+//! | struct                      | `r` count then each field as name (`s`...) and value, in declaration order |
+//! | newtype struct              | the inner value (transparent)                                |
+//! | enum: unit variant          | `e` name                                                     |
+//! | enum: newtype variant       | `E` name value                                               |
+//! | enum: tuple variant         | `T` name count values                                        |
+//! | enum: struct variant        | `R` name count (field name, value)...                        |
+//!
+//! Integers share one tag, so changing a parameter from `u32` to `u64` keeps its
+//! keys. Names (`name` above) are encoded as strings (`s` len bytes).
+//!
+//! **Order-independent collections.** Maps are always written with their entries
+//! sorted, so a `HashMap` gives the same key whatever its iteration order. serde
+//! serializes sets as plain sequences; a value whose type is
+//! `std::collections::HashSet` (or `hashbrown::HashSet`), at any depth, has its
+//! elements sorted by their encoded bytes as well. For other unordered
+//! collections, use [`sorted_set`] as a `#[serde(serialize_with)]` helper, or a
+//! `BTreeSet`.
+
+mod encoding;
+
+use std::fmt;
+
+use serde::ser::{self, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use encoding::{encode_value, sorted_set};
+
+/// The version of the canonical argument encoding, the first byte hashed.
+///
+/// ```
+/// assert_eq!(redis_memo::key::KEY_ENCODING_VERSION, 1);
+/// ```
+pub const KEY_ENCODING_VERSION: u8 = 1;
+
+/// Why arguments could not be encoded: a `Serialize` impl returned an error.
+///
+/// ```
+/// struct Broken;
+///
+/// impl serde::Serialize for Broken {
+///     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+///         Err(serde::ser::Error::custom("cannot serialize Broken"))
+///     }
+/// }
+///
+/// let mut args = redis_memo::key::KeyBuilder::new();
+/// args.arg(&Broken);
+/// assert_eq!(args.digest_hex().unwrap_err().to_string(), "cannot serialize Broken");
+/// ```
+#[derive(Debug)]
+pub struct KeyError(String);
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+impl ser::Error for KeyError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        KeyError(msg.to_string())
+    }
+}
+
+/// Accumulates the canonical encoding of a call's arguments and turns it into a key.
+///
+/// Generated code creates one per call, feeds it every non-ignored argument with
+/// [`arg`](Self::arg), and finishes it into the key string.
+///
+/// ```
+/// use redis_memo::key::{FnName, KeyBuilder};
+///
+/// let mut args = KeyBuilder::new();
+/// args.arg(&42u64).arg("alice");
+/// assert_eq!(args.encoded()[0], 1, "the encoding version comes first");
+/// let name = FnName::Free { module: "my_app::users", function: "profile" };
+/// let key = args.finish("users:", &name).unwrap();
+/// assert_eq!(key, format!("users:my_app::users::profile:{}", args.digest_hex().unwrap()));
+/// ```
+#[derive(Debug)]
+pub struct KeyBuilder {
+    buf: Vec<u8>,
+    error: Option<KeyError>,
+}
+
+impl Default for KeyBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KeyBuilder {
+    /// An empty argument list.
+    pub fn new() -> Self {
+        let mut buf = Vec::with_capacity(64);
+        buf.push(KEY_ENCODING_VERSION);
+        KeyBuilder { buf, error: None }
+    }
+
+    /// Appends one argument.
+    pub fn arg<T: ?Sized + Serialize>(&mut self, value: &T) -> &mut Self {
+        if self.error.is_none()
+            && let Err(err) = encode_value(&mut self.buf, value)
+        {
+            self.error = Some(err);
+        }
+        self
+    }
+
+    /// The canonical bytes so far (version byte included).
+    pub fn encoded(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The 64 lowercase hex digits of the SHA-256 of the encoded arguments.
+    pub fn digest_hex(&self) -> Result<String, KeyError> {
+        let mut out = String::with_capacity(64);
+        self.push_digest(&mut out)?;
+        Ok(out)
+    }
+
+    fn push_digest(&self, out: &mut String) -> Result<(), KeyError> {
+        if let Some(err) = &self.error {
+            return Err(KeyError(err.0.clone()));
+        }
+        let digest: [u8; 32] = Sha256::digest(&self.buf).into();
+        let mut hex = [[0u8; 2]; 32];
+        for (pair, byte) in hex.iter_mut().zip(digest) {
+            *pair = HEX_PAIRS[usize::from(byte)];
+        }
+        // Always ASCII; the check is a few nanoseconds.
+        let hex = std::str::from_utf8(hex.as_flattened()).map_err(|e| KeyError(e.to_string()))?;
+        out.push_str(hex);
+        Ok(())
+    }
+
+    /// The full key: `{prefix}{name}:{hex}`, built in one buffer.
+    pub fn finish(&self, prefix: &str, name: &FnName<'_>) -> Result<String, KeyError> {
+        self.finish_versioned(prefix, name, None)
+    }
+
+    /// The full key with an optional version: `{prefix}{name}:v{version}:{hex}`.
+    pub fn finish_versioned(
+        &self,
+        prefix: &str,
+        name: &FnName<'_>,
+        version: Option<u32>,
+    ) -> Result<String, KeyError> {
+        let mut key = String::with_capacity(prefix.len() + name.len_hint() + 80);
+        key.push_str(prefix);
+        self.push_tail(&mut key, name, version)?;
+        Ok(key)
+    }
+
+    /// `{name}[:v{version}]:{hex}`: everything after the prefix.
+    pub(crate) fn push_tail(
+        &self,
+        out: &mut String,
+        name: &FnName<'_>,
+        version: Option<u32>,
+    ) -> Result<(), KeyError> {
+        name.write_to(out);
+        if let Some(version) = version {
+            out.push_str(":v");
+            out.push_str(&version.to_string());
+        }
+        out.push(':');
+        self.push_digest(out)
+    }
+}
+
+/// The two lowercase hex digits of every byte: one lookup per digest byte
+/// (this runs on every call).
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0xf]];
+        byte += 1;
+    }
+    pairs
+};
+
+/// The qualified name of a cached function, the middle part of its keys.
+///
+/// ```
+/// use redis_memo::key::FnName;
+///
+/// let method = FnName::Method { module: "app", self_type: "app::db::Repo<app::User>", function: "get" };
+/// assert_eq!(method.to_string(), "app::Repo<app::User>::get");
+/// assert_eq!(FnName::Custom("users::get").to_string(), "users::get");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FnName<'a> {
+    /// A free function: `module::path::function`.
+    Free {
+        /// `module_path!()` where the function is defined.
+        module: &'a str,
+        /// The function's name.
+        function: &'a str,
+    },
+    /// A method: `module::path::Type::method`, where `Type` is the `Self` type
+    /// without its module path (generic arguments kept, so `Repo<User>` and
+    /// `Repo<Order>` differ).
+    Method {
+        /// `module_path!()` where the `impl` block is.
+        module: &'a str,
+        /// `std::any::type_name::<Self>()`.
+        self_type: &'a str,
+        /// The method's name.
+        function: &'a str,
+    },
+    /// A name given with `name = "..."`, used as it is.
+    Custom(&'a str),
+}
+
+impl FnName<'_> {
+    fn len_hint(&self) -> usize {
+        match self {
+            FnName::Free { module, function } => module.len() + 2 + function.len(),
+            FnName::Method {
+                module,
+                self_type,
+                function,
+            } => module.len() + self_type.len() + 4 + function.len(),
+            FnName::Custom(name) => name.len(),
+        }
+    }
+
+    /// Appends the qualified name to `out`.
+    pub fn write_to(&self, out: &mut String) {
+        match self {
+            FnName::Free { module, function } => {
+                out.push_str(module);
+                out.push_str("::");
+                out.push_str(function);
+            }
+            FnName::Method {
+                module,
+                self_type,
+                function,
+            } => {
+                out.push_str(module);
+                out.push_str("::");
+                out.push_str(short_type_name(self_type));
+                out.push_str("::");
+                out.push_str(function);
+            }
+            FnName::Custom(name) => out.push_str(name),
+        }
+    }
+}
+
+impl fmt::Display for FnName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::with_capacity(self.len_hint());
+        self.write_to(&mut s);
+        f.write_str(&s)
+    }
+}
+
+/// `app::models::Repo<app::User>` -> `Repo<app::User>`: drops the module path of
+/// the outer type, keeps its generic arguments.
+fn short_type_name(full: &str) -> &str {
+    let head_end = full.find('<').unwrap_or(full.len());
+    let start = full[..head_end].rfind("::").map_or(0, |i| i + 2);
+    &full[start..]
+}
+
+/// The key of the generation counter of a group of `grouped` functions (their
+/// `key_prefix`).
+pub(crate) fn generation_key(prefix: &str) -> String {
+    format!("redis-memo:generation:{prefix}")
+}
+
+#[cfg(test)]
+mod tests;

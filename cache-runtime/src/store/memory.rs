@@ -1,0 +1,129 @@
+//! An embedded store in this process (moka), with Redis's TTL semantics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{KeyTtl, Store};
+use crate::Error;
+
+#[derive(Clone)]
+struct Entry {
+    bytes: Arc<[u8]>,
+    ttl: Option<Duration>,
+    expires_at: Option<Instant>,
+}
+
+struct EntryExpiry;
+
+impl moka::Expiry<String, Entry> for EntryExpiry {
+    fn expire_after_create(&self, _key: &String, value: &Entry, _at: Instant) -> Option<Duration> {
+        value.ttl
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Entry,
+        _at: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        value.ttl
+    }
+}
+
+/// An embedded store: bounded by total bytes, with per-entry TTLs, evicting the
+/// least useful entries when full (moka's TinyLFU).
+pub(crate) struct MemoryStore {
+    entries: moka::future::Cache<String, Entry>,
+    generations: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl MemoryStore {
+    pub(crate) fn new(max_bytes: u64) -> Self {
+        let entries = moka::future::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, entry: &Entry| {
+                u32::try_from(key.len() + entry.bytes.len()).unwrap_or(u32::MAX)
+            })
+            .expire_after(EntryExpiry)
+            .build();
+        MemoryStore {
+            entries,
+            generations: Default::default(),
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.entries.get(key).await.map(|e| e.bytes.to_vec()))
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+        let entry = Entry {
+            bytes: value.into(),
+            ttl,
+            expires_at: ttl.and_then(|ttl| Instant::now().checked_add(ttl)),
+        };
+        self.entries.insert(key.to_owned(), entry).await;
+        Ok(())
+    }
+
+    async fn delete(&self, keys: &[&str]) -> Result<u64, Error> {
+        let mut n = 0;
+        for key in keys {
+            n += u64::from(self.entries.remove(*key).await.is_some());
+        }
+        Ok(n)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, Error> {
+        Ok(match self.entries.get(key).await {
+            None => KeyTtl::Missing,
+            Some(Entry {
+                expires_at: None, ..
+            }) => KeyTtl::Persistent,
+            Some(Entry {
+                expires_at: Some(at),
+                ..
+            }) => KeyTtl::ExpiresIn(at.saturating_duration_since(Instant::now())),
+        })
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        let keys: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .map(|(key, _)| String::clone(&key))
+            .collect();
+        let mut deleted = 0;
+        for key in keys {
+            deleted += u64::from(self.entries.remove(&key).await.is_some());
+        }
+        Ok(deleted)
+    }
+
+    async fn get_grouped(
+        &self,
+        gen_key: &str,
+        head: &str,
+        tail: &str,
+    ) -> Result<(u64, Option<Vec<u8>>), Error> {
+        let generation = self.generation(gen_key).await?;
+        let value = self.get(&format!("{head}{generation}{tail}")).await?;
+        Ok((generation, value))
+    }
+
+    async fn generation(&self, gen_key: &str) -> Result<u64, Error> {
+        let generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(generations.get(gen_key).copied().unwrap_or(0))
+    }
+
+    async fn bump_generation(&self, gen_key: &str) -> Result<u64, Error> {
+        let mut generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = generations.entry(gen_key.to_owned()).or_insert(0);
+        *generation += 1;
+        Ok(*generation)
+    }
+}

@@ -1,0 +1,148 @@
+//! Storage: Redis and an embedded in-memory store behind one small trait.
+//!
+//! Values are opaque bytes and keys are UTF-8 strings; what the bytes mean
+//! (codecs) and which key a call uses (key building) are decided above this
+//! layer. Generated code never sees which store a [`Cache`](crate::Cache) uses.
+
+mod memory;
+mod redis;
+mod scan;
+
+use std::time::Duration;
+
+use crate::Error;
+
+pub(crate) use memory::MemoryStore;
+pub(crate) use redis::RedisStore;
+
+/// How long a stored key has left.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+/// use std::time::Duration;
+/// use redis_memo::{Cache, KeyTtl};
+///
+/// let cache = Cache::in_memory();
+/// cache.set_raw("k", b"1", Some(Duration::from_secs(60))).await?;
+/// assert!(matches!(cache.ttl("k").await?, KeyTtl::ExpiresIn(left) if left <= Duration::from_secs(60)));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyTtl {
+    /// The key does not exist.
+    Missing,
+    /// The key exists and never expires.
+    Persistent,
+    /// The key expires after this long.
+    ExpiresIn(Duration),
+}
+
+/// What a store must do.
+pub(crate) trait Store {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
+    /// Stores `value`; `ttl = None` means no expiry.
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error>;
+    /// Deletes the keys, returning how many existed.
+    async fn delete(&self, keys: &[&str]) -> Result<u64, Error>;
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, Error>;
+    /// Deletes every key that starts with `prefix` (literally), returning how many.
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error>;
+    /// Reads the generation counter `gen_key` (0 when absent) and the value
+    /// under `{head}{generation}{tail}`, in one round trip.
+    async fn get_grouped(
+        &self,
+        gen_key: &str,
+        head: &str,
+        tail: &str,
+    ) -> Result<(u64, Option<Vec<u8>>), Error>;
+    /// The generation counter `gen_key` (0 when absent).
+    async fn generation(&self, gen_key: &str) -> Result<u64, Error>;
+    /// Increments the generation counter `gen_key`, returning the new value.
+    async fn bump_generation(&self, gen_key: &str) -> Result<u64, Error>;
+}
+
+/// The store a [`Cache`](crate::Cache) uses.
+pub(crate) enum Backend {
+    Redis(RedisStore),
+    Memory(MemoryStore),
+}
+
+impl Backend {
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Backend::Redis(_) => "redis",
+            Backend::Memory(_) => "in-memory",
+        }
+    }
+
+    /// The Redis store, when this is one (leases and `PING` need it).
+    pub(crate) fn redis(&self) -> Option<&RedisStore> {
+        match self {
+            Backend::Redis(store) => Some(store),
+            Backend::Memory(_) => None,
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Backend::Redis($store) => $call,
+            Backend::Memory($store) => $call,
+        }
+    };
+}
+
+impl Store for Backend {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        match self {
+            Backend::Redis(store) => store.get(key).await,
+            // moka's future is large: boxed, it does not grow the future of
+            // every call on Redis (moved and polled on each call).
+            Backend::Memory(store) => Box::pin(store.get(key)).await,
+        }
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+        dispatch!(self, s => s.set(key, value, ttl).await)
+    }
+
+    async fn delete(&self, keys: &[&str]) -> Result<u64, Error> {
+        dispatch!(self, s => s.delete(keys).await)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, Error> {
+        dispatch!(self, s => s.ttl(key).await)
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        dispatch!(self, s => s.delete_prefix(prefix).await)
+    }
+
+    async fn get_grouped(
+        &self,
+        gen_key: &str,
+        head: &str,
+        tail: &str,
+    ) -> Result<(u64, Option<Vec<u8>>), Error> {
+        dispatch!(self, s => s.get_grouped(gen_key, head, tail).await)
+    }
+
+    async fn generation(&self, gen_key: &str) -> Result<u64, Error> {
+        dispatch!(self, s => s.generation(gen_key).await)
+    }
+
+    async fn bump_generation(&self, gen_key: &str) -> Result<u64, Error> {
+        dispatch!(self, s => s.bump_generation(gen_key).await)
+    }
+}
+
+/// A generation counter's stored text as a number.
+fn parse_generation(raw: &str) -> Result<u64, Error> {
+    raw.parse().map_err(|_| {
+        Error::Redis(::redis::RedisError::from((
+            ::redis::ErrorKind::Parse,
+            "generation counter is not a number",
+        )))
+    })
+}

@@ -1,0 +1,133 @@
+//! Redis through redis-rs's `ConnectionManager`.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use super::{KeyTtl, Store, parse_generation};
+use crate::Error;
+
+/// Redis through redis-rs's `ConnectionManager`: one multiplexed connection that
+/// pipelines concurrent commands and reconnects by itself after a failure.
+pub(crate) struct RedisStore {
+    conn: ConnectionManager,
+    response_timeout: Duration,
+}
+
+impl RedisStore {
+    pub(crate) fn new(conn: ConnectionManager, response_timeout: Duration) -> Self {
+        RedisStore {
+            conn,
+            response_timeout,
+        }
+    }
+
+    /// Runs one command. The connection manager bounds each response by
+    /// `response_timeout` and each (re)connection attempt by `connect_timeout`.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Error> {
+        // What `Cmd::query_async` does, through the manager's own method: the
+        // `ConnectionLike` path boxes the future of every command.
+        let result = async {
+            let value = self.conn.clone().send_packed_command(cmd).await?;
+            Ok(redis::from_redis_value(value.extract_error()?)?)
+        };
+        result
+            .await
+            .map_err(|e: redis::RedisError| Error::from_redis(e, self.response_timeout))
+    }
+
+    /// Runs a pipeline in one round trip, bounded like [`query`](Self::query).
+    pub(crate) async fn query_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, Error> {
+        let result = pipe.query_async(&mut self.conn.clone()).await;
+        result.map_err(|e| Error::from_redis(e, self.response_timeout))
+    }
+
+    /// Runs a Lua script (`EVALSHA`, loading it first when Redis does not know it).
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
+        let result = invocation.invoke_async(&mut self.conn.clone()).await;
+        result.map_err(|e| Error::from_redis(e, self.response_timeout))
+    }
+}
+
+impl Store for RedisStore {
+    /// The hit path: one `GET`, its command built in buffers of the right size.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        let mut cmd = redis::Cmd::with_capacity(2, "GET".len() + key.len());
+        cmd.arg("GET").arg(key);
+        self.query(&cmd).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        if let Some(ttl) = ttl {
+            if ttl.subsec_nanos() == 0 {
+                cmd.arg("EX").arg(ttl.as_secs());
+            } else {
+                cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
+            }
+        }
+        self.query::<()>(&cmd).await
+    }
+
+    async fn delete(&self, keys: &[&str]) -> Result<u64, Error> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.query(redis::cmd("UNLINK").arg(keys)).await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, Error> {
+        let ms: i64 = self.query(redis::cmd("PTTL").arg(key)).await?;
+        Ok(match ms {
+            -2 => KeyTtl::Missing,
+            ms if ms < 0 => KeyTtl::Persistent,
+            ms => KeyTtl::ExpiresIn(Duration::from_millis(ms as u64)),
+        })
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        super::scan::redis_delete_prefix(self, prefix).await
+    }
+
+    async fn get_grouped(
+        &self,
+        gen_key: &str,
+        head: &str,
+        tail: &str,
+    ) -> Result<(u64, Option<Vec<u8>>), Error> {
+        let mut invocation = GET_GROUPED.prepare_invoke();
+        invocation.key(gen_key).arg(head).arg(tail);
+        let (generation, value): (String, Option<Vec<u8>>) = self.invoke(&invocation).await?;
+        Ok((parse_generation(&generation)?, value))
+    }
+
+    async fn generation(&self, gen_key: &str) -> Result<u64, Error> {
+        let raw: Option<String> = self.query(redis::cmd("GET").arg(gen_key)).await?;
+        raw.map_or(Ok(0), |raw| parse_generation(&raw))
+    }
+
+    async fn bump_generation(&self, gen_key: &str) -> Result<u64, Error> {
+        self.query(redis::cmd("INCR").arg(gen_key)).await
+    }
+}
+
+/// Reads a generation and the value of that generation in one round trip.
+/// (It builds a key the script was not given in KEYS, so it needs a
+/// standalone Redis, not a cluster.)
+static GET_GROUPED: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local g = redis.call('GET', KEYS[1]) or '0' \
+         return {g, redis.call('GET', ARGV[1] .. g .. ARGV[2])}",
+    )
+});

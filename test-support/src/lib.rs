@@ -1,0 +1,47 @@
+//! Test support for redis-memo's own tests, benches and CLI tests (not
+//! published): real `redis-server` processes started on free ports in
+//! temporary directories with persistence off ([`TestRedis`]), the backend
+//! under test ([`Harness`], [`on_both_backends!`]) with key prefixes of its
+//! own per test, reference encoders written from the documented key encoding
+//! independently of the crate ([`reference`](mod@reference)), and log capture ([`Logs`]).
+//! No mocks.
+
+mod harness;
+mod logs;
+pub mod reference;
+mod server;
+
+pub use harness::Harness;
+pub use logs::Logs;
+pub use server::TestRedis;
+
+/// Runs each behaviour `async fn name(h: &Harness)` twice: on a Redis the
+/// test starts and on the in-memory backend.
+///
+/// ```ignore
+/// on_both_backends! {
+///     #[tokio::test]
+///     hit_vs_miss, values_are_json,
+/// }
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    (#[$test:meta] $($name:ident),* $(,)?) => {
+        mod redis {
+            $(
+                #[$test]
+                async fn $name() {
+                    super::$name(&$crate::Harness::redis().await).await;
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[$test]
+                async fn $name() {
+                    super::$name(&$crate::Harness::memory()).await;
+                }
+            )*
+        }
+    };
+}

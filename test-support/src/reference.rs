@@ -1,0 +1,73 @@
+//! The key encoding as documented in `redis_memo::key`, written here again
+//! from the documentation and independently of the crate, so that tests
+//! compare the crate's keys with what the documentation promises.
+
+use sha2::{Digest, Sha256};
+
+/// The canonical encoding of an argument list, built value by value.
+///
+/// ```
+/// use redis_memo_test_support::reference::Encoded;
+///
+/// let bytes = Encoded::new().str("pen").int(2).into_bytes();
+/// assert_eq!(bytes[0], 1, "the encoding version");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Encoded(Vec<u8>);
+
+impl Default for Encoded {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Encoded {
+    /// No arguments yet: the version byte `0x01`.
+    pub fn new() -> Self {
+        Encoded(vec![1])
+    }
+
+    /// Bytes spelled out by hand (the version byte included), as a test vector.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Encoded(bytes)
+    }
+
+    /// Any integer: `i` and 16 bytes of big-endian two's complement.
+    pub fn int(mut self, value: impl Into<i128>) -> Self {
+        self.0.push(b'i');
+        self.0.extend_from_slice(&value.into().to_be_bytes());
+        self
+    }
+
+    /// A string: `s`, the length as a big-endian `u64`, the UTF-8 bytes.
+    pub fn str(mut self, value: &str) -> Self {
+        self.0.push(b's');
+        self.0
+            .extend_from_slice(&(value.len() as u64).to_be_bytes());
+        self.0.extend_from_slice(value.as_bytes());
+        self
+    }
+
+    /// A `bool`: `b` and `0x00` or `0x01`.
+    pub fn bool(mut self, value: bool) -> Self {
+        self.0.push(b'b');
+        self.0.push(u8::from(value));
+        self
+    }
+
+    /// The bytes so far.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The 64 lowercase hex digits of the SHA-256 of the bytes.
+    pub fn digest(&self) -> String {
+        hex::encode(Sha256::digest(&self.0))
+    }
+
+    /// The key of a function named `name` (its qualified name, as in keys)
+    /// with these arguments: `{prefix}{name}:{digest}`.
+    pub fn key(&self, prefix: &str, name: &str) -> String {
+        format!("{prefix}{name}:{}", self.digest())
+    }
+}
