@@ -95,8 +95,8 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use cache_macros::cached;
-pub use cache_runtime::{
+pub use redis_memo_macros::cached;
+pub use redis_memo_runtime::{
     Cache, CacheBuilder, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES,
     DEFAULT_MEMORY_CAPACITY, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_TTL, Error, FunctionStats, KeyTtl,
     Policy, Result, Stats, Ttl, clear_default_cache, default_cache, key, refresh,
@@ -104,4 +104,4 @@ pub use cache_runtime::{
 };
 
 #[doc(hidden)]
-pub use cache_runtime::private as __private;
+pub use redis_memo_runtime::private as __private;

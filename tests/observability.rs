@@ -28,11 +28,11 @@ async fn stats_break_calls_down_by_function_and_outcome() {
     lookup(&cache, &runs, 1, false).await; // miss
     lookup(&cache, &runs, 1, false).await; // hit
     lookup(&cache, &runs, 1, true).await; // skipped
-    let key = lookup_key(&cache, 2, false).await.unwrap();
+    let key = lookup_key(&cache, 2).await.unwrap();
     cache.set_raw(&key, b"not json", None).await.unwrap();
     lookup(&cache, &runs, 2, false).await; // corrupt
     other(&cache, 1).await; // miss
-    assert!(lookup_invalidate(&cache, 1, false).await.unwrap());
+    assert!(lookup_invalidate(&cache, 1).await.unwrap());
 
     let stats = cache.stats();
     // Each call in exactly one outcome; corrupt reads are not misses.
@@ -74,8 +74,8 @@ async fn totals_are_the_sums_of_the_families_and_every_kind_of_invalidation_coun
     let runs = AtomicUsize::new(0);
     lookup(&cache, &runs, 1, false).await; // lookup: miss, store
     lookup(&cache, &runs, 1, false).await; // lookup: hit
-    lookup_prime(&cache, 2, false, &5).await.unwrap(); // lookup: store
-    assert!(lookup_invalidate(&cache, 2, false).await.unwrap()); // lookup: invalidation
+    lookup_prime(&cache, 2, &5).await.unwrap(); // lookup: store
+    assert!(lookup_invalidate(&cache, 2).await.unwrap()); // lookup: invalidation
     cache
         .get_or_set(&format!("{p}a"), 60, || async { 1u8 })
         .await; // direct: miss, store

@@ -46,7 +46,7 @@ struct Repo {
 }
 
 impl Repo {
-    #[cached(ttl = 60, key_prefix = "pcm:", cache = self.cache)]
+    #[cached(ttl = 60, key_prefix = "pcm:", cache = self.cache, helpers)]
     async fn get(&self, id: u64) -> String {
         self.runs.fetch_add(1, SeqCst);
         format!("row {id}")

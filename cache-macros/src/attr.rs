@@ -1,17 +1,27 @@
 //! The typed model of `#[cached(...)]` and its parser.
+//!
+//! The parser never stops at the first mistake: each bad argument is recorded
+//! as an error spanned on its tokens, skipped, and left at its default, so the
+//! function and its helpers are still generated next to the errors (callers
+//! and the IDE keep seeing them).
 
+use proc_macro2::{Span, TokenTree};
 use syn::meta::ParseNestedMeta;
-use syn::{BinOp, Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, UnOp};
+use syn::parse::{Parse, ParseStream};
+use syn::{BinOp, Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Token, UnOp, Visibility};
 
 /// Every argument of `#[cached(...)]`; all optional.
 #[derive(Default)]
 pub struct Args {
-    /// `ttl = 300` (validated integer literal) or `ttl = CONST_EXPR`.
+    /// `ttl = 300` (validated integer literal) or `ttl = EXPR`.
     pub ttl: Option<Ttl>,
-    pub key_prefix: Option<LitStr>,
+    /// `key_prefix = "users:"` or `key_prefix = SOME_CONST`.
+    pub key_prefix: Option<Expr>,
     pub skip_cache: Option<Expr>,
     pub cache: Option<Expr>,
     pub ignore: Vec<Ident>,
+    /// `key(self.tenant_id, region)`: expressions added to the key.
+    pub key: Vec<Expr>,
     pub name: Option<LitStr>,
     /// `version = 3` or a const `u32` expression.
     pub version: Option<Expr>,
@@ -20,9 +30,29 @@ pub struct Args {
     /// `codec = redis_memo::Codec::MessagePack`.
     pub codec: Option<Expr>,
     /// `grouped` / `grouped = true`: the span of the key, when on.
-    pub grouped: Option<proc_macro2::Span>,
-    /// The spans of arguments already seen, to reject duplicates.
+    pub grouped: Option<Span>,
+    /// `helpers`, `helpers = false`, `helpers(name = "...", vis = pub(crate))`.
+    pub helpers: Helpers,
+    /// `result` / `result = false`: whether only `Ok` is cached, when the
+    /// type cannot tell (the return type is a type parameter, ...).
+    pub result: Option<(bool, Span)>,
+    /// `cache_none = false`: an `Option` return leaves `None` uncached.
+    pub cache_none: Option<(bool, Span)>,
+    /// The arguments already seen, to reject duplicates.
     seen: Vec<String>,
+    /// Every mistake found, each spanned on its tokens.
+    pub errors: Vec<syn::Error>,
+}
+
+/// What to generate next to the function.
+#[derive(Default)]
+pub struct Helpers {
+    /// `None`: the default (on for functions without `self`, off for methods).
+    pub enabled: Option<bool>,
+    /// The base of the helpers' names, instead of the function's name.
+    pub name: Option<Ident>,
+    /// Their visibility, instead of the function's (capped at `pub(crate)`).
+    pub vis: Option<Visibility>,
 }
 
 pub enum Ttl {
@@ -32,11 +62,29 @@ pub enum Ttl {
     Expr(Expr),
 }
 
-const KNOWN: &str = "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `name`, `version`, `lease`, `grouped`, `codec`";
+const KNOWN: &str = "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `key`, `name`, \
+                     `version`, `lease`, `grouped`, `codec`, `helpers`, `result`, `cache_none`";
 
 impl Args {
-    /// Parses one `key = value` or `ignore(...)` entry.
-    pub fn parse_entry(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
+    /// Parses the whole attribute, recording errors instead of stopping at them.
+    pub fn parse(tokens: proc_macro2::TokenStream) -> Args {
+        let mut args = Args::default();
+        let parser = syn::meta::parser(|meta| {
+            let input = meta.input;
+            if let Err(err) = args.parse_entry(meta) {
+                args.errors.push(err);
+                skip_to_comma(input)?;
+            }
+            Ok(())
+        });
+        if let Err(err) = syn::parse::Parser::parse2(parser, tokens) {
+            args.errors.push(err);
+        }
+        args
+    }
+
+    /// Parses one `key = value`, `key(...)` or `key` entry.
+    fn parse_entry(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
         let Some(ident) = meta.path.get_ident() else {
             return Err(meta.error(format!("unknown argument; expected one of {KNOWN}")));
         };
@@ -44,6 +92,7 @@ impl Args {
         if self.seen.contains(&key) {
             return Err(meta.error(format!("duplicate argument `{key}`")));
         }
+        self.seen.push(key.clone());
         match key.as_str() {
             "ttl" => self.ttl = Some(parse_ttl("ttl", meta.value()?.parse()?)?),
             "lease" => {
@@ -67,16 +116,24 @@ impl Args {
                 self.version = Some(expr);
             }
             "grouped" => {
-                let on = if meta.input.peek(syn::Token![=]) {
-                    meta.value()?.parse::<syn::LitBool>()?.value
-                } else {
-                    true
-                };
-                if on {
+                if flag(&meta)? {
                     self.grouped = Some(ident.span());
                 }
             }
-            "key_prefix" => self.key_prefix = Some(meta.value()?.parse()?),
+            "result" => self.result = Some((flag(&meta)?, ident.span())),
+            "cache_none" => self.cache_none = Some((flag(&meta)?, ident.span())),
+            "key_prefix" => {
+                let expr: Expr = meta.value()?.parse()?;
+                if let Expr::Lit(ExprLit { lit, .. }) = &expr
+                    && !matches!(lit, Lit::Str(_))
+                {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "`key_prefix` must be a string: a literal (`key_prefix = \"users:\"`) or a `&str` const",
+                    ));
+                }
+                self.key_prefix = Some(expr);
+            }
             "name" => {
                 let name: LitStr = meta.value()?.parse()?;
                 if name.value().is_empty() {
@@ -94,19 +151,74 @@ impl Args {
                 }
                 Ok(())
             })?,
+            "key" => {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let exprs = content.parse_terminated(Expr::parse, Token![,])?;
+                if exprs.is_empty() {
+                    return Err(meta.error(
+                        "`key(...)` takes the expressions to add to the key, e.g. `key(self.tenant_id)`",
+                    ));
+                }
+                self.key.extend(exprs);
+            }
+            "helpers" => self.parse_helpers(&meta)?,
             _ => {
                 return Err(
                     meta.error(format!("unknown argument `{key}`; expected one of {KNOWN}"))
                 );
             }
         }
-        self.seen.push(key);
         Ok(())
+    }
+
+    /// `helpers`, `helpers = false`, `helpers(name = "...", vis = pub)`.
+    fn parse_helpers(&mut self, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        if !meta.input.peek(syn::token::Paren) {
+            self.helpers.enabled = Some(flag(meta)?);
+            return Ok(());
+        }
+        self.helpers.enabled = Some(true);
+        meta.parse_nested_meta(|entry| {
+            if entry.path.is_ident("name") {
+                let name: LitStr = entry.value()?.parse()?;
+                self.helpers.name = Some(name.parse().map_err(|_| {
+                    syn::Error::new(
+                        name.span(),
+                        "`name` must be an identifier, e.g. \"user_cache\"",
+                    )
+                })?);
+            } else if entry.path.is_ident("vis") {
+                self.helpers.vis = Some(entry.value()?.parse()?);
+            } else {
+                return Err(entry.error(
+                    "unknown helpers option; expected `name = \"...\"` or `vis = pub(crate)`",
+                ));
+            }
+            Ok(())
+        })
     }
 }
 
+/// `flag` or `flag = true|false`.
+fn flag(meta: &ParseNestedMeta<'_>) -> syn::Result<bool> {
+    if meta.input.peek(Token![=]) {
+        Ok(meta.value()?.parse::<syn::LitBool>()?.value)
+    } else {
+        Ok(true)
+    }
+}
+
+/// Skips what is left of a bad entry, up to the next top-level comma.
+fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
+    while !input.is_empty() && !input.peek(Token![,]) {
+        input.parse::<TokenTree>()?;
+    }
+    Ok(())
+}
+
 fn parse_ttl(key: &str, expr: Expr) -> syn::Result<Ttl> {
-    let wrong = |span: proc_macro2::Span| {
+    let wrong = |span: Span| {
         let zero = if key == "ttl" {
             ", `0` for no expiry"
         } else {
@@ -116,7 +228,7 @@ fn parse_ttl(key: &str, expr: Expr) -> syn::Result<Ttl> {
             span,
             format!(
                 "`{key}` must be a whole number of seconds (`{key} = 300`{zero}), \
-                 or a const expression of type u64 or std::time::Duration"
+                 or an expression of type u64 or std::time::Duration"
             ),
         )
     };

@@ -1,357 +1,678 @@
 //! The rewrite of a `#[cached]` function.
 //!
 //! ```text
-//! async fn f(a: A, b: B) -> R { body }
+//! async fn f<T>(a: A, b: B) -> R { body }
 //! ```
 //! becomes
 //! ```text
-//! async fn f(a: A, b: B) -> R {
-//!     let call = if skip_cache { Call::skip(&spec) } else { Call::new(cache, key of (&a, &b), &spec) };
+//! async fn f<T>(a: A, b: B) -> R {
+//!     let call = {
+//!         let cache = <cache>; let spec = Spec::new(prefix, name).ttl(..)..;
+//!         if <skip_cache> { Call::skip(cache, &spec) }
+//!         else { key = T's name, then &a, &b, key(..) exprs; Call::new(cache, &key, &spec) }
+//!     };
 //!     let body = move || async move { body };
-//!     __private::plain(call, body).await        // or __private::result for Result<T, E>
+//!     <plain | result | option>(call, body).await
 //! }
+//! // and, unless turned off: f_key, f_invalidate, f_prime, f_invalidate_all
 //! ```
-//! The key is computed from borrowed arguments before the first `.await`, and the
-//! user's body stays an `async move` block whose type is the declared return
-//! type, so type errors point at the user's code. The block is made by a
-//! closure, called only when the body has to run: on a hit the body's future
-//! (its locals and everything it awaits) is never created, so the call's
-//! future stays the same size whatever the body does.
+//! The key is computed from borrowed arguments before the first `.await`, and
+//! the user's body stays an `async move` block whose type is the declared
+//! return type, so type errors point at the user's code. The block is made by
+//! a closure, called only when the body has to run.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Expr, FnArg, Ident, ItemFn, Pat, ReturnType, Type};
+use syn::{
+    Attribute, Block, Expr, FnArg, GenericArgument, GenericParam, Ident, Pat, PatType,
+    PathArguments, ReturnType, Signature, Type, Visibility,
+};
 
 use crate::attr::{Args, Ttl};
 
-pub fn expand(args: Args, func: ItemFn) -> syn::Result<TokenStream> {
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-        ..
-    } = &func;
+/// The function `#[cached]` is on: a free function, a method of an `impl`
+/// block, or a default method of a trait.
+pub struct Function {
+    pub attrs: Vec<Attribute>,
+    pub vis: Visibility,
+    pub sig: Signature,
+    pub block: Block,
+}
 
-    if sig.asyncness.is_none() {
-        return Err(syn::Error::new_spanned(
-            sig.fn_token,
-            "#[cached] works on `async fn` only; make this function `async`",
-        ));
+/// The version of the macro, checked against the runtime's by generated code.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn expand(mut args: Args, mut func: Function) -> TokenStream {
+    let mut errors = std::mem::take(&mut args.errors);
+    lift_inner_attributes(&mut func.attrs);
+
+    if func.sig.asyncness.is_none() {
+        errors.push(not_async(&func.sig));
+        // Emit the function as it is: it cannot be rewritten.
+        let Function {
+            attrs,
+            vis,
+            sig,
+            block,
+        } = &func;
+        let errors = errors.iter().map(syn::Error::to_compile_error);
+        return quote!(#(#errors)* #(#attrs)* #vis #sig #block);
     }
 
-    let mut is_method = false;
-    let mut params = Vec::new();
-    for input in &sig.inputs {
-        match input {
-            FnArg::Receiver(_) => is_method = true,
-            FnArg::Typed(typed) => bound_idents(&typed.pat, &mut params),
+    let model = Model::new(&mut args, &func, &mut errors);
+    let function = model.function(&args, &func);
+    let helpers = model.helpers(&args, &func);
+    let errors = errors.iter().map(syn::Error::to_compile_error);
+    quote! {
+        #(#errors)*
+        #function
+        #helpers
+    }
+}
+
+/// What the rewrite needs to know about the function and its arguments.
+struct Model {
+    /// The function's name, as written.
+    fn_name: String,
+    is_method: bool,
+    /// Every name the parameters bind.
+    params: Vec<Ident>,
+    /// The parameters in the key, in declaration order.
+    key_params: Vec<Ident>,
+    /// Whether `key(...)` expressions use `self`.
+    key_uses_self: bool,
+    /// The declared parameters the helpers take: those the key depends on.
+    helper_inputs: Vec<PatType>,
+    /// The function's type and const parameters, in declaration order.
+    generics: Vec<Generic>,
+    ret_type: TokenStream,
+    ret_span: Span,
+    /// The type `{fn}_prime` takes: the stored value's type.
+    value_type: TokenStream,
+    /// `ttl` depends on the call's arguments: `{fn}_prime` takes a TTL.
+    ttl_per_call: bool,
+}
+
+enum Generic {
+    Type(Ident),
+    Const(Ident),
+}
+
+impl Model {
+    fn new(args: &mut Args, func: &Function, errors: &mut Vec<syn::Error>) -> Model {
+        let sig = &func.sig;
+        let mut is_method = false;
+        let mut params = Vec::new();
+        for input in &sig.inputs {
+            match input {
+                FnArg::Receiver(_) => is_method = true,
+                FnArg::Typed(typed) => bound_idents(&typed.pat, &mut params),
+            }
         }
-    }
 
-    for ignored in &args.ignore {
-        let is_self = ignored == "self" && is_method;
-        if !is_self && !params.contains(ignored) {
-            return Err(syn::Error::new(
-                ignored.span(),
-                format!("`{ignored}` is not a parameter of `{}`", sig.ident),
+        args.ignore.retain(|ignored| {
+            let known = params.contains(ignored) || (ignored == "self" && is_method);
+            if !known {
+                errors.push(syn::Error::new(
+                    ignored.span(),
+                    format!("`{ignored}` is not a parameter of `{}`", sig.ident),
+                ));
+            }
+            known
+        });
+        if let (Some(span), None) = (args.grouped, &args.key_prefix) {
+            errors.push(syn::Error::new(
+                span,
+                "`grouped` needs a `key_prefix`: the group is the prefix",
             ));
+            args.grouped = None;
+        }
+        // What every key of the function shares cannot depend on one call.
+        let mentions_params = |expr: &Expr| mentions(expr.to_token_stream(), &params, true);
+        for (what, expr) in [
+            ("key_prefix", &mut args.key_prefix),
+            ("version", &mut args.version),
+            ("codec", &mut args.codec),
+        ] {
+            if let Some(bad) = expr.take_if(|e| mentions_params(e)) {
+                errors.push(syn::Error::new_spanned(
+                    bad,
+                    format!(
+                        "`{what}` is shared by every call of the function (its helpers and \
+                         `{}_invalidate_all` use it), so it cannot use the parameters or `self`; \
+                         use a constant, or put the value in the key with `key(...)`",
+                        sig.ident
+                    ),
+                ));
+            }
+        }
+        if let Some(Ttl::Expr(expr)) = &args.lease
+            && mentions_params(expr)
+        {
+            errors.push(syn::Error::new_spanned(
+                expr,
+                "`lease` cannot use the parameters or `self`; use a constant",
+            ));
+            args.lease = None;
+        }
+
+        // Left out of the key: ignored parameters, the root of `cache = x` or
+        // `cache = x.field`, and the parameter `skip_cache = flag` names.
+        let cache_root = args.cache.as_ref().and_then(root_ident);
+        let skip_param = match &args.skip_cache {
+            Some(Expr::Path(path)) if path.qself.is_none() => path.path.get_ident().cloned(),
+            _ => None,
+        };
+        let key_params: Vec<Ident> = params
+            .iter()
+            .filter(|p| {
+                !args.ignore.contains(p)
+                    && Some(*p) != cache_root.as_ref()
+                    && Some(*p) != skip_param.as_ref()
+            })
+            .cloned()
+            .collect();
+        let key_uses_self = args
+            .key
+            .iter()
+            .any(|e| mentions(e.to_token_stream(), &[], true));
+        let key_mentions: Vec<Ident> = params
+            .iter()
+            .filter(|p| {
+                args.key
+                    .iter()
+                    .any(|e| mentions(e.to_token_stream(), std::slice::from_ref(*p), false))
+            })
+            .cloned()
+            .collect();
+        let helper_inputs = sig
+            .inputs
+            .iter()
+            .filter_map(|input| match input {
+                FnArg::Typed(typed) => Some(typed),
+                FnArg::Receiver(_) => None,
+            })
+            .filter(|typed| {
+                let mut bound = Vec::new();
+                bound_idents(&typed.pat, &mut bound);
+                bound
+                    .iter()
+                    .any(|b| key_params.contains(b) || key_mentions.contains(b))
+            })
+            .cloned()
+            .collect();
+
+        let generics = sig
+            .generics
+            .params
+            .iter()
+            .filter_map(|param| match param {
+                GenericParam::Type(t) => Some(Generic::Type(t.ident.clone())),
+                GenericParam::Const(c) => Some(Generic::Const(c.ident.clone())),
+                GenericParam::Lifetime(_) => None,
+            })
+            .collect();
+
+        let (ret_type, ret_span) = match &sig.output {
+            ReturnType::Default => (quote!(()), sig.ident.span()),
+            ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
+        };
+        let value_type = stored_type(&sig.output, args).unwrap_or_else(|| ret_type.clone());
+        let ttl_per_call = matches!(&args.ttl, Some(Ttl::Expr(expr)) if mentions_params(expr));
+        Model {
+            fn_name: sig.ident.to_string(),
+            is_method,
+            params,
+            key_params,
+            key_uses_self,
+            helper_inputs,
+            generics,
+            ret_type,
+            ret_span,
+            value_type,
+            ttl_per_call,
         }
     }
 
-    if let (Some(span), None) = (args.grouped, &args.key_prefix) {
-        return Err(syn::Error::new(
-            span,
-            "`grouped` needs a `key_prefix`: the group is the prefix",
+    /// The rewritten function.
+    fn function(&self, args: &Args, func: &Function) -> TokenStream {
+        let Function {
+            attrs, vis, sig, ..
+        } = func;
+        let (call, cache, key, body, ret, skip) = (
+            mixed("call"),
+            mixed("cache"),
+            mixed("key"),
+            mixed("body"),
+            mixed("ret"),
+            mixed("skip"),
+        );
+        let cache_expr = match &args.cache {
+            Some(expr) => quote_spanned! {expr.span()=>
+                ::redis_memo::__private::cache_ref(&(#expr))
+            },
+            None => quote!(::redis_memo::__private::default_cache()),
+        };
+        let spec = self.spec(args, SpecUse::Call);
+        let build_key = self.build_key(args, &key);
+        let make_call = match &args.skip_cache {
+            None => quote! {
+                #build_key
+                ::redis_memo::__private::Call::new(#cache, &#key, &__redis_memo_spec)
+            },
+            Some(expr) => {
+                let skip_value = quote_spanned!(expr.span()=> let #skip: bool = #expr;);
+                quote! {
+                    #skip_value
+                    if #skip {
+                        ::redis_memo::__private::Call::skip(#cache, &__redis_memo_spec)
+                    } else {
+                        #build_key
+                        ::redis_memo::__private::Call::new(#cache, &#key, &__redis_memo_spec)
+                    }
+                }
+            }
+        };
+        let run = self.run(args, &call, &body);
+        let ret_type = &self.ret_type;
+        let stmts = &func.block.stmts;
+        quote! {
+            #(#attrs)*
+            #vis #sig {
+                const _: () = ::redis_memo::__private::check_version(#VERSION);
+                let #call = {
+                    let #cache = #cache_expr;
+                    let __redis_memo_spec = #spec;
+                    #make_call
+                };
+                // A closure: the body's future is created only when the body
+                // runs, so a hit's future does not carry the body's state.
+                let #body = move || async move {
+                    // Gives the block the declared return type, so `?` and
+                    // `return` in the body check against it.
+                    #[allow(
+                        unknown_lints,
+                        unreachable_code,
+                        clippy::diverging_sub_expression,
+                        clippy::empty_loop,
+                        clippy::let_unit_value,
+                        clippy::let_with_type_underscore,
+                        clippy::needless_return,
+                        clippy::unreachable
+                    )]
+                    if false {
+                        let #ret: #ret_type = loop {};
+                        return #ret;
+                    }
+                    #(#stmts)*
+                };
+                #run
+            }
+        }
+    }
+
+    /// How the call runs: `plain` (every value cached), `result` (only `Ok`),
+    /// `option` (`None` uncached), or chosen by the return type.
+    fn run(&self, args: &Args, call: &Ident, body: &Ident) -> TokenStream {
+        let ret_span = self.ret_span;
+        let ret_type = &self.ret_type;
+        match (args.result, args.cache_none) {
+            (Some((true, _)), _) => {
+                quote_spanned!(ret_span=> ::redis_memo::__private::result(#call, #body).await)
+            }
+            (_, Some((false, _))) => {
+                quote_spanned!(ret_span=> ::redis_memo::__private::option(#call, #body).await)
+            }
+            (Some((false, _)), _) => {
+                quote_spanned!(ret_span=> ::redis_memo::__private::plain(#call, #body).await)
+            }
+            // By the type, not by its name: `Result` and any alias of it
+            // cache only `Ok`; every other type is cached as it is.
+            _ => quote_spanned! {ret_span=>
+                {
+                    #[allow(unused_imports)]
+                    use ::redis_memo::__private::{ReturnsPlain as _, ReturnsResult as _};
+                    (&::redis_memo::__private::Returns::<#ret_type>::new()).run(#call, #body).await
+                }
+            },
+        }
+    }
+
+    /// Statements that leave the call's key arguments in `key`: the generic
+    /// instantiation, then each key parameter, then each `key(...)` expression.
+    fn build_key(&self, args: &Args, key: &Ident) -> TokenStream {
+        let generics = self.generics.iter().map(|g| match g {
+            Generic::Type(t) => quote!(#key.generic(::core::any::type_name::<#t>());),
+            Generic::Const(c) => quote!(#key.generic(&::std::string::ToString::to_string(&#c));),
+        });
+        let params = self.key_params.iter().map(|p| {
+            quote_spanned! {p.span()=> #key.arg(&#p); }
+        });
+        let exprs = args.key.iter().map(|e| {
+            quote_spanned! {e.span()=> #key.arg(&(#e)); }
+        });
+        quote! {
+            let mut #key = ::redis_memo::__private::KeyBuilder::new();
+            #(#generics)*
+            #(#params)*
+            #(#exprs)*
+        }
+    }
+
+    /// The function's `Spec`: for a call, every argument; for the helpers,
+    /// those that do not depend on one call (`ttl` is passed to `_prime`).
+    fn spec(&self, args: &Args, usage: SpecUse) -> TokenStream {
+        let prefix = match &args.key_prefix {
+            Some(expr) => quote_spanned!(expr.span()=> #expr),
+            None => quote!(""),
+        };
+        let name = self.name(args);
+        let mut spec = quote!(::redis_memo::__private::Spec::new(#prefix, #name));
+        let seconds = |ttl: &Ttl| match ttl {
+            Ttl::Secs(secs) => quote!(::redis_memo::Ttl::secs(#secs)),
+            Ttl::Expr(expr) => quote_spanned! {expr.span()=>
+                ::redis_memo::__private::IntoTtl::into_ttl(#expr)
+            },
+        };
+        match (&args.ttl, usage) {
+            (_, SpecUse::Key) | (None, _) => {}
+            (Some(_), SpecUse::Prime) if self.ttl_per_call => spec.extend(quote!(.ttl(
+                ::redis_memo::__private::IntoTtl::into_ttl(ttl)
+            ))),
+            (Some(ttl), _) => {
+                let ttl = seconds(ttl);
+                spec.extend(quote!(.ttl(#ttl)));
+            }
+        }
+        if let Some(lease) = &args.lease {
+            let lease = seconds(lease);
+            spec.extend(quote!(.lease(#lease)));
+        }
+        if let Some(expr) = &args.version {
+            spec.extend(quote_spanned!(expr.span()=> .version(#expr)));
+        }
+        if args.grouped.is_some() {
+            spec.extend(quote!(.grouped()));
+        }
+        if let Some(expr) = &args.codec {
+            spec.extend(quote_spanned!(expr.span()=> .codec(#expr)));
+        }
+        spec
+    }
+
+    /// The qualified name: `name = ...`, or the module path, the `Self` type
+    /// for methods, and the function's name.
+    fn name(&self, args: &Args) -> TokenStream {
+        match (&args.name, self.is_method) {
+            (Some(lit), _) => quote!(::redis_memo::__private::FnName::Custom(#lit)),
+            (None, true) => {
+                let function = &self.fn_name;
+                quote! {
+                    ::redis_memo::__private::FnName::Method {
+                        module: ::core::module_path!(),
+                        self_type: ::core::any::type_name::<Self>(),
+                        function: #function,
+                    }
+                }
+            }
+            (None, false) => {
+                let function = &self.fn_name;
+                quote! {
+                    ::redis_memo::__private::FnName::Free {
+                        module: ::core::module_path!(),
+                        function: #function,
+                    }
+                }
+            }
+        }
+    }
+
+    /// `{fn}_key`, `{fn}_invalidate`, `{fn}_prime`, `{fn}_invalidate_all`,
+    /// unless turned off. On by default for functions without `self`; a
+    /// method's helpers would break a trait impl, so they are opt-in.
+    fn helpers(&self, args: &Args, func: &Function) -> TokenStream {
+        let enabled = args.helpers.enabled.unwrap_or(!self.is_method);
+        if !enabled {
+            return TokenStream::new();
+        }
+        let sig = &func.sig;
+        let base = args
+            .helpers
+            .name
+            .clone()
+            .unwrap_or_else(|| sig.ident.clone());
+        let vis = match &args.helpers.vis {
+            Some(vis) => vis.to_token_stream(),
+            None => capped(&func.vis),
+        };
+        let cfgs: Vec<&Attribute> = func
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"))
+            .collect();
+        let fn_ident = &sig.ident;
+        let generics = &sig.generics;
+        let where_clause = &sig.generics.where_clause;
+        let taken = |name: &str| self.params.iter().any(|p| p == name);
+        let cache = format_ident!(
+            "{}",
+            if taken("cache") {
+                "redis_memo_cache"
+            } else {
+                "cache"
+            }
+        );
+        let value = format_ident!(
+            "{}",
+            if taken("value") {
+                "redis_memo_value"
+            } else {
+                "value"
+            },
+            span = self.ret_span
+        );
+        let receiver = self.key_uses_self.then(|| quote!(&self,));
+        let inputs = &self.helper_inputs;
+        let key = mixed("key");
+        let build_key = self.build_key(args, &key);
+        let spec = self.spec(args, SpecUse::Key);
+        let prime_spec = self.spec(args, SpecUse::Prime);
+        let value_type = &self.value_type;
+        let ttl_param = self
+            .ttl_per_call
+            .then(|| quote!(ttl: impl ::redis_memo::__private::IntoTtl,));
+        let allow = quote! {
+            #[allow(dead_code, unused_variables, unused_mut, clippy::too_many_arguments)]
+        };
+        let doc = |text: String| quote!(#[doc = #text]);
+        let link = if self.is_method {
+            format!("[`{fn_ident}`](Self::{fn_ident})")
+        } else {
+            format!("[`{fn_ident}`]")
+        };
+        let key_doc = doc(format!(
+            "The cache key of one call of {link} with these arguments (the parameters \
+             left out of the key are left out here too)."
         ));
-    }
+        let invalidate_doc = doc(format!(
+            "Deletes the cached result of one call of {link}; `true` when there was one."
+        ));
+        let prime_doc = doc(format!(
+            "Stores `{value}` as the cached result of one call of {link}."
+        ));
+        let all_doc = doc(format!(
+            "Deletes every cached result of {link} (every version, every generic \
+             instantiation, nothing of another function); returns how many."
+        ));
+        let key_fn = format_ident!("{}_key", base);
+        let invalidate_fn = format_ident!("{}_invalidate", base);
+        let prime_fn = format_ident!("{}_prime", base);
+        let all_fn = format_ident!("{}_invalidate_all", base);
+        let prime_call = quote_spanned! {self.ret_span=>
+            ::redis_memo::__private::prime_call::<#value_type>(#cache, &#key, &__redis_memo_spec, #value).await
+        };
+        quote! {
+            #(#cfgs)*
+            #key_doc
+            #allow
+            #vis async fn #key_fn #generics (
+                #receiver
+                #cache: &::redis_memo::Cache,
+                #(#inputs),*
+            ) -> ::core::result::Result<::std::string::String, ::redis_memo::Error> #where_clause {
+                let __redis_memo_spec = #spec;
+                #build_key
+                ::redis_memo::__private::key_of(#cache, &#key, &__redis_memo_spec).await
+            }
 
-    // `cache = c` where `c` is a parameter: that parameter is the cache, not a key part.
-    let cache_param = match &args.cache {
-        Some(Expr::Path(path)) if path.qself.is_none() => path.path.get_ident(),
+            #(#cfgs)*
+            #invalidate_doc
+            #allow
+            #vis async fn #invalidate_fn #generics (
+                #receiver
+                #cache: &::redis_memo::Cache,
+                #(#inputs),*
+            ) -> ::core::result::Result<bool, ::redis_memo::Error> #where_clause {
+                let __redis_memo_spec = #spec;
+                #build_key
+                ::redis_memo::__private::invalidate_call(#cache, &#key, &__redis_memo_spec).await
+            }
+
+            #(#cfgs)*
+            #prime_doc
+            #allow
+            #vis async fn #prime_fn #generics (
+                #receiver
+                #cache: &::redis_memo::Cache,
+                #(#inputs,)*
+                #value: &#value_type,
+                #ttl_param
+            ) -> ::core::result::Result<(), ::redis_memo::Error> #where_clause {
+                let __redis_memo_spec = #prime_spec;
+                #build_key
+                #prime_call
+            }
+
+            #(#cfgs)*
+            #all_doc
+            #allow
+            #vis async fn #all_fn(
+                #cache: &::redis_memo::Cache,
+            ) -> ::core::result::Result<u64, ::redis_memo::Error> {
+                let __redis_memo_spec = #spec;
+                ::redis_memo::__private::invalidate_function(#cache, &__redis_memo_spec).await
+            }
+        }
+    }
+}
+
+/// Where a `Spec` is built, which decides where its `ttl` comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SpecUse {
+    /// The call: every argument, evaluated once per call.
+    Call,
+    /// `{fn}_prime`: a `ttl` that depends on the call is its `ttl` parameter.
+    Prime,
+    /// The other helpers: no `ttl` (they neither read nor write values).
+    Key,
+}
+
+/// `pub` helpers would add public items a library did not ask for: by
+/// default they are at most `pub(crate)` (`helpers(vis = pub)` widens them).
+fn capped(vis: &Visibility) -> TokenStream {
+    match vis {
+        Visibility::Public(_) => quote!(pub(crate)),
+        other => other.to_token_stream(),
+    }
+}
+
+/// `#![...]` inside the body becomes `#[...]` on the function: the body is
+/// moved into a closure, where an inner attribute could not stay.
+fn lift_inner_attributes(attrs: &mut [Attribute]) {
+    for attr in attrs {
+        attr.style = syn::AttrStyle::Outer;
+    }
+}
+
+/// The error for a function that is not `async`, telling `#[async_trait]`'s
+/// rewrite apart from a plain `fn`.
+fn not_async(sig: &Signature) -> syn::Error {
+    let output = sig.output.to_token_stream().to_string();
+    let rewritten = output.contains("Future") && output.contains("Pin")
+        || sig
+            .generics
+            .lifetimes()
+            .any(|l| l.lifetime.ident == "async_trait");
+    if rewritten {
+        return syn::Error::new_spanned(
+            sig.fn_token,
+            "#[cached] sees this function after #[async_trait] rewrote it into a fn returning a \
+             boxed future, which it cannot cache; remove #[async_trait] (async fn in traits works \
+             without it since Rust 1.75), or call a #[cached] inherent fn from this method",
+        );
+    }
+    syn::Error::new_spanned(
+        sig.fn_token,
+        "#[cached] works on `async fn` only; make this function `async`",
+    )
+}
+
+/// The type `{fn}_prime` stores: `T` of a `Result<T, E>` (or of an alias
+/// whose name ends in `Result`, or any type with `result`), `T` of an
+/// `Option<T>` with `cache_none = false`, else the return type.
+fn stored_type(output: &ReturnType, args: &Args) -> Option<TokenStream> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let Type::Path(path) = &**ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    let name = last.ident.to_string();
+    let first_type = || {
+        let PathArguments::AngleBracketed(generic) = &last.arguments else {
+            return None;
+        };
+        generic.args.iter().find_map(|arg| match arg {
+            GenericArgument::Type(ty) => Some(ty.to_token_stream()),
+            _ => None,
+        })
+    };
+    let forced_result = matches!(args.result, Some((true, _)));
+    let plain = matches!(args.result, Some((false, _)));
+    let no_none = matches!(args.cache_none, Some((false, _)));
+    if forced_result || (!plain && name.ends_with("Result")) || (no_none && name == "Option") {
+        return first_type();
+    }
+    None
+}
+
+/// The root of `x`, `x.field`, `x.method()`, `&x`, `*x`: the parameter a
+/// `cache = ...` expression reads.
+fn root_ident(expr: &Expr) -> Option<Ident> {
+    match expr {
+        Expr::Path(path) if path.qself.is_none() => path.path.get_ident().cloned(),
+        Expr::Field(field) => root_ident(&field.base),
+        Expr::MethodCall(call) => root_ident(&call.receiver),
+        Expr::Reference(reference) => root_ident(&reference.expr),
+        Expr::Unary(unary) => root_ident(&unary.expr),
+        Expr::Paren(paren) => root_ident(&paren.expr),
         _ => None,
-    };
-    let is_key_param = |p: &Ident| !args.ignore.contains(p) && Some(p) != cache_param;
-    let key_params: Vec<&Ident> = params.iter().filter(|p| is_key_param(p)).collect();
+    }
+}
 
-    let call = mixed("call");
-    let skip = mixed("skip");
-    let cache = mixed("cache");
-    let key_args = mixed("args");
-    let body = mixed("body");
-    let ret = mixed("ret");
-
-    let cache_expr = match &args.cache {
-        Some(expr) => quote_spanned! {expr.span()=>
-            ::redis_memo::__private::cache_ref(&(#expr))
-        },
-        None => quote!(::redis_memo::__private::default_cache()),
-    };
-    let spec = spec(&args, &sig.ident, is_method);
-    let spec_var = mixed("spec");
-    let add_args = add_args(&key_args, &key_params);
-    let make_call = match &args.skip_cache {
-        None => quote! {{
-            let #cache = #cache_expr;
-            let mut #key_args = ::redis_memo::__private::KeyBuilder::new();
-            #add_args
-            ::redis_memo::__private::Call::new(#cache, &#key_args, &#spec_var)
-        }},
-        Some(expr) => {
-            let skip_value = quote_spanned!(expr.span()=> let #skip: bool = #expr;);
-            quote! {{
-                let #cache = #cache_expr;
-                #skip_value
-                if #skip {
-                    ::redis_memo::__private::Call::skip(#cache, &#spec_var)
-                } else {
-                    let mut #key_args = ::redis_memo::__private::KeyBuilder::new();
-                    #add_args
-                    ::redis_memo::__private::Call::new(#cache, &#key_args, &#spec_var)
-                }
-            }}
-        }
-    };
-
-    let (ret_type, ret_span) = match &sig.output {
-        ReturnType::Default => (quote!(()), sig.ident.span()),
-        ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
-    };
-    let is_result = returns_result(&sig.output);
-    // Spanned on the return type (on `T` of `Result<T, E>`): "not Serialize /
-    // DeserializeOwned" points there.
-    let ret_span = if is_result {
-        ok_type_span(&sig.output).unwrap_or(ret_span)
-    } else {
-        ret_span
-    };
-    let run = if is_result {
-        quote_spanned!(ret_span=> ::redis_memo::__private::result(#call, #body).await)
-    } else {
-        quote_spanned!(ret_span=> ::redis_memo::__private::plain(#call, #body).await)
-    };
-    let stmts = &block.stmts;
-
-    // Typed per-call helpers, next to the function: `{fn}_key`, `{fn}_invalidate`,
-    // `{fn}_prime`. Associated functions (no `self`), so the same tokens work in
-    // a module and inside an `impl` block.
-    let key_inputs: Vec<&syn::PatType> = sig
-        .inputs
-        .iter()
-        .filter_map(|input| match input {
-            FnArg::Typed(typed) => Some(typed),
-            FnArg::Receiver(_) => None,
-        })
-        .filter(|typed| {
-            let mut bound = Vec::new();
-            bound_idents(&typed.pat, &mut bound);
-            bound.iter().any(is_key_param)
-        })
-        .collect();
-    let taken = |name: &str| params.iter().any(|p| p == name);
-    let helper_cache = format_ident!(
-        "{}",
-        if taken("cache") {
-            "redis_memo_cache"
-        } else {
-            "cache"
-        }
-    );
-    // Spanned on the return type, like the calls that need it `Serialize`.
-    let helper_value = format_ident!(
-        "{}",
-        if taken("value") {
-            "redis_memo_value"
-        } else {
-            "value"
-        },
-        span = ret_span
-    );
-    let prime_call = quote_spanned! {ret_span=>
-        ::redis_memo::__private::prime_call(#helper_cache, &#key_args, &#spec, #helper_value).await
-    };
-    let value_type = if is_result {
-        quote!(<#ret_type as ::redis_memo::__private::OkType>::Ok)
-    } else {
-        ret_type.clone()
-    };
-    let fn_ident = &sig.ident;
-    let key_fn = format_ident!("{}_key", fn_ident);
-    let invalidate_fn = format_ident!("{}_invalidate", fn_ident);
-    let prime_fn = format_ident!("{}_prime", fn_ident);
-    let generics = &sig.generics;
-    let where_clause = &sig.generics.where_clause;
-    let doc_key = format!(
-        "The cache key of one call of [`{fn_ident}`](Self::{fn_ident}) with these arguments \
-         (the call's other parameters are not part of the key)."
-    );
-    let doc_key = if is_method {
-        doc_key
-    } else {
-        doc_key.replace("(Self::", "(")
-    };
-    let doc_invalidate = format!(
-        "Deletes the cached result of one call of `{fn_ident}`; `true` when there was one."
-    );
-    let doc_prime =
-        format!("Stores `{helper_value}` as the cached result of one call of `{fn_ident}`.");
-    let helper_prelude = quote! {
-        let mut #key_args = ::redis_memo::__private::KeyBuilder::new();
-        #add_args
-    };
-
-    Ok(quote! {
-        #(#attrs)*
-        #vis #sig {
-            let #call = {
-                let #spec_var = #spec;
-                #make_call
-            };
-            // A closure: the body's future is created only when the body
-            // runs, so a hit's future does not carry the body's state.
-            let #body = move || async move {
-                // Gives the block the declared return type, so `?` and `return`
-                // in the body check against it.
-                #[allow(unreachable_code)]
-                if false {
-                    let #ret: #ret_type = loop {};
-                    return #ret;
-                }
-                #(#stmts)*
-            };
-            #run
-        }
-
-        #[doc = #doc_key]
-        #[allow(dead_code, unused_variables, unused_mut, clippy::too_many_arguments)]
-        #vis async fn #key_fn #generics (
-            #helper_cache: &::redis_memo::Cache,
-            #(#key_inputs),*
-        ) -> ::core::result::Result<::std::string::String, ::redis_memo::Error> #where_clause {
-            #helper_prelude
-            ::redis_memo::__private::key_of(#helper_cache, &#key_args, &#spec).await
-        }
-
-        #[doc = #doc_invalidate]
-        #[allow(dead_code, unused_variables, unused_mut, clippy::too_many_arguments)]
-        #vis async fn #invalidate_fn #generics (
-            #helper_cache: &::redis_memo::Cache,
-            #(#key_inputs),*
-        ) -> ::core::result::Result<bool, ::redis_memo::Error> #where_clause {
-            #helper_prelude
-            ::redis_memo::__private::invalidate_call(#helper_cache, &#key_args, &#spec).await
-        }
-
-        #[doc = #doc_prime]
-        #[allow(dead_code, unused_variables, unused_mut, clippy::too_many_arguments)]
-        #vis async fn #prime_fn #generics (
-            #helper_cache: &::redis_memo::Cache,
-            #(#key_inputs,)*
-            #helper_value: &#value_type,
-        ) -> ::core::result::Result<(), ::redis_memo::Error> #where_clause {
-            #helper_prelude
-            #prime_call
-        }
+/// Whether tokens use one of `names` (or `self`, when `with_self`).
+fn mentions(tokens: TokenStream, names: &[Ident], with_self: bool) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => (with_self && ident == "self") || names.contains(&ident),
+        TokenTree::Group(group) => mentions(group.stream(), names, with_self),
+        _ => false,
     })
-}
-
-/// `KeyBuilder::arg` for each key parameter, spanned on the parameter so that
-/// "not `Serialize`" points at it.
-fn add_args(key_args: &Ident, key_params: &[&Ident]) -> TokenStream {
-    let calls = key_params.iter().map(|param| {
-        quote_spanned! {param.span()=> #key_args.arg(&#param); }
-    });
-    quote!(#(#calls)*)
-}
-
-/// The `__private::Spec` of the function, built by its constructor and one
-/// method per argument given.
-fn spec(args: &Args, ident: &Ident, is_method: bool) -> TokenStream {
-    let prefix = match &args.key_prefix {
-        Some(lit) => quote!(#lit),
-        None => quote!(""),
-    };
-    let fn_name = ident.to_string();
-    let name = match (&args.name, is_method) {
-        (Some(lit), _) => quote!(::redis_memo::__private::FnName::Custom(#lit)),
-        (None, true) => quote! {
-            ::redis_memo::__private::FnName::Method {
-                module: ::core::module_path!(),
-                self_type: ::core::any::type_name::<Self>(),
-                function: #fn_name,
-            }
-        },
-        (None, false) => quote! {
-            ::redis_memo::__private::FnName::Free {
-                module: ::core::module_path!(),
-                function: #fn_name,
-            }
-        },
-    };
-    let mut spec = quote!(::redis_memo::__private::Spec::new(#prefix, #name));
-    let seconds = |ttl: &Ttl| match ttl {
-        Ttl::Secs(secs) => quote!(::redis_memo::Ttl::secs(#secs)),
-        Ttl::Expr(expr) => quote_spanned! {expr.span()=>
-            ::redis_memo::__private::IntoTtl::into_ttl(#expr)
-        },
-    };
-    if let Some(ttl) = &args.ttl {
-        let ttl = seconds(ttl);
-        spec.extend(quote!(.ttl(#ttl)));
-    }
-    if let Some(lease) = &args.lease {
-        let lease = seconds(lease);
-        spec.extend(quote!(.lease(#lease)));
-    }
-    if let Some(expr) = &args.version {
-        spec.extend(quote_spanned!(expr.span()=> .version(#expr)));
-    }
-    if args.grouped.is_some() {
-        spec.extend(quote!(.grouped()));
-    }
-    if let Some(expr) = &args.codec {
-        spec.extend(quote_spanned!(expr.span()=> .codec(#expr)));
-    }
-    spec
 }
 
 fn mixed(name: &str) -> Ident {
     format_ident!("__redis_memo_{}", name, span = Span::mixed_site())
-}
-
-/// Whether the declared return type is a `Result` (`Result`, `io::Result`,
-/// `anyhow::Result`, ...): then only `Ok` values are cached.
-fn returns_result(output: &ReturnType) -> bool {
-    let ReturnType::Type(_, ty) = output else {
-        return false;
-    };
-    let Type::Path(path) = &**ty else {
-        return false;
-    };
-    path.qself.is_none()
-        && path
-            .path
-            .segments
-            .last()
-            .is_some_and(|s| s.ident == "Result")
-}
-
-/// The span of `T` in a `Result<T, E>` return type.
-fn ok_type_span(output: &ReturnType) -> Option<Span> {
-    let ReturnType::Type(_, ty) = output else {
-        return None;
-    };
-    let Type::Path(path) = &**ty else {
-        return None;
-    };
-    let syn::PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments else {
-        return None;
-    };
-    args.args.iter().find_map(|arg| match arg {
-        syn::GenericArgument::Type(ok) => Some(ok.span()),
-        _ => None,
-    })
 }
 
 /// The names a parameter pattern binds: `x`, `mut x`, `(a, b)`, `Point { x, y }`, ...

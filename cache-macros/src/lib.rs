@@ -1,30 +1,101 @@
 //! The `#[cached]` attribute of [redis-memo](https://docs.rs/redis-memo).
 //!
 //! Use it through the `redis-memo` crate (`redis_memo::cached`); the generated
-//! code refers to the runtime through `::redis_memo::__private`. The attribute
-//! reference is in the `redis-memo` crate documentation.
+//! code refers to the runtime through `::redis_memo::__private`, and the
+//! `redis-memo` crate pins this crate and the runtime to one release.
 
 mod attr;
 mod expand;
 
 use proc_macro::TokenStream;
 
-/// Memoizes an `async fn` in a [`Cache`](https://docs.rs/redis-memo/latest/redis_memo/struct.Cache.html).
-/// See the `redis-memo` crate documentation for the arguments.
+/// Memoizes an `async fn` in a [`Cache`](https://docs.rs/redis-memo/latest/redis_memo/struct.Cache.html):
+/// the first call with some arguments runs the body and stores its value;
+/// later calls with equal arguments return the stored value until its TTL
+/// ends. A cache that fails (Redis down, a value that does not decode) never
+/// makes the function fail: the body runs and its value is returned.
+///
+/// ```
+/// use redis_memo::{Cache, cached};
+///
+/// #[cached(ttl = 300, key_prefix = "users:", cache = cache)]
+/// async fn user_name(cache: &Cache, user_id: u64) -> Result<String, std::io::Error> {
+///     Ok(format!("user #{user_id}")) // a database read, an HTTP call, ...
+/// }
+/// ```
+///
+/// # Arguments
+///
+/// All optional, in any order.
+///
+/// | argument | meaning | default |
+/// |---|---|---|
+/// | `ttl = 300` | how long values live: whole seconds (a literal or an expression of type `u64`, `u32`, `usize`) or a `Duration`; `0` means no expiry. The expression may use the parameters (ignored ones too) and `self`, and is evaluated once per call | `300` |
+/// | `key_prefix = "users:"` | prepended to every key of the function: a string literal or a `&str` const; what `invalidate_prefix` matches | `""` |
+/// | `skip_cache = fresh` | a `bool` expression over the parameters, evaluated per call; when `true` the call neither reads nor writes the cache. A parameter named alone here is left out of the key | never skip |
+/// | `cache = CACHE` | the cache: any expression `EXPR` for which `&(EXPR)` derefs to `&Cache` (`Cache`, `&Cache`, `Arc<Cache>`, a `static LazyLock<Cache>`, `self.cache`, `state.cache`); the parameter it starts from is left out of the key | the process-wide default (`set_default_cache`); none installed: runs uncached, warns once |
+/// | `ignore(db, log)` | parameters left out of the key (pools, clients, loggers) | none |
+/// | `key(self.tenant_id)` | expressions added to the key after the parameters: fields of `self`, parts of ignored parameters. `self` is never in the key unless named here | none |
+/// | `name = "users::get"` | replaces the qualified name in the key | module path + (`Self` type) + fn name |
+/// | `version = 2` | a `u32` put in the key as `:v2:`; bumping it retires old entries at once | `Cache::with_default_version`, else none |
+/// | `grouped` | the generation of `key_prefix` goes in the key; `Cache::invalidate_group` drops the whole prefix in O(1) | off |
+/// | `codec = Codec::MessagePack` | how values are encoded | the cache's codec, JSON by default |
+/// | `lease = 10` | cross-process stampede control: one process runs the body on a miss while others wait up to this many seconds for its value | off |
+/// | `result` / `result = false` | cache only `Ok` / every value, when the return type cannot tell (a type parameter) | by the type: `Result` and its aliases cache only `Ok` |
+/// | `cache_none = false` | an `Option<T>` return leaves `None` uncached | `None` is cached |
+/// | `helpers`, `helpers = false`, `helpers(name = "user_cache", vis = pub)` | generate (or not) `{fn}_key`, `{fn}_invalidate`, `{fn}_prime` and `{fn}_invalidate_all` next to the function; `name` replaces `{fn}`, `vis` their visibility | on for functions without `self`, off for methods (a trait impl cannot take them); visibility of the fn, at most `pub(crate)` |
+///
+/// # Keys
+///
+/// `{key_prefix}{qualified name}[<generic arguments>][:v{version}]:{64 hex}`:
+/// the hex digits are the SHA-256 of a canonical encoding of the parameters in
+/// the key (all but ignored ones, the `cache` root and a bare `skip_cache`
+/// parameter) and of the `key(...)` expressions. A generic function's type
+/// arguments (`std::any::type_name`) and const arguments are part of the name,
+/// so two instantiations never share a key.
+///
+/// # Where it goes
+///
+/// Free functions, methods of inherent and trait impls (`&self`, `&mut self`),
+/// default methods of trait definitions, generic functions and impls. Not on
+/// a function rewritten by `#[async_trait]`: use native `async fn` in traits.
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut parsed = attr::Args::default();
-    let parser = syn::meta::parser(|meta| parsed.parse_entry(meta));
-    let result = syn::parse::Parser::parse(parser, args)
-        .and_then(|()| syn::parse::<syn::ItemFn>(item.clone()))
-        .and_then(|func| expand::expand(parsed, func));
-    match result {
-        Ok(tokens) => tokens.into(),
+    let args = attr::Args::parse(args.into());
+    match parse_function(item.clone().into()) {
+        Ok(func) => expand::expand(args, func).into(),
         Err(err) => {
-            // Keep the user's function so the IDE and later errors still see it.
+            // Not a function: keep the item so later errors still see it.
             let mut out: TokenStream = err.to_compile_error().into();
             out.extend(item);
             out
         }
+    }
+}
+
+/// A free function or impl method (`ItemFn`), or a trait method with a
+/// default body (`TraitItemFn`).
+fn parse_function(item: proc_macro2::TokenStream) -> syn::Result<expand::Function> {
+    if let Ok(func) = syn::parse2::<syn::ItemFn>(item.clone()) {
+        return Ok(expand::Function {
+            attrs: func.attrs,
+            vis: func.vis,
+            sig: func.sig,
+            block: *func.block,
+        });
+    }
+    let func = syn::parse2::<syn::TraitItemFn>(item)?;
+    match func.default {
+        Some(block) => Ok(expand::Function {
+            attrs: func.attrs,
+            vis: syn::Visibility::Inherited,
+            sig: func.sig,
+            block,
+        }),
+        None => Err(syn::Error::new_spanned(
+            &func.sig.ident,
+            "#[cached] needs the function's body: put it on the implementation, or give the \
+             trait method a default body",
+        )),
     }
 }

@@ -105,6 +105,26 @@ impl Format {
         Ok(self.frame(payload))
     }
 
+    /// Encodes a value that must decode back into its type. JSON writes a
+    /// NaN or infinite float as `null`, which the type then rejects: such a
+    /// value is an error here, not a stored value that never decodes. Only
+    /// encodings with a `null` are decoded again to check.
+    pub(crate) fn encode_round_trip<T: Serialize + DeserializeOwned>(
+        self,
+        value: &T,
+    ) -> Result<Vec<u8>, Error> {
+        let bytes = self.encode(value)?;
+        if self.codec == Codec::Json
+            && bytes.windows(4).any(|w| w == b"null")
+            && let Err(err) = self.decode::<T>(&bytes)
+        {
+            return Err(Error::Encode(
+                format!("the value does not decode back ({err}): a NaN or infinite float?").into(),
+            ));
+        }
+        Ok(bytes)
+    }
+
     /// The stored form of a serialized payload: plain JSON, or the header
     /// and the (maybe compressed) payload.
     fn frame(self, payload: Vec<u8>) -> Vec<u8> {

@@ -2,12 +2,13 @@
 //! signatures here change without notice.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Serialize, de::DeserializeOwned};
 
 pub use crate::call::Ttl;
-pub use crate::call::helpers::{invalidate_call, key_of, prime_call};
+pub use crate::call::helpers::{invalidate_call, invalidate_function, key_of, prime_call};
 pub use crate::call::run::Call;
 pub use crate::call::spec::{IntoTtl, Spec};
 pub use crate::key::{FnName, KeyBuilder};
@@ -56,12 +57,98 @@ where
     crate::call::run::run(call, body, |r| r.as_ref().ok(), Ok)
 }
 
-/// The `Ok` type of a `Result` return type, for `{fn}_prime`.
-pub trait OkType {
-    /// `T` of `Result<T, E>`.
-    type Ok;
+/// A function returning `Option<T>` with `cache_none = false`: only `Some(T)`
+/// is cached, stored as `T`.
+pub fn option<T, B, Fut>(call: Call, body: B) -> impl Future<Output = Option<T>>
+where
+    T: Serialize + DeserializeOwned,
+    B: FnOnce() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    crate::call::run::run(call, body, Option::as_ref, Some)
 }
 
-impl<T, E> OkType for Result<T, E> {
-    type Ok = T;
+/// Picks [`result`] or [`plain`] by the return type `R` itself, so that an
+/// alias of `Result` (`type AppResult<T> = Result<T, AppError>`) caches only
+/// `Ok` like `Result` does: `(&Returns::<R>::new()).run(call, body)` resolves
+/// to [`ReturnsResult::run`] when `R` is a `Result` (method lookup tries the
+/// receiver as it is before taking another reference), and to
+/// [`ReturnsPlain::run`] otherwise.
+pub struct Returns<R>(PhantomData<fn() -> R>);
+
+impl<R> Returns<R> {
+    /// The selector for return type `R`.
+    pub const fn new() -> Self {
+        Returns(PhantomData)
+    }
+}
+
+impl<R> Default for Returns<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `R` is a `Result<T, E>`: only `Ok(T)` is cached.
+pub trait ReturnsResult<T, E> {
+    /// Runs the call through [`result`].
+    fn run<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = Result<T, E>>
+    where
+        T: Serialize + DeserializeOwned,
+        B: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>;
+}
+
+impl<T, E> ReturnsResult<T, E> for Returns<Result<T, E>> {
+    fn run<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = Result<T, E>>
+    where
+        T: Serialize + DeserializeOwned,
+        B: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        result(call, body)
+    }
+}
+
+/// Any other `R`: every value is cached.
+pub trait ReturnsPlain<R> {
+    /// Runs the call through [`plain`].
+    fn run<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = R>
+    where
+        R: Serialize + DeserializeOwned,
+        B: FnOnce() -> Fut,
+        Fut: Future<Output = R>;
+}
+
+impl<R> ReturnsPlain<R> for &Returns<R> {
+    fn run<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = R>
+    where
+        R: Serialize + DeserializeOwned,
+        B: FnOnce() -> Fut,
+        Fut: Future<Output = R>,
+    {
+        plain(call, body)
+    }
+}
+
+/// This runtime's version; see [`check_version`].
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Generated code calls this in a `const` with the version of the macro that
+/// wrote it: a macro and a runtime of different releases fail the build here,
+/// loudly, instead of misbehaving.
+pub const fn check_version(macros: &str) {
+    let (a, b) = (macros.as_bytes(), VERSION.as_bytes());
+    let mut same = a.len() == b.len();
+    let mut i = 0;
+    while same && i < a.len() {
+        same = a[i] == b[i];
+        i += 1;
+    }
+    if !same {
+        panic!(
+            "redis-memo-macros and redis-memo-runtime come from different releases; depend on \
+             the `redis-memo` crate only (it pins both to one release) and run `cargo update`"
+        );
+    }
 }

@@ -4,7 +4,7 @@ use super::Cache;
 use crate::Error;
 use crate::health::{Counter, Family};
 use crate::key::generation_key;
-use crate::store::Store;
+use crate::store::{KeyFilter, Store, every_key};
 
 impl Cache {
     /// Deletes every key that starts with `prefix` and returns how many it deleted.
@@ -28,7 +28,7 @@ impl Cache {
         if prefix.is_empty() {
             return Err(Error::EmptyPrefix);
         }
-        let deleted = self.store().delete_prefix(prefix).await?;
+        let deleted = self.store().delete_prefix(prefix, &every_key).await?;
         self.count_invalidations(&Family::of_key(prefix), deleted);
         Ok(deleted)
     }
@@ -47,7 +47,7 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn invalidate_all_keys(&self) -> Result<u64, Error> {
-        let deleted = self.store().delete_prefix("").await?;
+        let deleted = self.store().delete_prefix("", &every_key).await?;
         self.count_invalidations(&Family::of_key(""), deleted);
         Ok(deleted)
     }
@@ -98,6 +98,19 @@ impl Cache {
             None => Family::of_key(""),
         };
         self.delete_counted(keys, &family).await
+    }
+
+    /// Deletes the keys under `prefix` that `filter` accepts, counting them
+    /// as invalidations of `family`.
+    pub(crate) async fn delete_prefix_counted(
+        &self,
+        prefix: &str,
+        filter: &KeyFilter<'_>,
+        family: &Family<'_>,
+    ) -> Result<u64, Error> {
+        let deleted = self.store().delete_prefix(prefix, filter).await?;
+        self.count_invalidations(family, deleted);
+        Ok(deleted)
     }
 
     /// Deletes `keys`, counting the deleted ones as invalidations of `family`.

@@ -1,5 +1,5 @@
-//! The typed per-call helpers generated next to a `#[cached]` function:
-//! `{fn}_key`, `{fn}_invalidate` and `{fn}_prime`.
+//! The helpers generated next to a `#[cached]` function: `{fn}_key`,
+//! `{fn}_invalidate`, `{fn}_prime` and `{fn}_invalidate_all`.
 
 use serde::Serialize;
 
@@ -44,4 +44,34 @@ pub async fn prime_call<T: Serialize + ?Sized>(
     let bytes = policy.format(cache).encode(value)?;
     let family = Family::Function(spec.name());
     cache.store_counted(&key, &bytes, policy, &family).await
+}
+
+/// `{fn}_invalidate_all`: deletes every entry of one function, whatever its
+/// version and generic instantiation, and nothing of a function whose name
+/// merely starts with this one's (`item` and `item_count`).
+pub async fn invalidate_function(cache: &Cache, spec: &Spec<'static>) -> Result<u64, Error> {
+    let name = spec.name().to_string();
+    let family = Family::Function(spec.name());
+    // After the name comes `:` (version, digest) or `<` (generic arguments).
+    let ends_name = |rest: &str| rest.starts_with(':') || rest.starts_with('<');
+    if spec.is_grouped() {
+        // `{prefix}@{generation}:{name}...`
+        let head = format!("{}@", spec.prefix());
+        let filter = |key: &str| {
+            let Some(rest) = key.strip_prefix(head.as_str()) else {
+                return false;
+            };
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            digits > 0
+                && rest[digits..]
+                    .strip_prefix(':')
+                    .and_then(|rest| rest.strip_prefix(name.as_str()))
+                    .is_some_and(ends_name)
+        };
+        cache.delete_prefix_counted(&head, &filter, &family).await
+    } else {
+        let head = format!("{}{name}", spec.prefix());
+        let filter = |key: &str| key.strip_prefix(head.as_str()).is_some_and(ends_name);
+        cache.delete_prefix_counted(&head, &filter, &family).await
+    }
 }

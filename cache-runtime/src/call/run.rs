@@ -343,16 +343,18 @@ impl Call {
                 flight.publish(bytes.clone());
                 self.write(cache, key, &bytes).await;
             }
-            Some(Err(err)) => {
+            // The same type fails the same way on every call: one warning
+            // per function.
+            Some(Err(err)) if cache.health().first_time(&self.family()) => {
                 let _span = self.span.enter();
-                warn_limited!(
-                    cache.health().warnings(),
-                    Warning::NotStored,
+                log::warning!(
                     key,
                     error = %err,
-                    "redis-memo: cannot encode the value; it is returned but not cached"
+                    "redis-memo: cannot store this function's value (it is returned, not cached); \
+                     make its type encode to something that decodes back (reported once per function)"
                 );
             }
+            Some(Err(_)) => {}
             None => {}
         }
         if let (Some(token), Some(store)) = (lease, cache.store().redis())
@@ -531,7 +533,7 @@ where
         Join::Lead(lead) => lead,
     };
     let value = call.body(body).await;
-    let encoded = cacheable(&value).map(|cached| format.encode(cached));
+    let encoded = cacheable(&value).map(|cached| format.encode_round_trip(cached));
     call.store(cache, &key, lead, encoded).await;
     (outcome, value)
 }

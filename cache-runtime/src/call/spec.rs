@@ -236,6 +236,14 @@ impl<'a> Spec<'a> {
         self.name
     }
 
+    pub(crate) fn prefix(&self) -> &'a str {
+        self.prefix
+    }
+
+    pub(crate) fn is_grouped(&self) -> bool {
+        self.grouped
+    }
+
     pub(crate) fn policy(&self) -> &Policy {
         &self.policy
     }

@@ -18,6 +18,9 @@ pub(crate) struct Health {
     breaker: Breaker,
     families: stats::ByFamily,
     warnings: Warnings,
+    /// Families already warned about something that repeats on every call
+    /// of theirs (a value that cannot be stored).
+    warned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Health {
@@ -26,7 +29,14 @@ impl Health {
             breaker: Breaker::new(breaker),
             families: stats::ByFamily::default(),
             warnings: Warnings::new(),
+            warned: Default::default(),
         }
+    }
+
+    /// `true` the first time it is asked about `family`.
+    pub(crate) fn first_time(&self, family: &Family<'_>) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        warned.insert(family.to_string())
     }
 
     /// Whether a call may use Redis now (the breaker is closed, or this call

@@ -111,6 +111,8 @@ impl ser::Error for KeyError {
 pub struct KeyBuilder {
     buf: Vec<u8>,
     error: Option<KeyError>,
+    /// `<T1,T2>`: the generic arguments of the call, or empty.
+    generics: String,
 }
 
 impl Default for KeyBuilder {
@@ -124,7 +126,31 @@ impl KeyBuilder {
     pub fn new() -> Self {
         let mut buf = Vec::with_capacity(64);
         buf.push(KEY_ENCODING_VERSION);
-        KeyBuilder { buf, error: None }
+        KeyBuilder {
+            buf,
+            error: None,
+            generics: String::new(),
+        }
+    }
+
+    /// Appends one generic argument of the call (a type's
+    /// `std::any::type_name`, or a const parameter's value) to the name part
+    /// of the key: `{name}<{first},{second}>`. Two instantiations of a generic
+    /// function never share a key; a function without generics keeps `{name}`.
+    ///
+    /// ```
+    /// use redis_memo::key::{FnName, KeyBuilder};
+    ///
+    /// let mut args = KeyBuilder::new();
+    /// args.generic("my_app::User").generic("3").arg(&1u64);
+    /// let key = args.finish("", &FnName::Free { module: "my_app", function: "find" }).unwrap();
+    /// assert!(key.starts_with("my_app::find<my_app::User,3>:"));
+    /// ```
+    pub fn generic(&mut self, argument: &str) -> &mut Self {
+        self.generics
+            .push(if self.generics.is_empty() { '<' } else { ',' });
+        self.generics.push_str(argument);
+        self
     }
 
     /// Appends one argument.
@@ -176,7 +202,8 @@ impl KeyBuilder {
         name: &FnName<'_>,
         version: Option<u32>,
     ) -> Result<String, KeyError> {
-        let mut key = String::with_capacity(prefix.len() + name.len_hint() + 80);
+        let mut key =
+            String::with_capacity(prefix.len() + name.len_hint() + self.generics.len() + 80);
         key.push_str(prefix);
         self.push_tail(&mut key, name, version)?;
         Ok(key)
@@ -190,6 +217,10 @@ impl KeyBuilder {
         version: Option<u32>,
     ) -> Result<(), KeyError> {
         name.write_to(out);
+        if !self.generics.is_empty() {
+            out.push_str(&self.generics);
+            out.push('>');
+        }
         if let Some(version) = version {
             out.push_str(":v");
             out.push_str(&version.to_string());

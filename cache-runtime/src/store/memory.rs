@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{KeyTtl, Store};
+use super::{KeyFilter, KeyTtl, Store};
 use crate::Error;
 
 #[derive(Clone)]
@@ -90,11 +90,11 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error> {
+    async fn delete_prefix(&self, prefix: &str, filter: &KeyFilter<'_>) -> Result<u64, Error> {
         let keys: Vec<String> = self
             .entries
             .iter()
-            .filter(|(key, _)| key.starts_with(prefix))
+            .filter(|(key, _)| key.starts_with(prefix) && filter(key))
             .map(|(key, _)| String::clone(&key))
             .collect();
         let mut deleted = 0;

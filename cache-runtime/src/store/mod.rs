@@ -37,6 +37,14 @@ pub enum KeyTtl {
     ExpiresIn(Duration),
 }
 
+/// Which of the keys under a prefix to delete.
+pub(crate) type KeyFilter<'a> = dyn Fn(&str) -> bool + Send + Sync + 'a;
+
+/// Every key under the prefix.
+pub(crate) fn every_key(_: &str) -> bool {
+    true
+}
+
 /// What a store must do.
 pub(crate) trait Store {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
@@ -45,8 +53,9 @@ pub(crate) trait Store {
     /// Deletes the keys, returning how many existed.
     async fn delete(&self, keys: &[&str]) -> Result<u64, Error>;
     async fn ttl(&self, key: &str) -> Result<KeyTtl, Error>;
-    /// Deletes every key that starts with `prefix` (literally), returning how many.
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error>;
+    /// Deletes every key that starts with `prefix` (literally) and that
+    /// `filter` accepts, returning how many.
+    async fn delete_prefix(&self, prefix: &str, filter: &KeyFilter<'_>) -> Result<u64, Error>;
     /// Reads the generation counter `gen_key` (0 when absent) and the value
     /// under `{head}{generation}{tail}`, in one round trip.
     async fn get_grouped(
@@ -115,8 +124,8 @@ impl Store for Backend {
         dispatch!(self, s => s.ttl(key).await)
     }
 
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error> {
-        dispatch!(self, s => s.delete_prefix(prefix).await)
+    async fn delete_prefix(&self, prefix: &str, filter: &KeyFilter<'_>) -> Result<u64, Error> {
+        dispatch!(self, s => s.delete_prefix(prefix, filter).await)
     }
 
     async fn get_grouped(

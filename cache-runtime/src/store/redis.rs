@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use super::{KeyTtl, Store, parse_generation};
+use super::{KeyFilter, KeyTtl, Store, parse_generation};
 use crate::Error;
 
 /// Redis through redis-rs's `ConnectionManager`: one multiplexed connection that
@@ -96,8 +96,8 @@ impl Store for RedisStore {
         })
     }
 
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error> {
-        super::scan::redis_delete_prefix(self, prefix).await
+    async fn delete_prefix(&self, prefix: &str, filter: &KeyFilter<'_>) -> Result<u64, Error> {
+        super::scan::redis_delete_prefix(self, prefix, filter).await
     }
 
     async fn get_grouped(

@@ -6,7 +6,7 @@
 //! frees memory in the background and returns how many keys it removed, so the
 //! returned count is exact even when `SCAN` reports a key twice.
 
-use super::RedisStore;
+use super::{KeyFilter, RedisStore};
 use crate::Error;
 
 /// How many keys one `SCAN` step asks for.
@@ -26,7 +26,12 @@ pub(crate) fn escape_glob(prefix: &str) -> String {
     out
 }
 
-pub(crate) async fn redis_delete_prefix(store: &RedisStore, prefix: &str) -> Result<u64, Error> {
+/// Deletes the keys that start with `prefix` and that `filter` accepts.
+pub(crate) async fn redis_delete_prefix(
+    store: &RedisStore,
+    prefix: &str,
+    filter: &KeyFilter<'_>,
+) -> Result<u64, Error> {
     let pattern = format!("{}*", escape_glob(prefix));
     let scan = |cursor: u64| {
         let mut cmd = redis::cmd("SCAN");
@@ -40,6 +45,7 @@ pub(crate) async fn redis_delete_prefix(store: &RedisStore, prefix: &str) -> Res
     let mut deleted = 0u64;
     let (mut cursor, mut keys): (u64, Vec<String>) = store.query(&scan(0)).await?;
     loop {
+        keys.retain(|key| filter(key));
         if keys.is_empty() {
             if cursor == 0 {
                 return Ok(deleted);

@@ -61,7 +61,7 @@ async fn a_temporary_cache(id: u64) -> u64 {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub(crate) async fn main() {
     let cache = Cache::in_memory();
     defaults(1).await;
     literals(1).await;

@@ -1,4 +1,5 @@
-//! Methods: `&self`, `&mut self`, `self.cache`, associated functions, generic impls.
+//! Methods: `&self`, `&mut self`, `self.cache`, associated functions, generic
+//! impls; helpers next to methods of an inherent impl when asked for.
 use redis_memo::{Cache, cached};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -9,12 +10,12 @@ struct Service {
 }
 
 impl Service {
-    #[cached(cache = self.cache)]
+    #[cached(cache = self.cache, helpers)]
     async fn get(&self, id: u64) -> String {
         format!("{id}")
     }
 
-    #[cached(cache = self.cache.clone())]
+    #[cached(cache = self.cache.clone(), helpers = true)]
     async fn bump(&mut self, by: u32) -> u32 {
         self.calls += by;
         self.calls
@@ -32,7 +33,7 @@ struct Repo<T> {
 }
 
 impl<T: Serialize + DeserializeOwned + Send + Sync> Repo<T> {
-    #[cached(cache = self.cache)]
+    #[cached(cache = self.cache, helpers)]
     async fn find(&self, id: u64) -> Option<T> {
         let _ = id;
         None
@@ -40,7 +41,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Repo<T> {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub(crate) async fn main() {
     let cache = Cache::in_memory();
     let mut service = Service {
         cache: cache.clone(),

@@ -61,12 +61,12 @@ fn assert_send<T: Send>(value: T) -> T {
 }
 
 #[tokio::main]
-async fn main() {
+pub(crate) async fn main() {
     let cache = Cache::in_memory();
-    let _ = assert_send(work(&cache, 1));
-    let _ = assert_send(shared(Arc::new(cache.clone()), "l", &[1, 2]));
-    let _ = assert_send(generic::<String>(&HashMap::new()));
-    let _ = assert_send(default_cache(1));
+    drop(assert_send(work(&cache, 1)));
+    drop(assert_send(shared(Arc::new(cache.clone()), "l", &[1, 2])));
+    drop(assert_send(generic::<String>(&HashMap::new())));
+    drop(assert_send(default_cache(1)));
 
     let c = cache.clone();
     tokio::spawn(async move { assert_send(work(&c, 1)).await })
@@ -74,8 +74,8 @@ async fn main() {
         .unwrap()
         .unwrap();
     let mut handler = Handler { cache, hits: 0 };
-    let _ = assert_send(handler.handle("/a"));
-    let _ = assert_send(handler.count(1));
+    drop(assert_send(handler.handle("/a")));
+    drop(assert_send(handler.count(1)));
     tokio::spawn(async move {
         handler.handle("/a").await;
         handler.count(2).await

@@ -131,7 +131,7 @@ async fn explicit_unit(cache: &Cache, id: u64) -> () {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub(crate) async fn main() {
     let cache = Cache::in_memory();
     let _ = documented(&cache, 1).await;
     allowed(&cache, 1).await;
