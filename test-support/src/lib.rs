@@ -1,19 +1,30 @@
 //! Test support for redis-memo's own tests, benches and CLI tests (not
 //! published): real `redis-server` processes started on free ports in
-//! temporary directories with persistence off ([`TestRedis`]), the backend
+//! temporary directories with persistence off ([`TestRedis`], over TLS with
+//! [`TestRedis::spawn_tls`] and [`TestCerts`]), a Redis Cluster
+//! ([`TestCluster`]) and a Sentinel setup ([`TestSentinel`]), the backend
 //! under test ([`Harness`], [`on_both_backends!`]) with key prefixes of its
 //! own per test, reference encoders written from the documented key encoding
 //! independently of the crate ([`reference`](mod@reference)), and log capture ([`Logs`]).
 //! No mocks.
 
+mod cluster;
 mod harness;
 mod logs;
 pub mod reference;
+mod sentinel;
 mod server;
+mod tls;
 
+/// Six cluster nodes (three primaries, three replicas) and what a test does with them.
+pub use cluster::{ClusterNode, NodeRole, TestCluster};
 pub use harness::Harness;
 pub use logs::Logs;
+/// A primary, a replica and three sentinels.
+pub use sentinel::TestSentinel;
 pub use server::TestRedis;
+/// Run-time certificates and TLS servers.
+pub use tls::{CertFiles, TestCerts, TlsOptions, tls_supported};
 
 /// Runs each behaviour `async fn name(h: &Harness)` twice: on a Redis the
 /// test starts and on the in-memory backend.

@@ -1,6 +1,8 @@
 //! A real `redis-server` per test: started on a free port in a temporary
 //! directory with persistence off, and killed when dropped; or the server
-//! `REDIS_URL` names.
+//! `REDIS_URL` names. Also the helpers the cluster, sentinel and TLS
+//! harnesses share: the binaries, free ports, and blocking queries with
+//! timeouts.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -9,12 +11,21 @@ use std::time::{Duration, Instant};
 
 use redis_memo::Cache;
 
+use crate::tls::{TestCerts, TlsOptions};
+
 /// A Redis server for one test.
 pub struct TestRedis {
     url: String,
     port: u16,
     child: Option<Child>,
     dir: Option<tempfile::TempDir>,
+    tls: Option<TlsServer>,
+}
+
+/// What a TLS server was started with, to start it again the same way.
+struct TlsServer {
+    certs: TestCerts,
+    options: TlsOptions,
 }
 
 impl TestRedis {
@@ -33,6 +44,7 @@ impl TestRedis {
                 port: 0,
                 child: None,
                 dir: None,
+                tls: None,
             };
         }
         Self::spawn(&[])
@@ -46,6 +58,7 @@ impl TestRedis {
             port: free_port(),
             child: None,
             dir: Some(tempfile::tempdir().expect("temporary directory")),
+            tls: None,
         }
         .with_url()
     }
@@ -64,20 +77,14 @@ impl TestRedis {
         for _ in 0..5 {
             let port = free_port();
             let spawned = server_command(&binary, port, dir.path(), extra).spawn();
-            let mut child = match spawned {
-                Ok(child) => child,
-                Err(err) => panic!(
-                    "cannot start `{binary}` ({err}). The tests need a real Redis: install it \
-                     (`apt-get install redis-server`, `brew install redis`), or point REDIS_URL \
-                     at a scratch server (redis://127.0.0.1:6379/15), or REDIS_SERVER at the binary."
-                ),
-            };
+            let mut child = spawn_or_explain(&binary, spawned);
             if wait_for_ping(port, Duration::from_secs(10)) {
                 return TestRedis {
                     url: format!("redis://127.0.0.1:{port}"),
                     port,
                     child: Some(child),
                     dir: Some(dir),
+                    tls: None,
                 };
             }
             let _ = child.kill();
@@ -87,7 +94,51 @@ impl TestRedis {
         panic!("{last_error}");
     }
 
-    /// `redis://127.0.0.1:{port}` (or `REDIS_URL`).
+    /// Starts a private `redis-server` that speaks only TLS, with a fresh set
+    /// of [`TestCerts`]: `--port 0 --tls-port {free port}`, the server
+    /// certificate for `127.0.0.1`/`localhost`, and `--tls-auth-clients yes`
+    /// when `options.client_auth` (clients must then show a certificate the
+    /// test CA signed). Returns once it answers a PING over TLS.
+    ///
+    /// Panics when the installed `redis-server` has no TLS; check
+    /// [`tls_supported`](crate::tls_supported) first to skip instead.
+    pub fn spawn_tls(options: TlsOptions) -> TestRedis {
+        let binary = server_binary();
+        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+        let certs = TestCerts::generate();
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let spawned = tls_server_command(&binary, port, dir.path(), &certs, options).spawn();
+            let mut child = spawn_or_explain(&binary, spawned);
+            match wait_for_tls_ping(&mut child, port, &certs, Duration::from_secs(10)) {
+                Ok(()) => {
+                    return TestRedis {
+                        url: format!("rediss://127.0.0.1:{port}"),
+                        port,
+                        child: Some(child),
+                        dir: Some(dir),
+                        tls: Some(TlsServer { certs, options }),
+                    };
+                }
+                Err(err) => last_error = err,
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "{last_error} (is `{binary}` built with TLS? `redis_memo_test_support::tls_supported()` \
+             tells; Debian's and Homebrew's packages are)"
+        );
+    }
+
+    /// The certificates of a server started with [`spawn_tls`](Self::spawn_tls).
+    pub fn certs(&self) -> Option<&TestCerts> {
+        self.tls.as_ref().map(|tls| &tls.certs)
+    }
+
+    /// `redis://127.0.0.1:{port}` (or `REDIS_URL`), `rediss://127.0.0.1:{tls port}`
+    /// for a TLS server.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -120,10 +171,24 @@ impl TestRedis {
         let binary = server_binary();
         let dir = self.dir.as_ref().expect("a server this test started");
         for _ in 0..50 {
-            let mut child = server_command(&binary, self.port, dir.path(), extra)
+            let mut command = match &self.tls {
+                Some(tls) => {
+                    tls_server_command(&binary, self.port, dir.path(), &tls.certs, tls.options)
+                }
+                None => server_command(&binary, self.port, dir.path(), &[]),
+            };
+            let mut child = command
+                .args(extra)
                 .spawn()
                 .expect("start redis-server again");
-            if wait_for_ping(self.port, Duration::from_secs(5)) {
+            let up = match &self.tls {
+                Some(tls) => {
+                    wait_for_tls_ping(&mut child, self.port, &tls.certs, Duration::from_secs(5))
+                        .is_ok()
+                }
+                None => wait_for_ping(self.port, Duration::from_secs(5)),
+            };
+            if up {
                 self.child = Some(child);
                 return;
             }
@@ -146,13 +211,41 @@ impl TestRedis {
             .expect("connect redis-memo to the test server")
     }
 
-    /// A plain redis-rs connection, to read back what the cache wrote.
+    /// A plain redis-rs connection, to read back what the cache wrote. On a
+    /// TLS server it trusts the test CA and shows the test client certificate.
     pub async fn client(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url.as_str())
+        let client = match &self.tls {
+            Some(tls) => {
+                redis::Client::build_with_tls(self.url.as_str(), tls.certs.with_client_cert())
+            }
+            None => redis::Client::open(self.url.as_str()),
+        };
+        client
             .expect("test URL")
             .get_multiplexed_async_connection()
             .await
             .expect("plain redis connection to the test server")
+    }
+
+    /// Runs one raw command as the default user on a plain connection and
+    /// returns the reply; panics on an error reply.
+    ///
+    /// `redis.command(&["CONFIG", "SET", "maxmemory", "1mb"]).await`
+    pub async fn command(&self, args: &[&str]) -> redis::Value {
+        let (name, rest) = args.split_first().expect("a command name");
+        redis::cmd(name)
+            .arg(rest)
+            .query_async(&mut self.client().await)
+            .await
+            .unwrap_or_else(|err| panic!("{} failed: {err}", args.join(" ")))
+    }
+
+    /// `ACL SETUSER name rules...` as the default user, e.g.
+    /// `acl_setuser("reader", &["on", ">secret", "~*", "+get"])`.
+    pub async fn acl_setuser(&self, name: &str, rules: &[&str]) {
+        let mut args = vec!["ACL", "SETUSER", name];
+        args.extend_from_slice(rules);
+        self.command(&args).await;
     }
 }
 
@@ -168,6 +261,140 @@ impl Drop for TestRedis {
 
 pub(crate) fn server_binary() -> String {
     std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
+}
+
+/// The spawned server, or a panic that says how to install one.
+pub(crate) fn spawn_or_explain(binary: &str, spawned: std::io::Result<Child>) -> Child {
+    match spawned {
+        Ok(child) => child,
+        Err(err) => panic!(
+            "cannot start `{binary}` ({err}). The tests need a real Redis: install it \
+             (`apt-get install redis-server`, `brew install redis`), or point REDIS_URL \
+             at a scratch server (redis://127.0.0.1:6379/15), or REDIS_SERVER at the binary."
+        ),
+    }
+}
+
+/// A server that listens only for TLS on `port`.
+fn tls_server_command(
+    binary: &str,
+    port: u16,
+    dir: &std::path::Path,
+    certs: &TestCerts,
+    options: TlsOptions,
+) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .args(["--port", "0", "--bind", "127.0.0.1"])
+        .args(["--tls-port", &port.to_string()])
+        .arg("--tls-cert-file")
+        .arg(&certs.server.cert_path)
+        .arg("--tls-key-file")
+        .arg(&certs.server.key_path)
+        .arg("--tls-ca-cert-file")
+        .arg(&certs.ca.cert_path)
+        .args([
+            "--tls-auth-clients",
+            if options.client_auth { "yes" } else { "no" },
+        ])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// Waits until the TLS server on `port` answers PING to a client that
+/// trusts the test CA and shows the test client certificate; an error says
+/// why not (the server exited, or never answered).
+pub(crate) fn wait_for_tls_ping(
+    child: &mut Child,
+    port: u16,
+    certs: &TestCerts,
+    limit: Duration,
+) -> Result<(), String> {
+    let url = format!("rediss://127.0.0.1:{port}");
+    let client = redis::Client::build_with_tls(url.as_str(), certs.with_client_cert())
+        .map_err(|err| format!("TLS client for {url}: {err}"))?;
+    let start = Instant::now();
+    let mut last = String::from("no answer");
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "redis-server with --tls-port {port} exited ({status})"
+            ));
+        }
+        match ping_with(&client) {
+            Ok(()) => return Ok(()),
+            Err(err) => last = err.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!(
+        "redis-server on TLS port {port} did not answer PING: {last}"
+    ))
+}
+
+fn ping_with(client: &redis::Client) -> redis::RedisResult<()> {
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(1))?;
+    conn.set_read_timeout(Some(Duration::from_secs(1)))?;
+    redis::cmd("PING").query::<String>(&mut conn).map(drop)
+}
+
+/// One command on a fresh blocking connection to `127.0.0.1:{port}`, with
+/// timeouts so that a stopped or dead node gives an error instead of a hang.
+pub(crate) fn query<T: redis::FromRedisValue>(
+    port: u16,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(1))?;
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(2)))?;
+    cmd.query(&mut conn)
+}
+
+/// The fields of an `INFO` reply, or of `CLUSTER INFO`: `name:value` lines.
+pub(crate) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines().find_map(|line| {
+        line.trim_end()
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(':'))
+    })
+}
+
+/// Polls `check` every 100 ms until it gives a value; after `limit`, panics
+/// with `what` and the last error it gave.
+pub(crate) fn poll_until<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let seen = match check() {
+            Ok(value) => return value,
+            Err(err) => err,
+        };
+        if Instant::now() > deadline {
+            panic!("waited {limit:?} for {what}; last seen: {seen}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGKILLs a child and reaps it.
+pub(crate) fn kill_child(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The last lines of a log file, to say in a panic why a node did not come up.
+pub(crate) fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
 /// A private server: loopback only, no persistence, its own directory.

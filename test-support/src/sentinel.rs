@@ -1,0 +1,362 @@
+//! A real Redis Sentinel setup per test: one primary, one replica and three
+//! sentinels (quorum 2) on free ports, each in its own directory of one
+//! temporary directory, persistence off, killed when dropped.
+//!
+//! Starting, killing, failing over and the waits block the calling thread
+//! (they poll with deadlines and panic with what they saw when one passes);
+//! the connections are async.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::server::{
+    free_port, info_field, kill_child, log_tail, poll_until, query, server_binary,
+    spawn_or_explain, wait_for_ping,
+};
+
+/// How long the sentinels get to agree, or a failover to finish.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// The name the sentinels monitor the primary under.
+const SERVICE: &str = "redis-memo-test";
+
+/// One process: a data node or a sentinel.
+struct Process {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// A primary, its replica and three sentinels watching them, for one test.
+pub struct TestSentinel {
+    data: Vec<Process>,
+    sentinels: Vec<Process>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestSentinel {
+    /// Starts the primary, the replica (`--replicaof` the primary) and three
+    /// sentinels, and waits until every sentinel reports the primary, knows
+    /// the replica in sync with it, and knows the two other sentinels.
+    pub fn start() -> TestSentinel {
+        let binary = server_binary();
+        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+        let mut setup = TestSentinel {
+            data: Vec::new(),
+            sentinels: Vec::new(),
+            _dir: dir,
+        };
+        let primary_port = free_port();
+        setup
+            .data
+            .push(setup.spawn_data(&binary, primary_port, &[]));
+        let replica_port = distinct_free_port(&[primary_port]);
+        let replicaof = ["--replicaof", "127.0.0.1", &primary_port.to_string()].map(String::from);
+        setup
+            .data
+            .push(setup.spawn_data(&binary, replica_port, &replicaof));
+        wait_until("the replica to sync with the primary", || {
+            let info: String = query(replica_port, redis::cmd("INFO").arg("replication"))
+                .map_err(|e| e.to_string())?;
+            match info_field(&info, "master_link_status") {
+                Some("up") => Ok(()),
+                other => Err(format!("master_link_status:{other:?}")),
+            }
+        });
+        let mut taken = vec![primary_port, replica_port];
+        for _ in 0..3 {
+            let port = distinct_free_port(&taken);
+            taken.push(port);
+            let sentinel = setup.spawn_sentinel(&binary, port, primary_port);
+            setup.sentinels.push(sentinel);
+        }
+        wait_until("the sentinels to agree on the setup", || {
+            setup.agreed(primary_port)
+        });
+        setup
+    }
+
+    fn spawn_data(&self, binary: &str, port: u16, extra: &[String]) -> Process {
+        let dir = self._dir.path().join(format!("node-{port}"));
+        std::fs::create_dir(&dir).expect("create a node directory");
+        let spawned = Command::new(binary)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--logfile", "redis.log"])
+            .arg("--dir")
+            .arg(&dir)
+            .args(extra)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = spawn_or_explain(binary, spawned);
+        let process = Process {
+            port,
+            dir,
+            child: Some(child),
+        };
+        process.wait_for_ping();
+        process
+    }
+
+    fn spawn_sentinel(&self, binary: &str, port: u16, primary_port: u16) -> Process {
+        let dir = self._dir.path().join(format!("sentinel-{port}"));
+        std::fs::create_dir(&dir).expect("create a sentinel directory");
+        let config = dir.join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\n\
+                 bind 127.0.0.1\n\
+                 dir {dir}\n\
+                 logfile redis.log\n\
+                 sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n\
+                 sentinel down-after-milliseconds {SERVICE} 1000\n\
+                 sentinel failover-timeout {SERVICE} 5000\n",
+                dir = dir.display()
+            ),
+        )
+        .expect("write a sentinel config");
+        let spawned = Command::new(binary)
+            .arg(&config)
+            .arg("--sentinel")
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = spawn_or_explain(binary, spawned);
+        let process = Process {
+            port,
+            dir,
+            child: Some(child),
+        };
+        process.wait_for_ping();
+        process
+    }
+
+    fn agreed(&self, primary_port: u16) -> Result<(), String> {
+        let replica_port = self.other_data_port(primary_port);
+        for sentinel in self.running(&self.sentinels) {
+            let reported = primary_of(sentinel).map_err(|e| format!("sentinel {sentinel}: {e}"))?;
+            if reported != Some(primary_port) {
+                return Err(format!("sentinel {sentinel} reports primary {reported:?}"));
+            }
+            let replicas = sentinel_table(sentinel, "REPLICAS")?;
+            let in_sync = replicas.iter().any(|r| {
+                field(r, "port") == Some(&replica_port.to_string())
+                    && field(r, "master-link-status") == Some("ok")
+                    && !field(r, "flags").unwrap_or("").contains("down")
+                    && !field(r, "flags").unwrap_or("").contains("disconnected")
+            });
+            if !in_sync {
+                return Err(format!(
+                    "sentinel {sentinel} does not see replica {replica_port} in sync"
+                ));
+            }
+            let others = sentinel_table(sentinel, "SENTINELS")?.len();
+            let want = self.running(&self.sentinels).len() - 1;
+            if others < want {
+                return Err(format!(
+                    "sentinel {sentinel} knows {others} other sentinels"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `redis://127.0.0.1:{port}` for every sentinel, running or not.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinels.iter().map(|s| url(s.port)).collect()
+    }
+
+    /// The sentinels' ports.
+    pub fn sentinel_ports(&self) -> Vec<u16> {
+        self.sentinels.iter().map(|s| s.port).collect()
+    }
+
+    /// The name the sentinels monitor the primary under.
+    pub fn service_name(&self) -> &str {
+        SERVICE
+    }
+
+    /// The current primary's port, as the first running sentinel that answers reports it.
+    pub fn primary_port(&self) -> u16 {
+        let mut last = String::new();
+        for sentinel in self.running(&self.sentinels) {
+            match primary_of(sentinel) {
+                Ok(Some(port)) => return port,
+                Ok(None) => last = format!("sentinel {sentinel} knows no primary"),
+                Err(err) => last = format!("sentinel {sentinel}: {err}"),
+            }
+        }
+        panic!("no sentinel reported the primary ({last})");
+    }
+
+    /// The data node that is not the current [primary](Self::primary_port).
+    pub fn replica_port(&self) -> u16 {
+        self.other_data_port(self.primary_port())
+    }
+
+    /// The ports of the two data nodes, the first started as primary.
+    pub fn data_ports(&self) -> Vec<u16> {
+        self.data.iter().map(|d| d.port).collect()
+    }
+
+    /// SIGKILLs the data node or sentinel on `port` and waits until it is gone.
+    pub fn kill(&mut self, port: u16) {
+        let process = self
+            .data
+            .iter_mut()
+            .chain(self.sentinels.iter_mut())
+            .find(|p| p.port == port)
+            .unwrap_or_else(|| panic!("no node or sentinel on port {port}"));
+        if let Some(child) = &mut process.child {
+            kill_child(child);
+        }
+        process.child = None;
+    }
+
+    /// `SENTINEL FAILOVER` on the first running sentinel (retried while the
+    /// sentinel has no suitable replica yet or another failover is in
+    /// progress); returns at once, see [`wait_for_primary_change`](Self::wait_for_primary_change).
+    pub fn failover(&self) {
+        let sentinel = self.running(&self.sentinels)[0];
+        wait_until("SENTINEL FAILOVER to be accepted", || {
+            query::<String>(
+                sentinel,
+                redis::cmd("SENTINEL").arg("FAILOVER").arg(SERVICE),
+            )
+            .map(drop)
+            .map_err(|e| format!("sentinel {sentinel}: {e}"))
+        });
+    }
+
+    /// Waits until every running sentinel reports a primary other than
+    /// `old_port` and that node answers `ROLE` as master. Returns its port.
+    pub fn wait_for_primary_change(&self, old_port: u16) -> u16 {
+        wait_until("the sentinels to report a new primary", || {
+            let mut reported = None;
+            for sentinel in self.running(&self.sentinels) {
+                let port = primary_of(sentinel)
+                    .map_err(|e| format!("sentinel {sentinel}: {e}"))?
+                    .ok_or_else(|| format!("sentinel {sentinel} knows no primary"))?;
+                if port == old_port {
+                    return Err(format!("sentinel {sentinel} still reports {old_port}"));
+                }
+                if *reported.get_or_insert(port) != port {
+                    return Err("the sentinels disagree on the primary".into());
+                }
+            }
+            let port = reported.ok_or("no sentinel is running")?;
+            let role: Vec<redis::Value> =
+                query(port, &redis::cmd("ROLE")).map_err(|e| format!("ROLE on {port}: {e}"))?;
+            match role.first() {
+                Some(redis::Value::BulkString(b)) if b == b"master" => Ok(port),
+                other => Err(format!("{port} answers ROLE with {other:?}")),
+            }
+        })
+    }
+
+    /// A plain connection to a data node or a sentinel.
+    pub async fn node_client(&self, port: u16) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(url(port))
+            .expect("node URL")
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|err| panic!("plain connection to {port}: {err}"))
+    }
+
+    fn other_data_port(&self, port: u16) -> u16 {
+        self.data
+            .iter()
+            .map(|d| d.port)
+            .find(|&p| p != port)
+            .expect("two data nodes")
+    }
+
+    fn running(&self, processes: &[Process]) -> Vec<u16> {
+        processes
+            .iter()
+            .filter(|p| p.child.is_some())
+            .map(|p| p.port)
+            .collect()
+    }
+}
+
+impl Process {
+    fn wait_for_ping(&self) {
+        assert!(
+            wait_for_ping(self.port, Duration::from_secs(10)),
+            "redis-server on port {} did not answer PING; its log ends:\n{}",
+            self.port,
+            log_tail(&self.dir.join("redis.log"))
+        );
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            kill_child(child);
+        }
+    }
+}
+
+impl Drop for TestSentinel {
+    fn drop(&mut self) {
+        // The sentinels first, so that none of them fails over a dying primary.
+        self.sentinels.clear();
+        self.data.clear();
+    }
+}
+
+fn url(port: u16) -> String {
+    format!("redis://127.0.0.1:{port}")
+}
+
+fn distinct_free_port(taken: &[u16]) -> u16 {
+    loop {
+        let port = free_port();
+        if !taken.contains(&port) {
+            return port;
+        }
+    }
+}
+
+fn wait_until<T>(what: &str, check: impl FnMut() -> Result<T, String>) -> T {
+    poll_until(what, SETTLE, check)
+}
+
+/// `SENTINEL GET-MASTER-ADDR-BY-NAME`: the primary's port, if the sentinel knows one.
+fn primary_of(sentinel: u16) -> redis::RedisResult<Option<u16>> {
+    let addr: Option<(String, u16)> = query(
+        sentinel,
+        redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(SERVICE),
+    )?;
+    Ok(addr.map(|(_, port)| port))
+}
+
+/// `SENTINEL REPLICAS` or `SENTINEL SENTINELS`: one list of field-value pairs per entry.
+fn sentinel_table(sentinel: u16, what: &str) -> Result<Vec<Vec<(String, String)>>, String> {
+    let rows: Vec<Vec<String>> = query(sentinel, redis::cmd("SENTINEL").arg(what).arg(SERVICE))
+        .map_err(|e| format!("SENTINEL {what} on {sentinel}: {e}"))?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            row.chunks(2)
+                .filter_map(|pair| match pair {
+                    [k, v] => Some((k.clone(), v.clone())),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect())
+}
+
+fn field<'a>(row: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    row.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
