@@ -18,28 +18,18 @@
 //!
 //! # `#[cached(...)]` arguments
 //!
-//! All optional, in any order.
-//!
-//! | argument | meaning | default |
-//! |---|---|---|
-//! | `ttl = 300` | seconds until the entry expires: an integer literal, or an expression of type `u64`, `u32`, `usize` or `std::time::Duration`; `0` means no expiry | `300` |
-//! | `key_prefix = "users:"` | prepended to every key of the function; what [`Cache::invalidate_prefix`] matches | `""` |
-//! | `skip_cache = fresh` | a `bool` expression over the parameters, evaluated per call; when `true` the call neither reads nor writes the cache | never skip |
-//! | `cache = CACHE` | the cache to use: any expression `EXPR` for which `&(EXPR)` derefs to `&Cache` (`Cache`, `&Cache`, `Arc<Cache>`, `static LazyLock<Cache>`, `self.cache`); a parameter named here is left out of the key | the process-wide default ([`set_default_cache`]); none installed: runs uncached, warns once |
-//! | `ignore(db, log)` | parameters left out of the key (pools, clients, loggers); `self` is never part of the key | none |
-//! | `name = "users::get"` | replaces the qualified name in the key | module path + (`Self` type) + fn name |
-//! | `version = 2` | a `u32` put in the key as `:v2:`; bumping it retires old entries at once | [`Cache::with_default_version`], else none |
-//! | `grouped` | the generation of `key_prefix` goes in the key; [`Cache::invalidate_group`] drops the whole prefix in O(1) | off |
-//! | `codec = Codec::MessagePack` | how this function's values are encoded ([`Codec`]; MessagePack and postcard behind the `msgpack` and `postcard` features) | the cache's codec ([`CacheBuilder::codec`]), JSON by default |
-//! | `lease = 10` | cross-process stampede control: one process runs the body on a miss while others wait up to this many seconds for its value | off |
+//! [`cached`] documents every argument: `ttl`, `key_prefix`, `skip_cache`,
+//! `cache`, `ignore(..)`, `key(..)`, `name`, `version`, `grouped`, `codec`,
+//! `lease`, `result`, `cache_none` and `helpers`. Without the attribute,
+//! [`Cache::get_or_set`] gives a call the same guarantees.
 //!
 //! # Generated helpers
 //!
-//! Next to `fn f`, the attribute generates `f_key(&cache, args..)`,
-//! `f_invalidate(&cache, args..)` and `f_prime(&cache, args.., &value)`, taking
-//! the arguments that are part of the key. For methods they are associated
-//! functions of the type (`Users::get_key(&cache, id)`). [`refresh`] re-runs
-//! one call and overwrites its entry.
+//! Next to `fn f` (without `self`), the attribute generates `f_key(&cache,
+//! args..)`, `f_invalidate(&cache, args..)`, `f_prime(&cache, args.., &value)`
+//! and `f_invalidate_all(&cache)`, taking the arguments that are part of the
+//! key. Methods get them with `#[cached(helpers)]` (a trait impl could not
+//! hold them). [`refresh`] re-runs one call and overwrites its entry.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
@@ -56,6 +46,7 @@
 //! assert!(square_invalidate(&cache, 3).await?);
 //! assert_eq!(square(&cache, 3).await, 9);
 //! assert!(square_key(&cache, 3).await?.starts_with("sq:"));
+//! assert_eq!(square_invalidate_all(&cache).await?, 1);
 //! # Ok(()) }
 //! ```
 //!
@@ -64,7 +55,8 @@
 //! `{key_prefix}{qualified name}:{64 lowercase hex}`, for example
 //! `users:my_app::db::user_name:3f1c...`. The qualified name is `module_path!()`
 //! and the function name, with the `Self` type (without its module path, with
-//! its generic arguments) for methods taking `self`. The hex digits are the
+//! its generic arguments) for methods taking `self`, and a generic function's
+//! type and const arguments after it (`my_app::find<my_app::User>`). The hex digits are the
 //! SHA-256 of a canonical, type-tagged, length-prefixed encoding of the
 //! non-ignored arguments, documented in [`key`]: equal arguments give equal keys
 //! in every process, map order does not matter, and `("ab", "c")` differs from
@@ -77,11 +69,11 @@
 //! # Values
 //!
 //! - Values are stored as JSON, readable with `redis-cli GET`.
-//! - A function returning `Result<T, E>` (any type path ending in `Result`,
-//!   such as `io::Result<T>` or `anyhow::Result<T>`) caches only `Ok`, stored as
-//!   the JSON of `T`; an `Err` is returned and never cached.
+//! - A function returning `Result<T, E>` or an alias of it (told by the type:
+//!   `io::Result<T>`, `anyhow::Result<T>`, `type AppResult<T> = ...`) caches only
+//!   `Ok`, stored as the JSON of `T`; an `Err` is returned and never cached.
 //! - Any other return type is cached as it is, `Option<T>` included: `None` is
-//!   cached too (as `null`). Return a `Result` to keep a "not found" uncached.
+//!   cached too (as `null`), unless `cache_none = false`.
 //! - The return type (the `T` of a `Result`) must be `Serialize + DeserializeOwned`,
 //!   and every argument in the key must be `Serialize`.
 //!
@@ -105,3 +97,9 @@ pub use redis_memo_runtime::{
 
 #[doc(hidden)]
 pub use redis_memo_runtime::private as __private;
+
+/// The README's Rust examples, compiled (and run, where they use the
+/// in-memory cache) as doctests, so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
