@@ -147,15 +147,6 @@ impl Model {
                 ));
             }
         }
-        if let Some(Ttl::Expr(expr)) = &args.lease
-            && mentions_params(expr)
-        {
-            errors.push(syn::Error::new_spanned(
-                expr,
-                "`lease` cannot use the parameters or `self`; use a constant",
-            ));
-            args.lease = None;
-        }
 
         // Left out of the key: ignored parameters, the root of `cache = x` or
         // `cache = x.field`, and the parameter `skip_cache = flag` names.
@@ -385,7 +376,8 @@ impl Model {
                 spec.extend(quote!(.ttl(#ttl)));
             }
         }
-        if let Some(lease) = &args.lease {
+        // Only a call takes leases, so `lease` may use the call's parameters.
+        if let (Some(lease), SpecUse::Call) = (&args.lease, usage) {
             let lease = seconds(lease);
             spec.extend(quote!(.lease(#lease)));
         }

@@ -76,8 +76,8 @@ pub async fn user(cache: &Cache, id: u64) -> u64 {
     id
 }
 
-/// A TTL per call from an ignored parameter; `None` not cached.
-#[cached(cache = cache, ttl = ttl_secs, ignore(ttl_secs), cache_none = false)]
+/// A TTL and a lease per call from ignored parameters; `None` not cached.
+#[cached(cache = cache, ttl = ttl_secs, lease = ttl_secs / 2, ignore(ttl_secs), cache_none = false)]
 pub async fn maybe(cache: &Cache, id: u64, ttl_secs: u64) -> Option<u64> {
     #![allow(clippy::needless_return)]
     return (id > 0).then_some(id);
