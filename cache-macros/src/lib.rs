@@ -40,7 +40,7 @@ use proc_macro::TokenStream;
 /// | `version = 2` | a `u32` put in the key as `:v2:`; bumping it retires old entries at once | `Cache::with_default_version`, else none |
 /// | `grouped` | the generation of `key_prefix` goes in the key; `Cache::invalidate_group` drops the whole prefix in O(1) | off |
 /// | `codec = Codec::MessagePack` | how values are encoded | the cache's codec, JSON by default |
-/// | `lease = 10` | cross-process stampede control: one process runs the body on a miss while others wait up to this many seconds for its value | off |
+/// | `lease = 10` | cross-process stampede control: one process runs the body on a miss while others wait up to this many seconds for its value; may use the parameters, like `ttl` | off |
 /// | `result` / `result = false` | cache only `Ok` / every value, when the return type cannot tell (a type parameter) | by the type: `Result` and its aliases cache only `Ok` |
 /// | `cache_none = false` | an `Option<T>` return leaves `None` uncached | `None` is cached |
 /// | `helpers`, `helpers = false`, `helpers(name = "user_cache", vis = pub)` | generate (or not) `{fn}_key`, `{fn}_invalidate`, `{fn}_prime` and `{fn}_invalidate_all` next to the function; `name` replaces `{fn}`, `vis` their visibility | on for functions without `self`, off for methods (a trait impl cannot take them); visibility of the fn, at most `pub(crate)` |
