@@ -29,6 +29,8 @@ pub struct Args {
     pub lease: Option<Ttl>,
     /// `codec = redis_memo::Codec::MessagePack`.
     pub codec: Option<Expr>,
+    /// `ttl_jitter = 0.1`: stored TTLs spread over `ttl·(1 ± 0.1)`.
+    pub ttl_jitter: Option<Expr>,
     /// `grouped` / `grouped = true`: the span of the key, when on.
     pub grouped: Option<Span>,
     /// `helpers`, `helpers = false`, `helpers(name = "...", vis = pub(crate))`.
@@ -63,7 +65,8 @@ pub enum Ttl {
 }
 
 const KNOWN: &str = "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `key`, `name`, \
-                     `version`, `lease`, `grouped`, `codec`, `helpers`, `result`, `cache_none`";
+                     `version`, `lease`, `grouped`, `codec`, `helpers`, `result`, `cache_none`, \
+                     `ttl_jitter`";
 
 impl Args {
     /// Parses the whole attribute, recording errors instead of stopping at them.
@@ -142,6 +145,24 @@ impl Args {
                 self.name = Some(name);
             }
             "skip_cache" => self.skip_cache = Some(meta.value()?.parse()?),
+            "ttl_jitter" => {
+                let expr: Expr = meta.value()?.parse()?;
+                if let Expr::Lit(ExprLit { lit, .. }) = &expr {
+                    let ok = match lit {
+                        Lit::Float(f) => f
+                            .base10_parse::<f64>()
+                            .is_ok_and(|f| (0.0..=1.0).contains(&f)),
+                        _ => false,
+                    };
+                    if !ok {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            "`ttl_jitter` is a fraction between 0.0 and 1.0, e.g. `ttl_jitter = 0.1`",
+                        ));
+                    }
+                }
+                self.ttl_jitter = Some(expr);
+            }
             "codec" => self.codec = Some(meta.value()?.parse()?),
             "cache" => self.cache = Some(meta.value()?.parse()?),
             "ignore" => meta.parse_nested_meta(|param| {

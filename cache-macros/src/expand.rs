@@ -381,6 +381,9 @@ impl Model {
             let lease = seconds(lease);
             spec.extend(quote!(.lease(#lease)));
         }
+        if let (Some(expr), SpecUse::Call | SpecUse::Prime) = (&args.ttl_jitter, usage) {
+            spec.extend(quote_spanned!(expr.span()=> .ttl_jitter(#expr)));
+        }
         if let Some(expr) = &args.version {
             spec.extend(quote_spanned!(expr.span()=> .version(#expr)));
         }

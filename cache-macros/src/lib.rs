@@ -42,6 +42,7 @@ use proc_macro::TokenStream;
 /// | `codec = Codec::MessagePack` | how values are encoded | the cache's codec, JSON by default |
 /// | `lease = 10` | cross-process stampede control: one process runs the body on a miss while others wait up to this many seconds for its value; may use the parameters, like `ttl` | off |
 /// | `result` / `result = false` | cache only `Ok` / every value, when the return type cannot tell (a type parameter) | by the type: `Result` and its aliases cache only `Ok` |
+/// | `ttl_jitter = 0.1` | spreads stored TTLs uniformly over `ttl·(1 ± 0.1)`, so entries written together do not expire together (a fraction in `0.0..=1.0`) | the cache's `CacheBuilder::ttl_jitter`, else 0 |
 /// | `cache_none = false` | an `Option<T>` return leaves `None` uncached | `None` is cached |
 /// | `helpers`, `helpers = false`, `helpers(name = "user_cache", vis = pub)` | generate (or not) `{fn}_key`, `{fn}_invalidate`, `{fn}_prime` and `{fn}_invalidate_all` next to the function; `name` replaces `{fn}`, `vis` their visibility | on for functions without `self`, off for methods (a trait impl cannot take them); visibility of the fn, at most `pub(crate)` |
 ///

@@ -57,6 +57,16 @@ impl Harness {
         }
     }
 
+    /// A harness around a cache a test built itself (with options of its
+    /// own), on `redis` (a server of the test's own), or in memory.
+    pub fn new(cache: Cache, redis: Option<TestRedis>) -> Harness {
+        Harness {
+            cache,
+            redis,
+            id: next_id().to_string(),
+        }
+    }
+
     /// The in-memory backend.
     pub fn memory() -> Harness {
         Harness {

@@ -9,7 +9,7 @@ use crate::Error;
 use crate::codec::{Codec, Format};
 use crate::flight::Flights;
 use crate::health::{BreakerConfig, Health};
-use crate::store::{Backend, MemoryStore, RedisStore};
+use crate::store::{Backend, Jitter, MemoryStore, RedisStore};
 
 /// Default bound on connecting to Redis.
 ///
@@ -43,6 +43,7 @@ struct Options {
     max_value_bytes: Option<usize>,
     format: Format,
     memory_capacity: u64,
+    ttl_jitter: Jitter,
 }
 
 impl Default for Options {
@@ -52,6 +53,7 @@ impl Default for Options {
             max_value_bytes: Some(DEFAULT_MAX_VALUE_BYTES),
             format: Format::default(),
             memory_capacity: DEFAULT_MEMORY_CAPACITY,
+            ttl_jitter: Jitter::default(),
         }
     }
 }
@@ -159,6 +161,22 @@ impl CacheBuilder {
         assemble(Backend::Memory(store), self.options)
     }
 
+    /// Spreads the TTL every value is stored with uniformly over
+    /// `[ttl·(1−fraction), ttl·(1+fraction)]`, so that entries written
+    /// together (a deploy, a traffic spike) do not all expire together.
+    /// `fraction` is clamped to `0.0..=1.0`; a function's
+    /// `#[cached(ttl_jitter = ...)]` or a `Policy::ttl_jitter` overrides it.
+    /// Default: 0 (every value lives exactly its TTL).
+    ///
+    /// ```
+    /// let cache = redis_memo::Cache::builder().ttl_jitter(0.1).build_in_memory();
+    /// # let _ = cache;
+    /// ```
+    pub fn ttl_jitter(mut self, fraction: f64) -> Self {
+        self.options.ttl_jitter = Jitter::new(fraction);
+        self
+    }
+
     /// Values whose encoding is larger than this are returned but not stored
     /// (with a warning). `None` stores any size. Default:
     /// [`DEFAULT_MAX_VALUE_BYTES`].
@@ -258,6 +276,7 @@ fn assemble(store: Backend, options: Options) -> Cache {
             health: Health::new(options.breaker),
             format: options.format,
             max_value_bytes: options.max_value_bytes,
+            ttl_jitter: options.ttl_jitter,
         }),
     }
 }

@@ -18,7 +18,7 @@ pub use default::{clear_default_cache, default_cache, set_default_cache};
 use crate::codec::Format;
 use crate::flight::Flights;
 use crate::health::{Health, Stats};
-use crate::store::{Backend, KeyTtl, Store};
+use crate::store::{Backend, Jitter, KeyTtl, Store};
 use crate::{Error, log};
 
 /// A handle to one cache: Redis, or the embedded in-memory store.
@@ -58,6 +58,7 @@ struct Inner {
     health: Health,
     format: Format,
     max_value_bytes: Option<usize>,
+    ttl_jitter: Jitter,
 }
 
 impl std::fmt::Debug for Cache {
@@ -332,5 +333,10 @@ impl Cache {
 
     pub(crate) fn max_value_bytes(&self) -> Option<usize> {
         self.inner.max_value_bytes
+    }
+
+    /// How stored TTLs are spread unless a function says otherwise.
+    pub(crate) fn ttl_jitter(&self) -> Jitter {
+        self.inner.ttl_jitter
     }
 }

@@ -180,7 +180,7 @@ impl Cache {
                 limit,
             });
         }
-        let written = self.store().set(key, bytes, policy.ttl_duration()).await;
+        let written = self.store().set(key, bytes, policy.stored_ttl(self)).await;
         let counter = match written {
             Ok(()) => Counter::Stores,
             Err(_) => Counter::WriteErrors,

@@ -27,7 +27,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tracing::{Instrument, Span};
 
 use super::refresh::take_refresh;
-use super::spec::{Policy, Spec, Target};
+use super::spec::{Jitter, Policy, Spec, Target};
 use crate::codec::Format;
 use crate::flight::{Leader, Outcome as FlightOutcome, Role};
 use crate::health::{CallStart, Counter, Family, Outcome, Warning, warn_limited};
@@ -48,6 +48,8 @@ pub struct Call {
     bypass: Outcome,
     family: CallFamily,
     ttl: Option<Duration>,
+    /// `None`: the cache's `ttl_jitter`.
+    jitter: Option<Jitter>,
     lease: Option<Duration>,
     refresh: bool,
     format: Format,
@@ -142,6 +144,7 @@ impl Call {
             target: None,
             family,
             ttl: policy.ttl_duration(),
+            jitter: policy.jitter(),
             lease: policy.lease_duration(),
             refresh: take_refresh(),
             format,
@@ -382,7 +385,9 @@ impl Call {
             );
             return;
         }
-        let written = cache.store().set(key, bytes, self.ttl).await;
+        let jitter = self.jitter.unwrap_or(cache.ttl_jitter());
+        let ttl = self.ttl.map(|ttl| jitter.apply(ttl));
+        let written = cache.store().set(key, bytes, ttl).await;
         match cache.health().record(written) {
             Ok(()) => cache.health().count(&self.family(), Counter::Stores, 1),
             Err(err) => {

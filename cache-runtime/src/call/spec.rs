@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::Cache;
 use crate::codec::{Codec, Format};
 use crate::key::{FnName, KeyBuilder, KeyError, generation_key};
+pub(crate) use crate::store::Jitter;
 
 /// The default `ttl` of `#[cached]` functions and of [`Policy::default`]: 300 seconds.
 ///
@@ -89,6 +90,8 @@ pub struct Policy {
     ttl: Ttl,
     lease: Option<Duration>,
     codec: Option<Codec>,
+    /// `None`: the cache's `ttl_jitter`.
+    jitter: Option<Jitter>,
 }
 
 impl Default for Policy {
@@ -110,6 +113,7 @@ impl Policy {
             ttl: ttl.into(),
             lease: None,
             codec: None,
+            jitter: None,
         }
     }
 
@@ -138,8 +142,33 @@ impl Policy {
         self
     }
 
+    /// Spreads the stored TTLs uniformly over `[ttl·(1−fraction),
+    /// ttl·(1+fraction)]`, so that entries written together do not expire
+    /// together; instead of the cache's
+    /// [`ttl_jitter`](crate::CacheBuilder::ttl_jitter). `fraction` is clamped
+    /// to `0.0..=1.0` (a NaN is `0.0`).
+    ///
+    /// ```
+    /// let policy = redis_memo::Policy::ttl(300).ttl_jitter(0.1); // 270 s to 330 s
+    /// # let _ = policy;
+    /// ```
+    pub fn ttl_jitter(mut self, fraction: f64) -> Policy {
+        self.jitter = Some(Jitter::new(fraction));
+        self
+    }
+
     pub(crate) fn ttl_duration(&self) -> Option<Duration> {
         self.ttl.duration()
+    }
+
+    /// The TTL to store a value with now, in `cache`: the TTL, jittered.
+    pub(crate) fn stored_ttl(&self, cache: &Cache) -> Option<Duration> {
+        let jitter = self.jitter.unwrap_or(cache.ttl_jitter());
+        self.ttl.duration().map(|ttl| jitter.apply(ttl))
+    }
+
+    pub(crate) fn jitter(&self) -> Option<Jitter> {
+        self.jitter
     }
 
     pub(crate) fn lease_duration(&self) -> Option<Duration> {
@@ -198,6 +227,7 @@ impl<'a> Spec<'a> {
                 ttl: Ttl::from_duration(DEFAULT_TTL),
                 lease: None,
                 codec: None,
+                jitter: None,
             },
         }
     }
@@ -211,6 +241,12 @@ impl<'a> Spec<'a> {
     /// `lease = ...`.
     pub const fn lease(mut self, lease: Ttl) -> Self {
         self.policy.lease = lease.duration();
+        self
+    }
+
+    /// `ttl_jitter = ...`.
+    pub fn ttl_jitter(mut self, fraction: f64) -> Self {
+        self.policy.jitter = Some(Jitter::new(fraction));
         self
     }
 
