@@ -72,6 +72,17 @@ pub enum Error {
         limit: usize,
     },
 
+    /// The server at the URL is not a standalone primary, so the constructor
+    /// used cannot cache there: a Redis Cluster node, a Sentinel or a
+    /// read-only replica. The message names the constructor to use.
+    #[error("the server at this URL is {found}: {advice}")]
+    WrongServer {
+        /// What the server said it is.
+        found: &'static str,
+        /// What to do instead.
+        advice: &'static str,
+    },
+
     /// [`Cache::invalidate_prefix`](crate::Cache::invalidate_prefix) was given an
     /// empty prefix, which would delete every key of the database, including keys
     /// that redis-memo never wrote.
@@ -92,6 +103,45 @@ impl Error {
         } else {
             Error::Redis(err)
         }
+    }
+}
+
+impl Error {
+    /// What to do about an error that means the cache is misconfigured rather
+    /// than briefly unavailable: a reply that will come back on every call
+    /// until someone changes the configuration. `None` for other errors.
+    pub(crate) fn misconfiguration(&self) -> Option<&'static str> {
+        use redis::{ErrorKind, ServerErrorKind};
+        let (Error::Redis(err) | Error::Connection(err)) = self else {
+            return None;
+        };
+        Some(match err.kind() {
+            ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
+            | ErrorKind::Server(ServerErrorKind::CrossSlot) => {
+                "the server is a Redis Cluster node: connect with Cache::connect_cluster"
+            }
+            ErrorKind::Server(ServerErrorKind::ReadOnly) => {
+                "the server is a read-only replica: connect to the primary"
+            }
+            ErrorKind::Server(ServerErrorKind::NoPerm) => {
+                "the Redis user lacks a permission: grant it +@read +@write +@keyspace on the \
+                 keys under each key_prefix (~prefix*)"
+            }
+            ErrorKind::AuthenticationFailed => {
+                "authentication failed: check the user and password of the URL"
+            }
+            _ if err.code() == Some("NOAUTH") || err.code() == Some("WRONGPASS") => {
+                "authentication failed: check the user and password of the URL"
+            }
+            _ if err
+                .detail()
+                .is_some_and(|d| d.starts_with("unknown command")) =>
+            {
+                "the server does not know a command redis-memo needs: is it a Sentinel, or a \
+                 proxy that filters commands?"
+            }
+            _ => return None,
+        })
     }
 }
 

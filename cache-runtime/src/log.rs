@@ -17,4 +17,8 @@ macro_rules! debug {
     ($($arg:tt)+) => { ::tracing::debug!(target: $crate::log::TARGET, $($arg)+) };
 }
 
-pub(crate) use {debug, info, warning};
+macro_rules! error {
+    ($($arg:tt)+) => { ::tracing::error!(target: $crate::log::TARGET, $($arg)+) };
+}
+
+pub(crate) use {debug, error, info, warning};

@@ -186,7 +186,10 @@ impl CacheBuilder {
     }
 
     /// Connects to Redis, failing fast ([`Error::Connection`], [`Error::Timeout`])
-    /// when it cannot be reached within the connect timeout.
+    /// when it cannot be reached within the connect timeout, and with
+    /// [`Error::WrongServer`] when the server says (`ROLE`, `INFO cluster`) it
+    /// is a Redis Cluster node, a Sentinel or a read-only replica, which a
+    /// standalone cache cannot use.
     pub async fn build(self) -> Result<Cache, Error> {
         let client = open_client(self.url_or_default())?;
         let conn = match tokio::time::timeout(
@@ -200,12 +203,16 @@ impl CacheBuilder {
             Ok(Err(err)) => return Err(Error::Connection(err)),
             Err(_) => return Err(Error::Timeout(self.connect_timeout)),
         };
-        Ok(self.finish(conn))
+        let cache = self.finish(conn);
+        check_server(&cache).await?;
+        Ok(cache)
     }
 
     /// Returns at once, without waiting for Redis: the connection is made in
     /// the background, and calls run uncached until Redis answers, so an
-    /// application can start while Redis is down. Fails only on an invalid URL.
+    /// application can start while Redis is down. Fails only on an invalid URL;
+    /// once Redis answers, a server of the wrong kind (see [`build`](Self::build))
+    /// is reported by one error log.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
@@ -221,7 +228,9 @@ impl CacheBuilder {
                 reason: err.to_string(),
             },
         )?;
-        Ok(self.finish(conn))
+        let cache = self.finish(conn);
+        tokio::spawn(check_when_reachable(cache.clone()));
+        Ok(cache)
     }
 
     fn url_or_default(&self) -> &str {
@@ -242,6 +251,38 @@ impl CacheBuilder {
     fn finish(self, conn: ConnectionManager) -> Cache {
         let store = RedisStore::new(conn, self.response_timeout);
         assemble(Backend::Redis(store), self.options)
+    }
+}
+
+/// Refuses a server that is not a standalone primary (`connect`): a cluster
+/// node, a Sentinel or a replica would accept the connection and then fail
+/// or mislead every call.
+async fn check_server(cache: &Cache) -> Result<(), Error> {
+    let Some(store) = cache.store().redis() else {
+        return Ok(());
+    };
+    match store.server_kind().await?.refusal() {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// `connect_lazy`'s form of [`check_server`]: once Redis answers, one loud
+/// error log if it is the wrong kind of server.
+async fn check_when_reachable(cache: Cache) {
+    let Some(store) = cache.store().redis() else {
+        return;
+    };
+    for _ in 0..600 {
+        match store.server_kind().await {
+            Ok(kind) => {
+                if let Some(err) = kind.refusal() {
+                    crate::log::error!(error = %err, "redis-memo: this cache cannot cache here");
+                }
+                return;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
     }
 }
 

@@ -181,9 +181,14 @@ impl Cache {
             });
         }
         let written = self.store().set(key, bytes, policy.stored_ttl(self)).await;
-        let counter = match written {
+        let counter = match &written {
             Ok(()) => Counter::Stores,
-            Err(_) => Counter::WriteErrors,
+            Err(err) => {
+                if err.misconfiguration().is_some() {
+                    self.health().count(family, Counter::Misconfigured, 1);
+                }
+                Counter::WriteErrors
+            }
         };
         self.health().count(family, counter, 1);
         written

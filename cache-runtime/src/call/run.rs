@@ -228,6 +228,20 @@ impl Call {
     /// Warns, rate-limited, about a cache operation that failed.
     fn failed(&self, kind: Warning, err: &Error) {
         let Some(cache) = &self.cache else { return };
+        if let Some(advice) = err.misconfiguration() {
+            cache
+                .health()
+                .count(&self.family(), Counter::Misconfigured, 1);
+            let _span = self.span.enter();
+            warn_limited!(
+                cache.health().warnings(),
+                Warning::Misconfigured,
+                function = %self.family(),
+                error = %err,
+                "redis-memo: the cache is misconfigured and caches nothing: {advice}"
+            );
+            return;
+        }
         let what = match kind {
             Warning::WriteFailed => "cache write failed; the value is returned but not cached",
             _ => "cache read failed; running the function uncached",

@@ -77,9 +77,10 @@ pub(crate) enum Counter {
     Stores,
     WriteErrors,
     Invalidations,
+    Misconfigured,
 }
 
-const COUNTERS: usize = Counter::Invalidations as usize + 1;
+const COUNTERS: usize = Counter::Misconfigured as usize + 1;
 
 /// Who counters belong to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -179,6 +180,13 @@ pub struct Stats {
     /// `invalidate_all_keys`, `delete`, `{fn}_invalidate`) plus one per
     /// `invalidate_group`.
     pub invalidations: u64,
+    /// Failed reads and writes (counted in `errors` and `write_errors` too)
+    /// whose reply means the cache is misconfigured, not briefly unavailable:
+    /// a cluster node reached as a standalone server (`MOVED`, `CROSSSLOT`),
+    /// a read-only replica, an ACL user without a permission, a failed
+    /// authentication, an unknown command (a Sentinel). Each is also logged,
+    /// rate-limited, with what to do. Not zero means nothing is being cached.
+    pub misconfigured: u64,
     /// How many times the circuit breaker opened.
     pub breaker_trips: u64,
     /// Whether the circuit breaker is open now.
@@ -249,6 +257,8 @@ pub struct FunctionStats {
     pub write_errors: u64,
     /// See [`Stats::invalidations`].
     pub invalidations: u64,
+    /// See [`Stats::misconfigured`].
+    pub misconfigured: u64,
 }
 
 impl FunctionStats {
@@ -279,6 +289,7 @@ impl FunctionStats {
             stores,
             write_errors,
             invalidations,
+            misconfigured,
         ] = counts;
         FunctionStats {
             name,
@@ -292,6 +303,7 @@ impl FunctionStats {
             stores,
             write_errors,
             invalidations,
+            misconfigured,
         }
     }
 }
@@ -399,6 +411,7 @@ pub(crate) fn totals(functions: &[FunctionStats]) -> Stats {
         stats.stores += f.stores;
         stats.write_errors += f.write_errors;
         stats.invalidations += f.invalidations;
+        stats.misconfigured += f.misconfigured;
     }
     stats
 }

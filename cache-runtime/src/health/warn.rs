@@ -20,9 +20,11 @@ pub(crate) enum Warning {
     Key,
     /// A lease could not be taken or was not followed by a value in time.
     Lease,
+    /// A reply that means misconfiguration (MOVED, READONLY, NOPERM, ...).
+    Misconfigured,
 }
 
-const KINDS: usize = Warning::Lease as usize + 1;
+const KINDS: usize = Warning::Misconfigured as usize + 1;
 
 impl Warning {
     fn index(self) -> usize {

@@ -59,6 +59,73 @@ impl RedisStore {
     }
 }
 
+/// What a server says it is (`ROLE`, `INFO cluster`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerKind {
+    /// A standalone primary: what a standalone cache needs.
+    Primary,
+    Replica,
+    Sentinel,
+    ClusterNode,
+    /// The server would not say (an ACL user without `+role` or `+info`).
+    Unknown,
+}
+
+impl RedisStore {
+    /// Asks the server what it is. `Err` when it cannot be asked now (not
+    /// reachable); `Ok(Unknown)` when it refuses to tell.
+    pub(crate) async fn server_kind(&self) -> Result<ServerKind, Error> {
+        let role = match self.query::<Vec<redis::Value>>(&redis::cmd("ROLE")).await {
+            Ok(reply) => match reply.first() {
+                Some(redis::Value::BulkString(role)) => role.clone(),
+                Some(redis::Value::SimpleString(role)) => role.clone().into_bytes(),
+                _ => return Ok(ServerKind::Unknown),
+            },
+            Err(err @ (Error::Connection(_) | Error::Timeout(_))) => return Err(err),
+            Err(_) => return Ok(ServerKind::Unknown),
+        };
+        Ok(match role.as_slice() {
+            b"slave" | b"replica" => ServerKind::Replica,
+            b"sentinel" => ServerKind::Sentinel,
+            b"master" => match self
+                .query::<String>(redis::cmd("INFO").arg("cluster"))
+                .await
+            {
+                Ok(info) if info.contains("cluster_enabled:1") => ServerKind::ClusterNode,
+                Ok(_) => ServerKind::Primary,
+                Err(err @ (Error::Connection(_) | Error::Timeout(_))) => return Err(err),
+                Err(_) => ServerKind::Unknown,
+            },
+            _ => ServerKind::Unknown,
+        })
+    }
+}
+
+impl ServerKind {
+    /// The error a standalone constructor gives for this kind of server.
+    pub(crate) fn refusal(self) -> Option<Error> {
+        let (found, advice) = match self {
+            ServerKind::Primary | ServerKind::Unknown => return None,
+            ServerKind::Replica => (
+                "a read-only replica",
+                "every write would fail; connect to the primary (with Sentinel, the one \
+                 `SENTINEL get-master-addr-by-name` names)",
+            ),
+            ServerKind::Sentinel => (
+                "a Sentinel",
+                "it stores nothing; connect to the primary it monitors (`SENTINEL \
+                 get-master-addr-by-name <service>`)",
+            ),
+            ServerKind::ClusterNode => (
+                "a Redis Cluster node",
+                "keys of other nodes would all fail with MOVED; connect with \
+                 Cache::connect_cluster (or CacheBuilder::cluster_nodes)",
+            ),
+        };
+        Some(Error::WrongServer { found, advice })
+    }
+}
+
 impl Store for RedisStore {
     /// The hit path: one `GET`, its command built in buffers of the right size.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
