@@ -33,12 +33,28 @@ pub enum Error {
     },
 
     /// Redis could not be reached, or refused the connection (authentication, TLS, ...).
-    #[error("cannot connect to Redis: {0} (is redis-server running, and is the URL right?)")]
+    #[error(
+        "cannot connect to Redis: {0} (is redis-server running, and is the URL right? a port \
+         that serves TLS needs a rediss:// URL)"
+    )]
     Connection(#[source] redis::RedisError),
 
     /// Redis did not answer within the configured timeout.
-    #[error("Redis did not answer within {0:?}; it may be overloaded or paused")]
+    #[error(
+        "Redis did not answer within {0:?}: it may be overloaded or paused, or, when connecting, \
+         the address may be wrong or serve TLS (a TLS port needs a rediss:// URL)"
+    )]
     Timeout(Duration),
+
+    /// The TLS handshake with Redis failed; the message says why and what to do.
+    #[error("TLS with Redis failed: {advice} ({source})")]
+    Tls {
+        /// What to do about it.
+        advice: &'static str,
+        /// The failure as redis-rs reported it.
+        #[source]
+        source: redis::RedisError,
+    },
 
     /// Redis answered a command with an error (wrong type, read-only replica, out of memory, ...).
     #[error("Redis command failed: {0}")]
@@ -94,6 +110,45 @@ pub enum Error {
 }
 
 impl Error {
+    /// A failed connection attempt: a TLS failure says which case it is.
+    pub(crate) fn from_connect(err: redis::RedisError) -> Self {
+        let text = format!("{err:?} {err}").to_lowercase();
+        let advice = if text.contains("unknownissuer") || text.contains("unknown issuer") {
+            Some(
+                "the server's certificate is not signed by a trusted authority: pass its CA with \
+                 CacheBuilder::tls_ca_certificate",
+            )
+        } else if text.contains("certificaterequired")
+            || text.contains("certificate required")
+            || text.contains("handshakefailure")
+        {
+            Some(
+                "the server requires a client certificate: pass one with \
+                 CacheBuilder::tls_client_certificate",
+            )
+        } else if text.contains("corrupt message")
+            || text.contains("invalidcontenttype")
+            || text.contains("invalid content type")
+            || text.contains("peer is incompatible")
+        {
+            Some(
+                "the server does not speak TLS on this port: use a redis:// URL, or the \
+                 server's TLS port",
+            )
+        } else if text.contains("notvalidforname") || text.contains("not valid for name") {
+            Some("the server's certificate is not valid for this host name")
+        } else {
+            None
+        };
+        match advice {
+            Some(advice) => Error::Tls {
+                advice,
+                source: err,
+            },
+            None => Error::Connection(err),
+        }
+    }
+
     /// Maps a redis-rs error to the variant a user would match on.
     pub(crate) fn from_redis(err: redis::RedisError, timeout: Duration) -> Self {
         if err.is_timeout() {

@@ -80,6 +80,7 @@ impl Default for Options {
 #[must_use = "a builder does nothing until .build().await"]
 pub struct CacheBuilder {
     url: Option<String>,
+    tls: TlsFiles,
     connect_timeout: Duration,
     response_timeout: Duration,
     options: Options,
@@ -89,6 +90,7 @@ impl Default for CacheBuilder {
     fn default() -> Self {
         CacheBuilder {
             url: None,
+            tls: TlsFiles::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             options: Options::default(),
@@ -100,6 +102,51 @@ impl CacheBuilder {
     /// The Redis URL. Without one, `build` uses `redis://127.0.0.1:6379`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
+        self
+    }
+
+    /// Trusts the certificate authority in `pem` (PEM text) for `rediss://`
+    /// connections, instead of the public roots: for a server whose
+    /// certificate a private CA signed.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("/etc/redis/ca.pem")?;
+    /// let cache = redis_memo::Cache::builder()
+    ///     .url("rediss://cache.internal:6380")
+    ///     .tls_ca_certificate(ca)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.ca = Some(pem.into());
+        self
+    }
+
+    /// Shows this client certificate and key (PEM text) to servers that
+    /// require one (mutual TLS, `tls-auth-clients yes`).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cache = redis_memo::Cache::builder()
+    ///     .url("rediss://cache.internal:6380")
+    ///     .tls_ca_certificate(std::fs::read("ca.pem")?)
+    ///     .tls_client_certificate(std::fs::read("client.pem")?, std::fs::read("client.key")?)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_client_certificate(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client = Some((cert_pem.into(), key_pem.into()));
         self
     }
 
@@ -191,7 +238,7 @@ impl CacheBuilder {
     /// is a Redis Cluster node, a Sentinel or a read-only replica, which a
     /// standalone cache cannot use.
     pub async fn build(self) -> Result<Cache, Error> {
-        let client = open_client(self.url_or_default())?;
+        let client = open_client(self.url_or_default(), &self.tls)?;
         let conn = match tokio::time::timeout(
             self.connect_timeout,
             ConnectionManager::new_with_config(client, self.manager_config()),
@@ -200,7 +247,7 @@ impl CacheBuilder {
         {
             Ok(Ok(conn)) => conn,
             Ok(Err(err)) if err.is_timeout() => return Err(Error::Timeout(self.connect_timeout)),
-            Ok(Err(err)) => return Err(Error::Connection(err)),
+            Ok(Err(err)) => return Err(Error::from_connect(err)),
             Err(_) => return Err(Error::Timeout(self.connect_timeout)),
         };
         let cache = self.finish(conn);
@@ -222,7 +269,7 @@ impl CacheBuilder {
     /// # Ok(()) }
     /// ```
     pub async fn build_lazy(self) -> Result<Cache, Error> {
-        let client = open_client(self.url_or_default())?;
+        let client = open_client(self.url_or_default(), &self.tls)?;
         let conn = ConnectionManager::new_lazy_with_config(client, self.manager_config()).map_err(
             |err| Error::InvalidUrl {
                 reason: err.to_string(),
@@ -286,25 +333,84 @@ async fn check_when_reachable(cache: Cache) {
     }
 }
 
-fn open_client(url: &str) -> Result<redis::Client, Error> {
+/// Certificates for `rediss://`, beyond the public roots.
+#[derive(Debug, Clone, Default)]
+struct TlsFiles {
+    /// A CA to trust (PEM).
+    ca: Option<Vec<u8>>,
+    /// A client certificate and key (PEM) for mutual TLS.
+    client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+fn open_client(url: &str, tls: &TlsFiles) -> Result<redis::Client, Error> {
+    let invalid = |reason: &str| Error::InvalidUrl {
+        reason: reason.into(),
+    };
     let scheme = url.split_once("://").map(|(scheme, _)| scheme);
-    match scheme {
-        Some("redis" | "redis+unix" | "unix") => {}
-        Some("rediss") if cfg!(feature = "tls") => {}
-        Some("rediss") => {
-            return Err(Error::InvalidUrl {
-                reason: "rediss:// needs the `tls` feature of redis-memo".into(),
-            });
-        }
+    let secure = match scheme {
+        Some("redis" | "redis+unix" | "unix") => false,
+        Some("rediss") if cfg!(feature = "tls") => true,
+        Some("rediss") => return Err(invalid("rediss:// needs the `tls` feature of redis-memo")),
         _ => {
-            return Err(Error::InvalidUrl {
-                reason: "the URL must start with redis://, rediss:// or unix://".into(),
-            });
+            return Err(invalid(
+                "the URL must start with redis://, rediss:// or unix://",
+            ));
         }
+    };
+    // `redis://app@host`: a user without a password would silently
+    // authenticate as nobody (Redis then treats the connection as `default`).
+    let authority = url.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or("")
+    });
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && !userinfo.is_empty()
+        && !userinfo.contains(':')
+    {
+        return Err(invalid(
+            "the URL names a user but no password; write redis://user:password@host (Redis \
+             would otherwise use the `default` user)",
+        ));
     }
-    redis::Client::open(url).map_err(|err| Error::InvalidUrl {
+    if url.ends_with("#insecure") && !cfg!(feature = "tls-insecure") {
+        return Err(invalid(
+            "`#insecure` (no certificate check) needs the `tls-insecure` feature of redis-memo; \
+             to trust a private CA instead, use CacheBuilder::tls_ca_certificate",
+        ));
+    }
+    if (tls.ca.is_some() || tls.client.is_some()) && !secure {
+        return Err(invalid(
+            "TLS certificates were given but the URL is not rediss://",
+        ));
+    }
+    let opened = if secure && (tls.ca.is_some() || tls.client.is_some()) {
+        with_certificates(url, tls)
+    } else {
+        redis::Client::open(url)
+    };
+    opened.map_err(|err| Error::InvalidUrl {
         reason: err.to_string(),
     })
+}
+
+#[cfg(feature = "tls")]
+fn with_certificates(url: &str, tls: &TlsFiles) -> redis::RedisResult<redis::Client> {
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls: tls.client.clone().map(|(client_cert, client_key)| {
+                redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }
+            }),
+            root_cert: tls.ca.clone(),
+        },
+    )
+}
+
+#[cfg(not(feature = "tls"))]
+fn with_certificates(url: &str, _: &TlsFiles) -> redis::RedisResult<redis::Client> {
+    redis::Client::open(url)
 }
 
 /// A cache on `store` with `options`.
@@ -345,7 +451,13 @@ mod tests {
 
     #[tokio::test]
     async fn bad_urls_are_typed_errors() {
-        for url in ["", "not a url", "http://localhost", "redis://host:notaport"] {
+        for url in [
+            "",
+            "not a url",
+            "http://localhost",
+            "redis://host:notaport",
+            "redis://app@127.0.0.1:6379",
+        ] {
             match Cache::connect(url).await {
                 Err(Error::InvalidUrl { .. }) => {}
                 other => panic!("{url:?}: expected InvalidUrl, got {other:?}"),
