@@ -305,3 +305,21 @@ async fn a_lease_policy_runs_the_closure_once_across_two_caches() {
     assert_eq!(runs.load(SeqCst), 1, "one run across both caches");
     assert_eq!((a.stats().misses, b.stats().shared), (1, 1));
 }
+
+#[cfg(feature = "msgpack")]
+#[tokio::test]
+async fn a_policy_codec_stores_that_encoding_and_reads_it_back() {
+    let h = Harness::redis().await;
+    let key = format!("{}1", h.prefix("packed"));
+    let policy = Policy::ttl(60).codec(redis_memo::Codec::MessagePack);
+    let runs = AtomicUsize::new(0);
+    let load = || async {
+        runs.fetch_add(1, SeqCst);
+        user(1)
+    };
+    assert_eq!(h.cache.get_or_set(&key, policy, load).await, user(1));
+    assert_eq!(h.cache.get_or_set(&key, policy, load).await, user(1));
+    assert_eq!(runs.load(SeqCst), 1, "read back with the same codec");
+    let raw = h.raw_get(&key).await.unwrap();
+    assert_eq!(&raw[..3], b"\x00m-", "framed MessagePack, not JSON");
+}
