@@ -1,8 +1,8 @@
 //! `cargo run --example invalidation`
 //!
 //! Every way to drop or replace cached data: by prefix, one call at a time
-//! (`{fn}_key`, `{fn}_invalidate`, `{fn}_prime`, `redis_memo::refresh`), by
-//! version, and by group. Uses Redis when `REDIS_URL` is set, memory otherwise.
+//! (`{fn}_key`, `{fn}_invalidate`, `{fn}_prime`, `redis_memo::refresh`), one
+//! function (`{fn}_invalidate_all`), by version, and by group. Uses Redis when `REDIS_URL` is set, memory otherwise.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -57,6 +57,10 @@ async fn main() -> Result<(), redis_memo::Error> {
         "refresh(price(ink)) = {}",
         refresh(price(&cache, "ink")).await
     );
+
+    // One function: every entry of `price`, nothing of another function.
+    let dropped = price_invalidate_all(&cache).await?;
+    println!("price_invalidate_all dropped {dropped} entries");
 
     // By prefix: SCAN + UNLINK of every key starting with the literal prefix.
     let deleted = cache.invalidate_prefix("prices:").await?;

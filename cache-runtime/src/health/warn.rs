@@ -14,7 +14,7 @@ pub(crate) enum Warning {
     WriteFailed,
     /// A stored value did not decode.
     Corrupt,
-    /// A value could not be encoded, or is larger than `max_value_bytes`.
+    /// A value larger than `max_value_bytes` was not stored.
     NotStored,
     /// The arguments could not be encoded into a key.
     Key,
