@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::Error;
 
 pub(crate) use memory::MemoryStore;
-pub(crate) use redis::RedisStore;
+pub(crate) use redis::{Connection, RedisStore};
 
 /// How long a stored key has left.
 ///
@@ -79,6 +79,7 @@ pub(crate) enum Backend {
 impl Backend {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
+            Backend::Redis(store) if store.is_cluster() => "redis-cluster",
             Backend::Redis(_) => "redis",
             Backend::Memory(_) => "in-memory",
         }
