@@ -9,7 +9,7 @@ use redis_memo_test_support as support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis_memo::{Cache, KeyTtl, cached};
 use support::TestCluster;
@@ -303,4 +303,109 @@ async fn a_lease_across_two_caches_runs_the_body_once() {
         .await
         .unwrap();
     assert!(!lease_left, "the holder released its lease");
+}
+#[cached(ttl = 300, key_prefix = "cl:load:", cache = cache, ignore(runs))]
+async fn under_load(cache: &Cache, runs: &AtomicUsize, id: u64) -> Result<u64, String> {
+    runs.fetch_add(1, SeqCst);
+    Ok(id * 3 + 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_primary_costs_no_call_and_caching_resumes_after_promotion() {
+    let mut cluster = TestCluster::start();
+    let cache = cluster_cache(&cluster).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    for id in 0..64 {
+        assert_eq!(under_load(&cache, &runs, id).await, Ok(id * 3 + 1));
+    }
+    cluster.wait_replicated().await;
+
+    // The primary holding the most of the entries goes down under load.
+    let by_primary = cluster.keys_by_primary("cl:load:*").await;
+    assert_spread(&by_primary, "entries under load");
+    let (&victim, _) = by_primary
+        .iter()
+        .max_by_key(|(_, keys)| keys.len())
+        .unwrap();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let wrong = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for task in 0..64u64 {
+        let (cache, runs, stop) = (cache.clone(), runs.clone(), stop.clone());
+        let (failed, wrong, calls) = (failed.clone(), wrong.clone(), calls.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut id = task;
+            while !stop.load(SeqCst) {
+                match under_load(&cache, &runs, id).await {
+                    Ok(value) if value == id * 3 + 1 => {}
+                    Ok(_) => {
+                        wrong.fetch_add(1, SeqCst);
+                    }
+                    Err(_) => {
+                        failed.fetch_add(1, SeqCst);
+                    }
+                }
+                calls.fetch_add(1, SeqCst);
+                id = (id + 1) % 64;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }));
+    }
+    until("the load is running", async || calls.load(SeqCst) > 2000).await;
+    tokio::task::block_in_place(|| cluster.kill(victim));
+    let promoted = tokio::task::block_in_place(|| cluster.wait_until_promoted(victim));
+    assert_ne!(promoted.port, victim);
+
+    // Caching resumes: a call whose key lives on the promoted primary is
+    // stored, and the next call for it is a hit.
+    let mut fresh = 1_000u64;
+    let key = loop {
+        let key = under_load_key(&cache, fresh).await.unwrap();
+        if tokio::task::block_in_place(|| cluster.primary_for_key(&key)).port == promoted.port {
+            break key;
+        }
+        fresh += 1;
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // A miss (the entry deleted first), then a hit: the body of this
+        // call runs once, and the cache stored its value.
+        cache.delete(&[&key]).await.ok();
+        let fresh_runs = AtomicUsize::new(0);
+        let stores = cache.stats().stores;
+        assert_eq!(
+            under_load(&cache, &fresh_runs, fresh).await,
+            Ok(fresh * 3 + 1)
+        );
+        assert_eq!(
+            under_load(&cache, &fresh_runs, fresh).await,
+            Ok(fresh * 3 + 1)
+        );
+        if fresh_runs.load(SeqCst) == 1 && cache.stats().stores > stores {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "caching did not resume on the promoted primary {}",
+            promoted.port
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    stop.store(true, SeqCst);
+    for task in tasks {
+        task.await.expect("no load task panicked");
+    }
+    assert_eq!(failed.load(SeqCst), 0, "no call failed");
+    assert_eq!(wrong.load(SeqCst), 0, "no call returned a wrong value");
+    let mut node = cluster.node_client(promoted.port).await;
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut node)
+        .await
+        .unwrap();
+    assert_eq!(serde_json::from_slice::<u64>(&raw).unwrap(), fresh * 3 + 1);
 }

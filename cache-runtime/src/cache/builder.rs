@@ -10,7 +10,7 @@ use crate::Error;
 use crate::codec::{Codec, Format};
 use crate::flight::Flights;
 use crate::health::{BreakerConfig, Health};
-use crate::store::{Backend, Connection, MemoryStore, RedisStore};
+use crate::store::{Backend, ClusterHandle, Connection, MemoryStore, RedisStore};
 
 /// Default bound on connecting to Redis.
 ///
@@ -215,7 +215,8 @@ impl CacheBuilder {
                     Ok(Err(err)) => return Err(Error::Connection(err)),
                     Err(_) => return Err(Error::Timeout(self.connect_timeout)),
                 };
-            return Ok(self.finish(Connection::Cluster(conn)));
+            let handle = ClusterHandle::new(conn, client, self.connect_timeout);
+            return Ok(self.finish(Connection::Cluster(handle)));
         }
         let client = open_client(self.url_or_default())?;
         let conn = match tokio::time::timeout(
@@ -250,7 +251,8 @@ impl CacheBuilder {
                 .set_connection_timeout(self.connect_timeout)
                 .set_response_timeout(self.response_timeout);
             let conn = client.get_pending_async_connection_with_config(config);
-            return Ok(self.finish(Connection::Cluster(conn)));
+            let handle = ClusterHandle::new(conn, client, self.connect_timeout);
+            return Ok(self.finish(Connection::Cluster(handle)));
         }
         let client = open_client(self.url_or_default())?;
         let conn = ConnectionManager::new_lazy_with_config(client, self.manager_config()).map_err(
@@ -279,6 +281,7 @@ impl CacheBuilder {
             .retries(2)
             .min_retry_wait(50)
             .max_retry_wait(1000)
+            .max_connection_attempts(std::num::NonZeroUsize::new(3).unwrap())
             .build()
             .map_err(|err| Error::InvalidUrl {
                 reason: err.to_string(),

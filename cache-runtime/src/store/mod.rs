@@ -4,6 +4,7 @@
 //! (codecs) and which key a call uses (key building) are decided above this
 //! layer. Generated code never sees which store a [`Cache`](crate::Cache) uses.
 
+mod cluster;
 mod memory;
 mod redis;
 mod scan;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use crate::Error;
 
+pub(crate) use cluster::ClusterHandle;
 pub(crate) use memory::MemoryStore;
 pub(crate) use redis::{Connection, RedisStore};
 

@@ -1,25 +1,24 @@
 //! Redis through redis-rs: a `ConnectionManager` for a standalone server, a
 //! `cluster_async::ClusterConnection` for a Redis Cluster.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::cluster_async::ClusterConnection;
 
+use super::cluster::ClusterHandle;
 use super::{KeyFilter, KeyTtl, Store, parse_generation};
 use crate::Error;
 
 /// The connection a [`RedisStore`] talks through.
-#[derive(Clone)]
 pub(crate) enum Connection {
     /// A standalone server: one multiplexed connection that pipelines
     /// concurrent commands and reconnects by itself after a failure.
     Single(ConnectionManager),
     /// A Redis Cluster: redis-rs routes each command to the primary owning its
     /// key's slot, follows `MOVED`/`ASK` and refreshes the topology after a
-    /// failover.
-    Cluster(ClusterConnection),
+    /// failover; the handle rebuilds it when it stops answering.
+    Cluster(Arc<ClusterHandle>),
 }
 
 /// Redis, standalone or cluster: every call path goes through the same
@@ -58,13 +57,22 @@ impl RedisStore {
         let result = async {
             let value = match &self.conn {
                 Connection::Single(conn) => conn.clone().send_packed_command(cmd).await?,
-                Connection::Cluster(conn) => conn.clone().req_packed_command(cmd).await?,
+                Connection::Cluster(handle) => handle.current().req_packed_command(cmd).await?,
             };
             Ok(redis::from_redis_value(value.extract_error()?)?)
         };
-        result
+        let result = result
             .await
-            .map_err(|e: redis::RedisError| Error::from_redis(e, self.response_timeout))
+            .map_err(|e: redis::RedisError| Error::from_redis(e, self.response_timeout));
+        self.observe(&result);
+        result
+    }
+
+    /// Lets a cluster connection see how a command ended (see [`ClusterHandle`]).
+    pub(crate) fn observe<T>(&self, result: &Result<T, Error>) {
+        if let Connection::Cluster(handle) = &self.conn {
+            handle.observe(result);
+        }
     }
 
     /// Runs a pipeline in one round trip, bounded like [`query`](Self::query).
@@ -74,9 +82,11 @@ impl RedisStore {
     ) -> Result<T, Error> {
         let result = match &self.conn {
             Connection::Single(conn) => pipe.query_async(&mut conn.clone()).await,
-            Connection::Cluster(conn) => pipe.query_async(&mut conn.clone()).await,
+            Connection::Cluster(handle) => pipe.query_async(&mut handle.current()).await,
         };
-        result.map_err(|e| Error::from_redis(e, self.response_timeout))
+        let result = result.map_err(|e| Error::from_redis(e, self.response_timeout));
+        self.observe(&result);
+        result
     }
 
     /// Runs a Lua script (`EVALSHA`, loading it first when Redis does not know it).
@@ -86,9 +96,11 @@ impl RedisStore {
     ) -> Result<T, Error> {
         let result = match &self.conn {
             Connection::Single(conn) => invocation.invoke_async(&mut conn.clone()).await,
-            Connection::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
+            Connection::Cluster(handle) => invocation.invoke_async(&mut handle.current()).await,
         };
-        result.map_err(|e| Error::from_redis(e, self.response_timeout))
+        let result = result.map_err(|e| Error::from_redis(e, self.response_timeout));
+        self.observe(&result);
+        result
     }
 }
 
@@ -134,8 +146,8 @@ impl Store for RedisStore {
     async fn delete_prefix(&self, prefix: &str, filter: &KeyFilter<'_>) -> Result<u64, Error> {
         match &self.conn {
             Connection::Single(_) => super::scan::redis_delete_prefix(self, prefix, filter).await,
-            Connection::Cluster(conn) => {
-                super::scan::cluster_delete_prefix(self, conn, prefix, filter).await
+            Connection::Cluster(handle) => {
+                super::scan::cluster_delete_prefix(self, &handle.current(), prefix, filter).await
             }
         }
     }
