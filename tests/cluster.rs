@@ -408,4 +408,15 @@ async fn a_killed_primary_costs_no_call_and_caching_resumes_after_promotion() {
         .await
         .unwrap();
     assert_eq!(serde_json::from_slice::<u64>(&raw).unwrap(), fresh * 3 + 1);
+
+    // Prefix invalidation follows the new topology: the promoted primary is
+    // scanned, the dead one is not asked.
+    let stored = cluster.keys_on_primaries("cl:load:*").await.len() as u64;
+    assert!(stored > 0, "entries are stored after the failover");
+    assert_eq!(cache.invalidate_prefix("cl:load:").await.unwrap(), stored);
+    assert!(cluster.keys_on_primaries("cl:load:*").await.is_empty());
+    cache
+        .ping()
+        .await
+        .expect("every primary of the new topology answers");
 }
