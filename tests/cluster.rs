@@ -44,6 +44,26 @@ fn assert_spread(keys: &BTreeMap<u16, Vec<String>>, what: &str) {
     }
 }
 
+/// `GET` calls each primary has served so far (`INFO commandstats`), by port.
+async fn get_calls(cluster: &TestCluster) -> BTreeMap<u16, u64> {
+    let mut calls = BTreeMap::new();
+    for primary in cluster.primaries() {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut cluster.node_client(primary.port).await)
+            .await
+            .unwrap();
+        let n = info
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_get:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        calls.insert(primary.port, n);
+    }
+    calls
+}
+
 #[cached(ttl = 120, key_prefix = "cl:user:", cache = cache, ignore(runs))]
 async fn user(cache: &Cache, runs: &AtomicUsize, id: u64) -> u64 {
     runs.fetch_add(1, SeqCst);
@@ -63,11 +83,22 @@ async fn hits_are_served_by_the_primary_that_owns_the_key() {
     }
     assert_eq!(runs.load(SeqCst), 40, "one run per id");
     let hits_before = cache.stats().hits;
+    let gets_before = get_calls(&cluster).await;
     for id in 0..40 {
         assert_eq!(user(&cache, &runs, id).await, id * 7);
     }
     assert_eq!(runs.load(SeqCst), 40, "every later call is a hit");
     assert_eq!(cache.stats().hits - hits_before, 40);
+    let gets_after = get_calls(&cluster).await;
+    let per_primary: Vec<u64> = gets_after
+        .iter()
+        .map(|(port, after)| after - gets_before[port])
+        .collect();
+    assert_eq!(
+        per_primary.iter().sum::<u64>(),
+        40,
+        "one GET per hit, on the primaries: {per_primary:?}"
+    );
 
     // Where the values live: read back from each primary with a plain client.
     let by_primary = cluster.keys_by_primary("cl:user:*").await;
@@ -356,6 +387,11 @@ async fn a_killed_primary_costs_no_call_and_caching_resumes_after_promotion() {
     }
     until("the load is running", async || calls.load(SeqCst) > 2000).await;
     tokio::task::block_in_place(|| cluster.kill(victim));
+    // Until a replica takes over, the dead primary fails `ping`.
+    until("ping reports the killed primary", async || {
+        cache.ping().await.is_err()
+    })
+    .await;
     let promoted = tokio::task::block_in_place(|| cluster.wait_until_promoted(victim));
     assert_ne!(promoted.port, victim);
 

@@ -247,7 +247,7 @@ impl Cache {
     pub async fn ping(&self) -> Result<Duration, Error> {
         let start = std::time::Instant::now();
         if let Some(store) = self.inner.store.redis() {
-            store.query::<String>(&redis::cmd("PING")).await?;
+            store.ping().await?;
         }
         Ok(start.elapsed())
     }

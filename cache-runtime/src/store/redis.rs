@@ -42,6 +42,14 @@ impl RedisStore {
         matches!(self.conn, Connection::Cluster(_))
     }
 
+    /// `PING`; on a cluster, every primary of the current topology.
+    pub(crate) async fn ping(&self) -> Result<(), Error> {
+        match &self.conn {
+            Connection::Single(_) => self.query::<String>(&redis::cmd("PING")).await.map(drop),
+            Connection::Cluster(handle) => super::scan::cluster_ping(self, &handle.current()).await,
+        }
+    }
+
     pub(crate) fn response_timeout(&self) -> Duration {
         self.response_timeout
     }

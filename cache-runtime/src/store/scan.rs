@@ -139,6 +139,29 @@ pub(crate) async fn cluster_delete_prefix(
     }))
 }
 
+/// `PING` on every primary of the current topology, each through the
+/// cluster connection's own connection to it; fails when one does not answer.
+pub(crate) async fn cluster_ping(
+    store: &RedisStore,
+    conn: &ClusterConnection,
+) -> Result<(), Error> {
+    let primaries = primaries(store).await?;
+    if primaries.is_empty() {
+        return Err(Error::Redis(redis::RedisError::from((
+            redis::ErrorKind::ClusterConnectionNotFound,
+            "the cluster reports no primary",
+        ))));
+    }
+    for (host, port) in primaries {
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+        let reply = conn.clone().route_command(redis::cmd("PING"), route).await;
+        let reply = reply.map_err(|e| Error::from_redis(e, store.response_timeout()));
+        store.observe(&reply);
+        reply?.extract_error().map_err(Error::Redis)?;
+    }
+    Ok(())
+}
+
 /// The primaries serving slots, as `(host, port)`, from `CLUSTER SLOTS`.
 async fn primaries(store: &RedisStore) -> Result<Vec<(String, u16)>, Error> {
     let slots: Vec<redis::Value> = store.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
