@@ -224,7 +224,9 @@ impl Node<'_> {
             .conn
             .route_command(scan(0), RoutingInfo::SingleNode(self.route.clone()))
             .await
-            .map_err(|e| Error::from_redis(e, timeout))?;
+            .map_err(|e| Error::from_redis(e, timeout));
+        self.store.observe(&reply);
+        let reply = reply?;
         let (mut cursor, mut keys): (u64, Vec<String>) = parse(reply)?;
         let mut in_place = true;
         loop {
@@ -240,11 +242,13 @@ impl Node<'_> {
             if count == 0 {
                 return Ok(in_place);
             }
-            let mut replies = self
+            let replies = self
                 .conn
                 .route_pipeline(pipe, 0, count, self.route.clone())
                 .await
-                .map_err(|e| Error::from_redis(e, timeout))?;
+                .map_err(|e| Error::from_redis(e, timeout));
+            self.store.observe(&replies);
+            let mut replies = replies?;
             let next = (cursor != 0).then(|| replies.pop());
             for reply in replies {
                 match reply {
