@@ -26,7 +26,8 @@ pub(crate) enum Acquire {
     Busy,
 }
 
-/// Compare-and-delete: delete the lease only if it still holds our token.
+/// Compare-and-delete: delete the lease only if it still holds our token. It
+/// touches only its one key, so it runs on a cluster too.
 static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
@@ -92,16 +93,33 @@ pub(crate) async fn wait_for_value(
     while Instant::now() < deadline {
         tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         pause = (pause * 2).min(POLL_MAX);
-        // The value, and whether the lease is still held, in one round trip:
-        // the holder may have finished without a cacheable value (an `Err`),
-        // and once the lease is gone there is nothing to wait for.
-        let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(key).cmd("EXISTS").arg(lease_key(key));
-        match store.query_pipe::<(Option<Vec<u8>>, bool)>(&pipe).await {
+        // The value, and whether the lease is still held: the holder may have
+        // finished without a cacheable value (an `Err`), and once the lease
+        // is gone there is nothing to wait for.
+        match poll(store, key).await {
             Ok((Some(bytes), _)) if Some(bytes.as_slice()) != seen => return Some(bytes),
             Ok((_, false)) => return None,
             _ => {}
         }
     }
     None
+}
+
+/// The value of `key` and whether its lease is still held: one pipelined
+/// round trip on a standalone Redis; on a cluster, where the two keys may be
+/// in different slots, two commands, each sent to its key's primary.
+async fn poll(store: &RedisStore, key: &str) -> Result<(Option<Vec<u8>>, bool), Error> {
+    if store.is_cluster() {
+        let value: Option<Vec<u8>> = store.query(redis::cmd("GET").arg(key)).await?;
+        if value.is_some() {
+            return Ok((value, true));
+        }
+        let held: bool = store
+            .query(redis::cmd("EXISTS").arg(lease_key(key)))
+            .await?;
+        return Ok((None, held));
+    }
+    let mut pipe = redis::pipe();
+    pipe.cmd("GET").arg(key).cmd("EXISTS").arg(lease_key(key));
+    store.query_pipe(&pipe).await
 }

@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
 
 use super::{Cache, Inner};
 use crate::Error;
 use crate::codec::{Codec, Format};
 use crate::flight::Flights;
 use crate::health::{BreakerConfig, Health};
-use crate::store::{Backend, Jitter, MemoryStore, RedisStore};
+use crate::store::{Backend, ClusterHandle, Connection, Jitter, MemoryStore, RedisStore};
 
 /// Default bound on connecting to Redis.
 ///
@@ -81,6 +82,7 @@ impl Default for Options {
 pub struct CacheBuilder {
     url: Option<String>,
     tls: TlsFiles,
+    cluster_nodes: Option<Vec<String>>,
     connect_timeout: Duration,
     response_timeout: Duration,
     options: Options,
@@ -91,6 +93,7 @@ impl Default for CacheBuilder {
         CacheBuilder {
             url: None,
             tls: TlsFiles::default(),
+            cluster_nodes: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             options: Options::default(),
@@ -147,6 +150,32 @@ impl CacheBuilder {
         key_pem: impl Into<Vec<u8>>,
     ) -> Self {
         self.tls.client = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Seed URLs of a Redis Cluster (`redis://host:port`, or `rediss://` for
+    /// TLS; user and password as for [`url`](Self::url), the same on every
+    /// seed). One reachable seed is enough: the other nodes are discovered
+    /// from it. When set, the cache talks to the cluster and [`url`](Self::url)
+    /// is unused; an empty list is refused by `build` with
+    /// [`Error::InvalidUrl`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::builder()
+    ///     .cluster_nodes(["redis://10.0.0.1:7000", "redis://10.0.0.2:7001"])
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(cache.backend_kind(), "redis-cluster");
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster_nodes(mut self, nodes: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        self.cluster_nodes = Some(
+            nodes
+                .into_iter()
+                .map(|node| node.as_ref().trim().to_owned())
+                .collect(),
+        );
         self
     }
 
@@ -237,7 +266,26 @@ impl CacheBuilder {
     /// [`Error::WrongServer`] when the server says (`ROLE`, `INFO cluster`) it
     /// is a Redis Cluster node, a Sentinel or a read-only replica, which a
     /// standalone cache cannot use.
+    ///
+    /// On a cluster ([`cluster_nodes`](Self::cluster_nodes)) it fails the same
+    /// way when no seed answers within the connect timeout.
     pub async fn build(self) -> Result<Cache, Error> {
+        if let Some(nodes) = &self.cluster_nodes {
+            let client = self.cluster_client(nodes)?;
+            let conn =
+                match tokio::time::timeout(self.connect_timeout, client.get_async_connection())
+                    .await
+                {
+                    Ok(Ok(conn)) => conn,
+                    Ok(Err(err)) if err.is_timeout() => {
+                        return Err(Error::Timeout(self.connect_timeout));
+                    }
+                    Ok(Err(err)) => return Err(Error::from_connect(err)),
+                    Err(_) => return Err(Error::Timeout(self.connect_timeout)),
+                };
+            let handle = ClusterHandle::new(conn, client, self.connect_timeout);
+            return Ok(self.finish(Connection::Cluster(handle)));
+        }
         let client = open_client(self.url_or_default(), &self.tls)?;
         let conn = match tokio::time::timeout(
             self.connect_timeout,
@@ -250,7 +298,7 @@ impl CacheBuilder {
             Ok(Err(err)) => return Err(Error::from_connect(err)),
             Err(_) => return Err(Error::Timeout(self.connect_timeout)),
         };
-        let cache = self.finish(conn);
+        let cache = self.finish(Connection::Single(conn));
         check_server(&cache).await?;
         Ok(cache)
     }
@@ -269,15 +317,49 @@ impl CacheBuilder {
     /// # Ok(()) }
     /// ```
     pub async fn build_lazy(self) -> Result<Cache, Error> {
+        if let Some(nodes) = &self.cluster_nodes {
+            let client = self.cluster_client(nodes)?;
+            let config = ClusterConfig::new()
+                .set_connection_timeout(self.connect_timeout)
+                .set_response_timeout(self.response_timeout);
+            let conn = client.get_pending_async_connection_with_config(config);
+            let handle = ClusterHandle::new(conn, client, self.connect_timeout);
+            return Ok(self.finish(Connection::Cluster(handle)));
+        }
         let client = open_client(self.url_or_default(), &self.tls)?;
         let conn = ConnectionManager::new_lazy_with_config(client, self.manager_config()).map_err(
             |err| Error::InvalidUrl {
                 reason: err.to_string(),
             },
         )?;
-        let cache = self.finish(conn);
+        let cache = self.finish(Connection::Single(conn));
         tokio::spawn(check_when_reachable(cache.clone()));
         Ok(cache)
+    }
+
+    /// A cluster client on the seeds, with this builder's timeouts: each
+    /// connection attempt bounded by the connect timeout, each command
+    /// (retries and redirections included) by the response timeout.
+    fn cluster_client(&self, nodes: &[String]) -> Result<ClusterClient, Error> {
+        if nodes.is_empty() {
+            return Err(Error::InvalidUrl {
+                reason: "a Redis Cluster needs at least one seed URL".into(),
+            });
+        }
+        for node in nodes {
+            check_scheme(node, false)?;
+        }
+        ClusterClient::builder(nodes.iter().map(String::as_str))
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(self.response_timeout)
+            .retries(2)
+            .min_retry_wait(50)
+            .max_retry_wait(1000)
+            .max_connection_attempts(std::num::NonZeroUsize::new(3).unwrap())
+            .build()
+            .map_err(|err| Error::InvalidUrl {
+                reason: err.to_string(),
+            })
     }
 
     fn url_or_default(&self) -> &str {
@@ -295,7 +377,7 @@ impl CacheBuilder {
             .set_max_delay(Duration::from_secs(1))
     }
 
-    fn finish(self, conn: ConnectionManager) -> Cache {
+    fn finish(self, conn: Connection) -> Cache {
         let store = RedisStore::new(conn, self.response_timeout);
         assemble(Backend::Redis(store), self.options)
     }
@@ -331,6 +413,33 @@ async fn check_when_reachable(cache: Cache) {
             Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     }
+}
+
+/// Refuses a URL whose scheme is not Redis's (or `rediss://` without TLS
+/// support); unix sockets only when `unix` (a cluster has none).
+fn check_scheme(url: &str, unix: bool) -> Result<(), Error> {
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    match scheme {
+        Some("redis") => {}
+        Some("redis+unix" | "unix") if unix => {}
+        Some("rediss") if cfg!(feature = "tls") => {}
+        Some("rediss") => {
+            return Err(Error::InvalidUrl {
+                reason: "rediss:// needs the `tls` feature of redis-memo".into(),
+            });
+        }
+        _ if unix => {
+            return Err(Error::InvalidUrl {
+                reason: "the URL must start with redis://, rediss:// or unix://".into(),
+            });
+        }
+        _ => {
+            return Err(Error::InvalidUrl {
+                reason: format!("cluster seed {url:?} must start with redis:// or rediss://"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Certificates for `rediss://`, beyond the public roots.
@@ -444,6 +553,33 @@ pub(super) fn url_from_env() -> Result<Option<String>, Error> {
     }
 }
 
+/// `REDIS_CLUSTER_NODES` (comma-separated seed URLs): `None` when unset; an
+/// error when set but empty (no seed) or not UTF-8.
+pub(super) fn cluster_nodes_from_env() -> Result<Option<Vec<String>>, Error> {
+    match std::env::var("REDIS_CLUSTER_NODES") {
+        Ok(list) => {
+            let nodes: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|node| !node.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if nodes.is_empty() {
+                return Err(Error::InvalidUrl {
+                    reason: "REDIS_CLUSTER_NODES is set but empty; set it to comma-separated \
+                             seed URLs, or unset it"
+                        .into(),
+                });
+            }
+            Ok(Some(nodes))
+        }
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidUrl {
+            reason: "REDIS_CLUSTER_NODES is not valid UTF-8".into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,5 +599,39 @@ mod tests {
                 other => panic!("{url:?}: expected InvalidUrl, got {other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn bad_cluster_seeds_are_typed_errors() {
+        let cases: [&[&str]; 4] = [
+            &[],
+            &["not a url"],
+            &["unix:///tmp/redis.sock"],
+            &["redis://127.0.0.1:7000", "http://127.0.0.1:7001"],
+        ];
+        for seeds in cases {
+            match Cache::connect_cluster(seeds).await {
+                Err(Error::InvalidUrl { .. }) => {}
+                other => panic!("{seeds:?}: expected InvalidUrl, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_cluster_fails_fast_and_a_lazy_one_builds() {
+        let seeds = ["redis://127.0.0.1:1"];
+        let builder = Cache::builder()
+            .cluster_nodes(seeds)
+            .connect_timeout(Duration::from_millis(300));
+        match builder.clone().build().await {
+            Err(Error::Connection(_) | Error::Timeout(_)) => {}
+            other => panic!("expected a connection error, got {other:?}"),
+        }
+        let lazy = builder
+            .build_lazy()
+            .await
+            .expect("a lazy cluster cache builds");
+        assert_eq!(lazy.backend_kind(), "redis-cluster");
+        assert!(lazy.ping().await.is_err());
     }
 }

@@ -86,6 +86,26 @@ impl Cache {
         Cache::builder().url(url).build().await
     }
 
+    /// Connects to a Redis Cluster through one or more seed URLs
+    /// (`redis://host:port`, `rediss://` for TLS, user and password as for
+    /// [`connect`](Self::connect)), with the default timeouts. Each command
+    /// goes to the primary that owns its key's slot (one `GET` per hit), and
+    /// redis-rs follows redirections and failovers. Fails like `connect` when
+    /// no seed answers within [`DEFAULT_CONNECT_TIMEOUT`];
+    /// [`CacheBuilder::cluster_nodes`] sets the other options.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::connect_cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7001"]).await?;
+    /// assert_eq!(cache.backend_kind(), "redis-cluster");
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_cluster(
+        nodes: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<Cache, Error> {
+        Cache::builder().cluster_nodes(nodes).build().await
+    }
+
     /// Like [`Cache::connect`], but returns at once without waiting for Redis
     /// (see [`CacheBuilder::build_lazy`]): calls run uncached until Redis
     /// answers. Fails only on an invalid URL.
@@ -116,6 +136,12 @@ impl Cache {
     /// Redis at `REDIS_URL` when that variable is set, the in-memory cache
     /// when it is not. Logs which one it chose at `info` level.
     ///
+    /// `REDIS_CLUSTER_NODES`, when set, names a Redis Cluster instead and
+    /// wins over `REDIS_URL`: comma-separated seed URLs, e.g.
+    /// `REDIS_CLUSTER_NODES=redis://a:7000,redis://b:7001` (see
+    /// [`connect_cluster`](Self::connect_cluster)). Set but empty, it is an
+    /// error, like an empty `REDIS_URL`.
+    ///
     /// Fails when `REDIS_URL` is set but empty (a missing secret must not
     /// silently mean "in memory"), is not a Redis URL, or names a Redis that
     /// cannot be reached: a typo is never replaced by a per-process cache.
@@ -128,6 +154,11 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn from_env() -> Result<Cache, Error> {
+        if let Some(nodes) = builder::cluster_nodes_from_env()? {
+            let cache = Cache::connect_cluster(nodes).await?;
+            log::info!("redis-memo: caching in a Redis Cluster (REDIS_CLUSTER_NODES)");
+            return Ok(cache);
+        }
         match builder::url_from_env()? {
             Some(url) => {
                 let cache = Cache::connect(&url).await?;
@@ -141,7 +172,8 @@ impl Cache {
     /// Like [`from_env`](Self::from_env), but returns at once when `REDIS_URL`
     /// is set, without waiting for Redis ([`Cache::connect_lazy`]): for a
     /// service that must start while Redis is down. Still fails on an empty
-    /// or malformed `REDIS_URL`.
+    /// or malformed `REDIS_URL`. `REDIS_CLUSTER_NODES` is honoured as by
+    /// `from_env`, the cluster connected to in the background.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
@@ -150,6 +182,13 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn from_env_lazy() -> Result<Cache, Error> {
+        if let Some(nodes) = builder::cluster_nodes_from_env()? {
+            let cache = Cache::builder().cluster_nodes(nodes).build_lazy().await?;
+            log::info!(
+                "redis-memo: caching in a Redis Cluster (REDIS_CLUSTER_NODES), connecting in the background"
+            );
+            return Ok(cache);
+        }
         match builder::url_from_env()? {
             Some(url) => {
                 let cache = Cache::connect_lazy(&url).await?;
@@ -197,7 +236,8 @@ impl Cache {
     }
 
     /// Round-trip time of a `PING`, for readiness probes. The in-memory cache
-    /// answers at once.
+    /// answers at once. On a Redis Cluster every primary is pinged, and it
+    /// fails when one of them does not answer.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
@@ -208,7 +248,7 @@ impl Cache {
     pub async fn ping(&self) -> Result<Duration, Error> {
         let start = std::time::Instant::now();
         if let Some(store) = self.inner.store.redis() {
-            store.query::<String>(&redis::cmd("PING")).await?;
+            store.ping().await?;
         }
         Ok(start.elapsed())
     }
@@ -238,7 +278,7 @@ impl Cache {
         self.default_version
     }
 
-    /// `"redis"` or `"in-memory"`.
+    /// `"redis"`, `"redis-cluster"` or `"in-memory"`.
     ///
     /// ```
     /// assert_eq!(redis_memo::Cache::in_memory().backend_kind(), "in-memory");

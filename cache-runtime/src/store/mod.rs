@@ -4,6 +4,7 @@
 //! (codecs) and which key a call uses (key building) are decided above this
 //! layer. Generated code never sees which store a [`Cache`](crate::Cache) uses.
 
+mod cluster;
 mod jitter;
 mod memory;
 mod redis;
@@ -13,9 +14,10 @@ use std::time::Duration;
 
 use crate::Error;
 
+pub(crate) use cluster::ClusterHandle;
 pub(crate) use jitter::Jitter;
 pub(crate) use memory::MemoryStore;
-pub(crate) use redis::RedisStore;
+pub(crate) use redis::{Connection, RedisStore};
 
 /// How long a stored key has left.
 ///
@@ -81,6 +83,7 @@ pub(crate) enum Backend {
 impl Backend {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
+            Backend::Redis(store) if store.is_cluster() => "redis-cluster",
             Backend::Redis(_) => "redis",
             Backend::Memory(_) => "in-memory",
         }

@@ -1,26 +1,57 @@
-//! Redis through redis-rs's `ConnectionManager`.
+//! Redis through redis-rs: a `ConnectionManager` for a standalone server, a
+//! `cluster_async::ClusterConnection` for a Redis Cluster.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
 
+use super::cluster::ClusterHandle;
 use super::{KeyFilter, KeyTtl, Store, parse_generation};
 use crate::Error;
 
-/// Redis through redis-rs's `ConnectionManager`: one multiplexed connection that
-/// pipelines concurrent commands and reconnects by itself after a failure.
+/// The connection a [`RedisStore`] talks through.
+pub(crate) enum Connection {
+    /// A standalone server: one multiplexed connection that pipelines
+    /// concurrent commands and reconnects by itself after a failure.
+    Single(ConnectionManager),
+    /// A Redis Cluster: redis-rs routes each command to the primary owning its
+    /// key's slot, follows `MOVED`/`ASK` and refreshes the topology after a
+    /// failover; the handle rebuilds it when it stops answering.
+    Cluster(Arc<ClusterHandle>),
+}
+
+/// Redis, standalone or cluster: every call path goes through the same
+/// methods, whichever connection is underneath.
 pub(crate) struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
     response_timeout: Duration,
 }
 
 impl RedisStore {
-    pub(crate) fn new(conn: ConnectionManager, response_timeout: Duration) -> Self {
+    pub(crate) fn new(conn: Connection, response_timeout: Duration) -> Self {
         RedisStore {
             conn,
             response_timeout,
         }
+    }
+
+    /// Whether this is a Redis Cluster (where no command or pipeline may
+    /// span two slots).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.conn, Connection::Cluster(_))
+    }
+
+    /// `PING`; on a cluster, every primary of the current topology.
+    pub(crate) async fn ping(&self) -> Result<(), Error> {
+        match &self.conn {
+            Connection::Single(_) => self.query::<String>(&redis::cmd("PING")).await.map(drop),
+            Connection::Cluster(handle) => super::scan::cluster_ping(self, &handle.current()).await,
+        }
+    }
+
+    pub(crate) fn response_timeout(&self) -> Duration {
+        self.response_timeout
     }
 
     /// Runs one command. The connection manager bounds each response by
@@ -32,12 +63,24 @@ impl RedisStore {
         // What `Cmd::query_async` does, through the manager's own method: the
         // `ConnectionLike` path boxes the future of every command.
         let result = async {
-            let value = self.conn.clone().send_packed_command(cmd).await?;
+            let value = match &self.conn {
+                Connection::Single(conn) => conn.clone().send_packed_command(cmd).await?,
+                Connection::Cluster(handle) => handle.current().req_packed_command(cmd).await?,
+            };
             Ok(redis::from_redis_value(value.extract_error()?)?)
         };
-        result
+        let result = result
             .await
-            .map_err(|e: redis::RedisError| Error::from_redis(e, self.response_timeout))
+            .map_err(|e: redis::RedisError| Error::from_redis(e, self.response_timeout));
+        self.observe(&result);
+        result
+    }
+
+    /// Lets a cluster connection see how a command ended (see [`ClusterHandle`]).
+    pub(crate) fn observe<T>(&self, result: &Result<T, Error>) {
+        if let Connection::Cluster(handle) = &self.conn {
+            handle.observe(result);
+        }
     }
 
     /// Runs a pipeline in one round trip, bounded like [`query`](Self::query).
@@ -45,8 +88,13 @@ impl RedisStore {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, Error> {
-        let result = pipe.query_async(&mut self.conn.clone()).await;
-        result.map_err(|e| Error::from_redis(e, self.response_timeout))
+        let result = match &self.conn {
+            Connection::Single(conn) => pipe.query_async(&mut conn.clone()).await,
+            Connection::Cluster(handle) => pipe.query_async(&mut handle.current()).await,
+        };
+        let result = result.map_err(|e| Error::from_redis(e, self.response_timeout));
+        self.observe(&result);
+        result
     }
 
     /// Runs a Lua script (`EVALSHA`, loading it first when Redis does not know it).
@@ -54,8 +102,13 @@ impl RedisStore {
         &self,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, Error> {
-        let result = invocation.invoke_async(&mut self.conn.clone()).await;
-        result.map_err(|e| Error::from_redis(e, self.response_timeout))
+        let result = match &self.conn {
+            Connection::Single(conn) => invocation.invoke_async(&mut conn.clone()).await,
+            Connection::Cluster(handle) => invocation.invoke_async(&mut handle.current()).await,
+        };
+        let result = result.map_err(|e| Error::from_redis(e, self.response_timeout));
+        self.observe(&result);
+        result
     }
 }
 
@@ -147,6 +200,8 @@ impl Store for RedisStore {
         self.query::<()>(&cmd).await
     }
 
+    /// One `UNLINK`; on a cluster redis-rs splits it into one `UNLINK` per
+    /// slot, sent to each slot's primary, and sums the counts.
     async fn delete(&self, keys: &[&str]) -> Result<u64, Error> {
         if keys.is_empty() {
             return Ok(0);
@@ -164,7 +219,12 @@ impl Store for RedisStore {
     }
 
     async fn delete_prefix(&self, prefix: &str, filter: &KeyFilter<'_>) -> Result<u64, Error> {
-        super::scan::redis_delete_prefix(self, prefix, filter).await
+        match &self.conn {
+            Connection::Single(_) => super::scan::redis_delete_prefix(self, prefix, filter).await,
+            Connection::Cluster(handle) => {
+                super::scan::cluster_delete_prefix(self, &handle.current(), prefix, filter).await
+            }
+        }
     }
 
     async fn get_grouped(
@@ -173,6 +233,13 @@ impl Store for RedisStore {
         head: &str,
         tail: &str,
     ) -> Result<(u64, Option<Vec<u8>>), Error> {
+        if self.is_cluster() {
+            // The script builds a key it is not given, which a cluster
+            // refuses: two GETs instead, each routed to its key's primary.
+            let generation = self.generation(gen_key).await?;
+            let key = format!("{head}{generation}{tail}");
+            return Ok((generation, self.get(&key).await?));
+        }
         let mut invocation = GET_GROUPED.prepare_invoke();
         invocation.key(gen_key).arg(head).arg(tail);
         let (generation, value): (String, Option<Vec<u8>>) = self.invoke(&invocation).await?;
@@ -190,8 +257,8 @@ impl Store for RedisStore {
 }
 
 /// Reads a generation and the value of that generation in one round trip.
-/// (It builds a key the script was not given in KEYS, so it needs a
-/// standalone Redis, not a cluster.)
+/// (It builds a key the script was not given in KEYS, so it is only used on a
+/// standalone Redis; a cluster reads the two keys with two `GET`s.)
 static GET_GROUPED: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         "local g = redis.call('GET', KEYS[1]) or '0' \
