@@ -410,17 +410,44 @@ impl TestCluster {
             if !has_replica {
                 continue;
             }
-            let acked: i64 = redis::cmd("WAIT")
-                .arg(1)
-                .arg(10_000)
-                .query_async(&mut self.node_client(primary.port).await)
-                .await
-                .unwrap_or_else(|err| panic!("WAIT on {}: {err}", primary.port));
-            assert!(
-                acked >= 1,
-                "the replica of {} did not acknowledge its writes within 10s",
-                primary.port
-            );
+            // WAIT would only cover this connection's own writes (none): compare
+            // the primary's replication offset with what its replica acknowledged.
+            let mut conn = self.node_client(primary.port).await;
+            let info = |conn: &mut redis::aio::MultiplexedConnection| {
+                let mut conn = conn.clone();
+                async move {
+                    redis::cmd("INFO")
+                        .arg("replication")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .unwrap_or_default()
+                }
+            };
+            let field = |text: &str, name: &str| -> Option<i64> {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.trim().parse().ok())
+            };
+            let target = field(&info(&mut conn).await, "master_repl_offset:").unwrap_or(0);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let text = info(&mut conn).await;
+                let acked = text
+                    .lines()
+                    .filter(|l| l.starts_with("slave"))
+                    .filter_map(|l| l.split(",offset=").nth(1))
+                    .filter_map(|rest| rest.split(',').next()?.parse::<i64>().ok())
+                    .any(|offset| offset >= target);
+                if acked {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the replica of {} did not acknowledge its writes within 10s",
+                    primary.port
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
         }
     }
 
