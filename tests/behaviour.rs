@@ -410,24 +410,6 @@ async fn invalidated_calls_run_again(h: &Harness) {
 
 // --- encoding helpers: the documented encoding, written out by hand ------------------
 
-/// The server's own count of each command since the last `CONFIG RESETSTAT`,
-/// leaving out the test's own `INFO` and `CONFIG`.
-async fn commands_run(conn: &mut ::redis::aio::MultiplexedConnection) -> HashMap<String, u64> {
-    let info: String = ::redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = stats.strip_prefix("calls=")?.split(',').next()?;
-            Some((name.to_owned(), calls.parse().ok()?))
-        })
-        .filter(|(name, _)| name != "info" && !name.starts_with("config"))
-        .collect()
-}
-
 /// A hit is one `GET` and nothing else (no EXISTS, TTL or script); a miss is
 /// one `GET` and one `SET`. Counted by the server itself.
 #[tokio::test]
@@ -442,7 +424,7 @@ async fn a_hit_is_one_get_and_a_miss_one_get_and_one_set() {
     for id in 0..10 {
         profile(&cache, &counter, id).await;
     }
-    let misses = commands_run(&mut conn).await;
+    let misses = support::command_counts(&mut conn).await;
     assert_eq!(runs(&counter), 10);
     assert_eq!(
         misses,
@@ -455,7 +437,7 @@ async fn a_hit_is_one_get_and_a_miss_one_get_and_one_set() {
             profile(&cache, &counter, id).await;
         }
     }
-    let hits = commands_run(&mut conn).await;
+    let hits = support::command_counts(&mut conn).await;
     assert_eq!(runs(&counter), 10, "every later call was a hit");
     assert_eq!(hits, HashMap::from([("get".to_owned(), 30)]));
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use redis_memo::{Cache, KeyTtl, cached};
-use support::TestCluster;
+use support::{TestCluster, command_counts, until};
 use tokio::sync::Semaphore;
 
 /// A cache on the cluster, seeded with every node.
@@ -23,17 +23,6 @@ async fn cluster_cache(cluster: &TestCluster) -> Cache {
         .build()
         .await
         .expect("connect to the test cluster")
-}
-
-/// Polls `check` until it holds, panicking after a minute.
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let waited = tokio::time::timeout(Duration::from_secs(60), async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting until {what}");
 }
 
 /// Asserts that every primary holds at least one of `keys`.
@@ -283,19 +272,6 @@ fn process(seeds: Vec<String>, probe: Arc<Probe>) -> std::thread::JoinHandle<u64
     })
 }
 
-async fn set_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_set:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_across_two_caches_runs_the_body_once() {
     let cluster = TestCluster::start();
@@ -317,10 +293,10 @@ async fn a_lease_across_two_caches_runs_the_body_once() {
             .unwrap()
     })
     .await;
-    let sets_before = set_calls(&mut node).await;
+    let sets_before = sets(&mut node).await;
     let second = process(cluster.seed_urls(), probe.clone());
     until("the second cache found the lease taken", async || {
-        set_calls(&mut node).await > sets_before
+        sets(&mut node).await > sets_before
     })
     .await;
 
@@ -455,4 +431,9 @@ async fn a_killed_primary_costs_no_call_and_caching_resumes_after_promotion() {
         .ping()
         .await
         .expect("every primary of the new topology answers");
+}
+
+/// How many `SET`s the server ran.
+async fn sets(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    command_counts(conn).await.get("set").copied().unwrap_or(0)
 }

@@ -6,10 +6,9 @@ use redis_memo_test_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::time::Duration;
 
 use redis_memo::{Cache, cached};
-use support::TestRedis;
+use support::{TestRedis, command_counts, until};
 use tokio::sync::Semaphore;
 
 struct Probe {
@@ -39,29 +38,6 @@ fn process(url: String, probe: Arc<Probe>) -> std::thread::JoinHandle<u64> {
     })
 }
 
-async fn set_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_set:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let waited = tokio::time::timeout(Duration::from_secs(60), async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting until {what}");
-}
-
 #[tokio::test]
 async fn two_processes_missing_one_key_run_the_body_once() {
     let redis = TestRedis::spawn(&[]);
@@ -82,10 +58,10 @@ async fn two_processes_missing_one_key_run_the_body_once() {
             .unwrap()
     })
     .await;
-    let sets_before = set_calls(&mut conn).await;
+    let sets_before = sets(&mut conn).await;
     let second = process(redis.url().to_string(), probe.clone());
     until("the second process found the lease taken", async || {
-        set_calls(&mut conn).await > sets_before
+        sets(&mut conn).await > sets_before
     })
     .await;
 
@@ -127,4 +103,9 @@ async fn a_lease_is_released_when_the_body_fails() {
         2,
         "no lease left behind blocks the next call"
     );
+}
+
+/// How many `SET`s the server ran.
+async fn sets(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    command_counts(conn).await.get("set").copied().unwrap_or(0)
 }

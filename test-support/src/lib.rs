@@ -11,6 +11,7 @@
 mod cluster;
 mod harness;
 mod logs;
+mod poll;
 pub mod reference;
 mod sentinel;
 mod server;
@@ -20,6 +21,7 @@ mod tls;
 pub use cluster::{ClusterNode, NodeRole, TestCluster};
 pub use harness::Harness;
 pub use logs::Logs;
+pub use poll::{command_counts, until};
 /// A primary, a replica and three sentinels.
 pub use sentinel::TestSentinel;
 pub use server::TestRedis;
