@@ -70,6 +70,12 @@ impl TestCluster {
     /// waits until every node reports `cluster_state:ok` with all 16384
     /// slots assigned and every replica is in sync with its primary.
     pub fn start() -> TestCluster {
+        // One cluster starts at a time in this process: a free port picked for
+        // one cluster could otherwise be taken by a node of another starting
+        // alongside, whose PING would then answer for it and whose cluster
+        // `--cluster create` would join (two clusters merged into one).
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _starting = STARTING.lock().unwrap_or_else(|p| p.into_inner());
         let mut last_error = String::new();
         for _ in 0..3 {
             match Self::try_start() {
@@ -99,8 +105,16 @@ impl TestCluster {
                 child: Some(child),
             });
         }
-        for node in &cluster.nodes {
-            if !wait_for_ping(node.port, Duration::from_secs(10)) {
+        for node in &mut cluster.nodes {
+            // A node that exited (its port taken) must not be answered for by
+            // another process on that port.
+            let answered = wait_for_ping(node.port, Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(50));
+            let exited = node
+                .child
+                .as_mut()
+                .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))));
+            if exited || !answered {
                 return Err(format!(
                     "cluster node on port {} did not answer PING; its log ends:\n{}",
                     node.port,
