@@ -259,13 +259,20 @@ impl TestSentinel {
         })
     }
 
-    /// A plain connection to a data node or a sentinel.
+    /// A plain connection to a data node or a sentinel. A node changing role
+    /// (a demoted primary) may reset new connections for a moment: retried
+    /// for up to 10 s.
     pub async fn node_client(&self, port: u16) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(url(port))
-            .expect("node URL")
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap_or_else(|err| panic!("plain connection to {port}: {err}"))
+        let client = redis::Client::open(url(port)).expect("node URL");
+        let mut last = None;
+        for _ in 0..100 {
+            match client.get_multiplexed_async_connection().await {
+                Ok(conn) => return conn,
+                Err(err) => last = Some(err),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("plain connection to {port}: {last:?}")
     }
 
     fn other_data_port(&self, port: u16) -> u16 {
