@@ -99,6 +99,31 @@ pub enum Error {
         advice: &'static str,
     },
 
+    /// The Sentinels given to [`Cache::connect_sentinel`](crate::Cache::connect_sentinel)
+    /// answered, but named no primary for the service that answers `ROLE` as
+    /// master: the service name is wrong, or a failover is in progress.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use redis_memo::{Cache, Error};
+    ///
+    /// match Cache::connect_sentinel(["redis://127.0.0.1:26379"], "mymaster").await {
+    ///     Err(Error::NoPrimary { service, advice }) => eprintln!("{service}: {advice}"),
+    ///     other => println!("{other:?}"),
+    /// }
+    /// # }
+    /// ```
+    #[error(
+        "no primary for Sentinel service {service:?}: {advice} (`SENTINEL MASTERS` on a \
+         Sentinel lists the names it monitors)"
+    )]
+    NoPrimary {
+        /// The service name given.
+        service: String,
+        /// What the Sentinels said, and what to do.
+        advice: &'static str,
+    },
+
     /// [`Cache::invalidate_prefix`](crate::Cache::invalidate_prefix) was given an
     /// empty prefix, which would delete every key of the database, including keys
     /// that redis-memo never wrote.
@@ -162,6 +187,24 @@ impl Error {
 }
 
 impl Error {
+    /// The server refused the credentials (a wrong or rotated password, a
+    /// deleted user): a new connection may succeed once they are fixed.
+    pub(crate) fn is_auth_failure(&self) -> bool {
+        let (Error::Redis(err) | Error::Connection(err)) = self else {
+            return false;
+        };
+        err.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(err.code(), Some("NOAUTH" | "WRONGPASS"))
+    }
+
+    /// A `READONLY` reply: the server is a replica.
+    pub(crate) fn is_read_only(&self) -> bool {
+        matches!(self, Error::Redis(err)
+            if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly))
+    }
+}
+
+impl Error {
     /// What to do about an error that means the cache is misconfigured rather
     /// than briefly unavailable: a reply that will come back on every call
     /// until someone changes the configuration. `None` for other errors.
@@ -176,17 +219,17 @@ impl Error {
                 "the server is a Redis Cluster node: connect with Cache::connect_cluster"
             }
             ErrorKind::Server(ServerErrorKind::ReadOnly) => {
-                "the server is a read-only replica: connect to the primary"
+                "the server is a read-only replica (a failover may have demoted it): connect to \
+                 the primary, or with Cache::connect_sentinel when Sentinel manages it"
             }
             ErrorKind::Server(ServerErrorKind::NoPerm) => {
                 "the Redis user lacks a permission: grant it +@read +@write +@keyspace on the \
                  keys under each key_prefix (~prefix*)"
             }
-            ErrorKind::AuthenticationFailed => {
-                "authentication failed: check the user and password of the URL"
-            }
-            _ if err.code() == Some("NOAUTH") || err.code() == Some("WRONGPASS") => {
-                "authentication failed: check the user and password of the URL"
+            _ if self.is_auth_failure() => {
+                "authentication failed: check the user and password of the URL against the \
+                 server's (ACL) users; the connection is retried with backoff, so fixing either \
+                 side resumes caching without a restart"
             }
             _ if err
                 .detail()

@@ -10,7 +10,10 @@ use crate::Error;
 use crate::codec::{Codec, Format};
 use crate::flight::Flights;
 use crate::health::{BreakerConfig, Health};
-use crate::store::{Backend, ClusterHandle, Connection, Jitter, MemoryStore, RedisStore};
+use crate::store::{
+    Backend, ClusterHandle, Connection, Jitter, Managed, MemoryStore, RedisStore,
+    SentinelConnector, Standalone, watch_failovers,
+};
 
 /// Default bound on connecting to Redis.
 ///
@@ -83,9 +86,17 @@ pub struct CacheBuilder {
     url: Option<String>,
     tls: TlsFiles,
     cluster_nodes: Option<Vec<String>>,
+    sentinel: Option<SentinelSpec>,
     connect_timeout: Duration,
     response_timeout: Duration,
     options: Options,
+}
+
+/// The sentinels and the service whose primary they name.
+#[derive(Debug, Clone)]
+struct SentinelSpec {
+    sentinels: Vec<String>,
+    service: String,
 }
 
 impl Default for CacheBuilder {
@@ -94,6 +105,7 @@ impl Default for CacheBuilder {
             url: None,
             tls: TlsFiles::default(),
             cluster_nodes: None,
+            sentinel: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             options: Options::default(),
@@ -176,6 +188,51 @@ impl CacheBuilder {
                 .map(|node| node.as_ref().trim().to_owned())
                 .collect(),
         );
+        self
+    }
+
+    /// Caches in the primary of the Sentinel-managed service `service_name`,
+    /// found through the Sentinels at `sentinels` (`redis://host:port`, or
+    /// `rediss://` for TLS; a user and password in them authenticate to the
+    /// Sentinels, the same on every one). One reachable Sentinel is enough.
+    ///
+    /// The primary the Sentinels name is checked with `ROLE`; after a
+    /// failover (a `+switch-master` event, a `READONLY` reply, a dropped
+    /// connection) the cache asks them again and reconnects to the new
+    /// primary by itself, calls failing open in the meantime.
+    ///
+    /// The data nodes are reached over TLS when the Sentinel URLs are
+    /// `rediss://`, without credentials, on db 0. When they need more, give
+    /// them as [`url`](Self::url): its scheme, user, password and db are used
+    /// for the primary and its host is ignored (the Sentinels name the host).
+    /// [`tls_ca_certificate`](Self::tls_ca_certificate) and
+    /// [`tls_client_certificate`](Self::tls_client_certificate) apply to
+    /// every `rediss://` connection, Sentinels and data nodes. An empty list
+    /// or service name is refused by `build` with [`Error::InvalidUrl`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::builder()
+    ///     .sentinel(["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"], "mymaster")
+    ///     // The primary's credentials and db; the host is the one the Sentinels name.
+    ///     .url("redis://app:secret@primary/2")
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(cache.backend_kind(), "redis-sentinel");
+    /// # Ok(()) }
+    /// ```
+    pub fn sentinel(
+        mut self,
+        sentinels: impl IntoIterator<Item = impl AsRef<str>>,
+        service_name: impl AsRef<str>,
+    ) -> Self {
+        self.sentinel = Some(SentinelSpec {
+            sentinels: sentinels
+                .into_iter()
+                .map(|url| url.as_ref().trim().to_owned())
+                .collect(),
+            service: service_name.as_ref().trim().to_owned(),
+        });
         self
     }
 
@@ -268,8 +325,19 @@ impl CacheBuilder {
     /// standalone cache cannot use.
     ///
     /// On a cluster ([`cluster_nodes`](Self::cluster_nodes)) it fails the same
-    /// way when no seed answers within the connect timeout.
+    /// way when no seed answers within the connect timeout. Behind Sentinel
+    /// ([`sentinel`](Self::sentinel)) it fails the same way when no Sentinel
+    /// answers, with [`Error::WrongServer`] when the addresses are not
+    /// Sentinels, and with [`Error::NoPrimary`] when they name no primary for
+    /// the service.
     pub async fn build(self) -> Result<Cache, Error> {
+        if let Some(spec) = &self.sentinel {
+            let (connector, sentinels) = self.sentinel_connector(spec)?;
+            let conn = crate::store::Connect::connect(&connector).await?;
+            let handle = Managed::new(Some(conn), connector);
+            watch_failovers(&handle, sentinels);
+            return Ok(self.finish(Connection::Sentinel(handle)));
+        }
         if let Some(nodes) = &self.cluster_nodes {
             let client = self.cluster_client(nodes)?;
             let conn =
@@ -289,7 +357,7 @@ impl CacheBuilder {
         let client = open_client(self.url_or_default(), &self.tls)?;
         let conn = match tokio::time::timeout(
             self.connect_timeout,
-            ConnectionManager::new_with_config(client, self.manager_config()),
+            ConnectionManager::new_with_config(client.clone(), self.manager_config()),
         )
         .await
         {
@@ -298,7 +366,8 @@ impl CacheBuilder {
             Ok(Err(err)) => return Err(Error::from_connect(err)),
             Err(_) => return Err(Error::Timeout(self.connect_timeout)),
         };
-        let cache = self.finish(Connection::Single(conn));
+        let handle = Managed::new(Some(conn), self.standalone(client));
+        let cache = self.finish(Connection::Single(handle));
         check_server(&cache).await?;
         Ok(cache)
     }
@@ -317,6 +386,13 @@ impl CacheBuilder {
     /// # Ok(()) }
     /// ```
     pub async fn build_lazy(self) -> Result<Cache, Error> {
+        if let Some(spec) = &self.sentinel {
+            let (connector, sentinels) = self.sentinel_connector(spec)?;
+            let handle = Managed::new(None, connector);
+            handle.rebuild();
+            watch_failovers(&handle, sentinels);
+            return Ok(self.finish(Connection::Sentinel(handle)));
+        }
         if let Some(nodes) = &self.cluster_nodes {
             let client = self.cluster_client(nodes)?;
             let config = ClusterConfig::new()
@@ -327,12 +403,12 @@ impl CacheBuilder {
             return Ok(self.finish(Connection::Cluster(handle)));
         }
         let client = open_client(self.url_or_default(), &self.tls)?;
-        let conn = ConnectionManager::new_lazy_with_config(client, self.manager_config()).map_err(
-            |err| Error::InvalidUrl {
-                reason: err.to_string(),
-            },
-        )?;
-        let cache = self.finish(Connection::Single(conn));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), self.manager_config())
+            .map_err(|err| Error::InvalidUrl {
+            reason: err.to_string(),
+        })?;
+        let handle = Managed::new(Some(conn), self.standalone(client));
+        let cache = self.finish(Connection::Single(handle));
         tokio::spawn(check_when_reachable(cache.clone()));
         Ok(cache)
     }
@@ -360,6 +436,107 @@ impl CacheBuilder {
             .map_err(|err| Error::InvalidUrl {
                 reason: err.to_string(),
             })
+    }
+
+    /// How the standalone connection is made again when the manager cannot
+    /// recover by itself (an authentication failure).
+    fn standalone(&self, client: redis::Client) -> Standalone {
+        Standalone::new(
+            client,
+            self.manager_config(),
+            self.connect_timeout,
+            self.response_timeout,
+        )
+    }
+
+    /// redis-rs's Sentinel client for `spec`, with this builder's data-node
+    /// URL and certificates, and a client per Sentinel (for their events).
+    fn sentinel_connector(
+        &self,
+        spec: &SentinelSpec,
+    ) -> Result<(SentinelConnector, Vec<redis::Client>), Error> {
+        use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+        let invalid = |reason: String| Error::InvalidUrl { reason };
+        if spec.sentinels.is_empty() {
+            return Err(invalid("Sentinel needs at least one Sentinel URL".into()));
+        }
+        if spec.service.is_empty() {
+            return Err(invalid(
+                "the Sentinel service name is empty; give the name of `sentinel monitor <name> \
+                 ...` in sentinel.conf"
+                    .into(),
+            ));
+        }
+        let no_certificates = TlsFiles::default();
+        let tls_for = |url: &str| {
+            if url.starts_with("rediss://") {
+                &self.tls
+            } else {
+                &no_certificates
+            }
+        };
+        let mut sentinels = Vec::with_capacity(spec.sentinels.len());
+        for url in &spec.sentinels {
+            check_scheme(url, false)?;
+            sentinels.push(open_client(url, tls_for(url))?);
+        }
+        let data_node = match &self.url {
+            Some(url) => Some(
+                open_client(url, tls_for(url))?
+                    .get_connection_info()
+                    .clone(),
+            ),
+            None => None,
+        };
+        let tls_mode = |addr: &redis::ConnectionAddr| match addr {
+            redis::ConnectionAddr::TcpTls { insecure: true, .. } => Some(redis::TlsMode::Insecure),
+            redis::ConnectionAddr::TcpTls { .. } => Some(redis::TlsMode::Secure),
+            _ => None,
+        };
+        let data_tls = match &data_node {
+            Some(info) => tls_mode(info.addr()),
+            None => tls_mode(sentinels[0].get_connection_info().addr()),
+        };
+        let addrs = sentinels
+            .iter()
+            .map(|client| client.get_connection_info().addr().clone());
+        let mut builder =
+            SentinelClientBuilder::new(addrs, &spec.service, SentinelServerType::Master)
+                .map_err(|err| invalid(err.to_string()))?;
+        let sentinel_auth = sentinels[0].get_connection_info().redis_settings();
+        if let Some(user) = sentinel_auth.username() {
+            builder = builder.set_client_to_sentinel_username(user);
+        }
+        if let Some(password) = sentinel_auth.password() {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        if let Some(mode) = data_tls {
+            builder = builder.set_client_to_redis_tls_mode(mode);
+            #[cfg(feature = "tls")]
+            if self.tls.ca.is_some() || self.tls.client.is_some() {
+                builder = builder.set_client_to_redis_certificates(self.tls.certificates());
+            }
+        }
+        if let Some(info) = &data_node {
+            let settings = info.redis_settings();
+            builder = builder.set_client_to_redis_db(settings.db());
+            if let Some(user) = settings.username() {
+                builder = builder.set_client_to_redis_username(user);
+            }
+            if let Some(password) = settings.password() {
+                builder = builder.set_client_to_redis_password(password);
+            }
+        }
+        let resolver = builder.build().map_err(|err| invalid(err.to_string()))?;
+        let connector = SentinelConnector::new(
+            resolver,
+            spec.service.clone(),
+            sentinels.clone(),
+            self.manager_config(),
+            self.connect_timeout,
+            self.response_timeout,
+        );
+        Ok((connector, sentinels))
     }
 
     fn url_or_default(&self) -> &str {
@@ -502,19 +679,23 @@ fn open_client(url: &str, tls: &TlsFiles) -> Result<redis::Client, Error> {
 }
 
 #[cfg(feature = "tls")]
-fn with_certificates(url: &str, tls: &TlsFiles) -> redis::RedisResult<redis::Client> {
-    redis::Client::build_with_tls(
-        url,
+impl TlsFiles {
+    fn certificates(&self) -> redis::TlsCertificates {
         redis::TlsCertificates {
-            client_tls: tls.client.clone().map(|(client_cert, client_key)| {
+            client_tls: self.client.clone().map(|(client_cert, client_key)| {
                 redis::ClientTlsConfig {
                     client_cert,
                     client_key,
                 }
             }),
-            root_cert: tls.ca.clone(),
-        },
-    )
+            root_cert: self.ca.clone(),
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+fn with_certificates(url: &str, tls: &TlsFiles) -> redis::RedisResult<redis::Client> {
+    redis::Client::build_with_tls(url, tls.certificates())
 }
 
 #[cfg(not(feature = "tls"))]
@@ -556,7 +737,13 @@ pub(super) fn url_from_env() -> Result<Option<String>, Error> {
 /// `REDIS_CLUSTER_NODES` (comma-separated seed URLs): `None` when unset; an
 /// error when set but empty (no seed) or not UTF-8.
 pub(super) fn cluster_nodes_from_env() -> Result<Option<Vec<String>>, Error> {
-    match std::env::var("REDIS_CLUSTER_NODES") {
+    url_list_from_env("REDIS_CLUSTER_NODES", "seed URLs")
+}
+
+/// A comma-separated list of URLs in `var`: `None` when unset; an error when
+/// set but empty or not UTF-8.
+fn url_list_from_env(var: &str, what: &str) -> Result<Option<Vec<String>>, Error> {
+    match std::env::var(var) {
         Ok(list) => {
             let nodes: Vec<String> = list
                 .split(',')
@@ -566,18 +753,52 @@ pub(super) fn cluster_nodes_from_env() -> Result<Option<Vec<String>>, Error> {
                 .collect();
             if nodes.is_empty() {
                 return Err(Error::InvalidUrl {
-                    reason: "REDIS_CLUSTER_NODES is set but empty; set it to comma-separated \
-                             seed URLs, or unset it"
-                        .into(),
+                    reason: format!(
+                        "{var} is set but empty; set it to comma-separated {what}, or unset it"
+                    ),
                 });
             }
             Ok(Some(nodes))
         }
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidUrl {
-            reason: "REDIS_CLUSTER_NODES is not valid UTF-8".into(),
+            reason: format!("{var} is not valid UTF-8"),
         }),
     }
+}
+
+/// `REDIS_SENTINELS` (comma-separated Sentinel URLs) and
+/// `REDIS_SENTINEL_SERVICE`, with `REDIS_URL` for the data nodes when set: a
+/// builder, or `None` when neither is set; an error when only one is.
+pub(super) fn sentinel_from_env() -> Result<Option<CacheBuilder>, Error> {
+    let sentinels = url_list_from_env("REDIS_SENTINELS", "Sentinel URLs")?;
+    let service = std::env::var("REDIS_SENTINEL_SERVICE")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    let (sentinels, service) = match (sentinels, service) {
+        (None, None) => return Ok(None),
+        (Some(sentinels), Some(service)) => (sentinels, service),
+        (Some(_), None) => {
+            return Err(Error::InvalidUrl {
+                reason: "REDIS_SENTINELS is set but REDIS_SENTINEL_SERVICE is not; set it to \
+                         the service name the Sentinels monitor"
+                    .into(),
+            });
+        }
+        (None, Some(_)) => {
+            return Err(Error::InvalidUrl {
+                reason: "REDIS_SENTINEL_SERVICE is set but REDIS_SENTINELS is not; set it to \
+                         comma-separated Sentinel URLs"
+                    .into(),
+            });
+        }
+    };
+    let mut builder = CacheBuilder::default().sentinel(sentinels, service);
+    if let Some(url) = url_from_env()? {
+        builder = builder.url(url);
+    }
+    Ok(Some(builder))
 }
 
 #[cfg(test)]

@@ -106,6 +106,33 @@ impl Cache {
         Cache::builder().cluster_nodes(nodes).build().await
     }
 
+    /// Connects to the primary of the Sentinel-managed service `service_name`
+    /// through the Sentinels at `sentinels` (`redis://host:port`, `rediss://`
+    /// for TLS), with the default timeouts. The primary they name is checked
+    /// with `ROLE`, and after a failover the cache finds the new primary and
+    /// reconnects by itself, calls failing open meanwhile. Fails with
+    /// [`Error::WrongServer`] when the addresses are not Sentinels, with
+    /// [`Error::NoPrimary`] when they name no primary for the service, and like
+    /// `connect` when none answers; [`CacheBuilder::sentinel`] sets the other
+    /// options (the data nodes' password and db, TLS certificates, timeouts).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), redis_memo::Error> {
+    /// let sentinels = ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"];
+    /// let cache = redis_memo::Cache::connect_sentinel(sentinels, "mymaster").await?;
+    /// assert_eq!(cache.backend_kind(), "redis-sentinel");
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_sentinel(
+        sentinels: impl IntoIterator<Item = impl AsRef<str>>,
+        service_name: impl AsRef<str>,
+    ) -> Result<Cache, Error> {
+        Cache::builder()
+            .sentinel(sentinels, service_name)
+            .build()
+            .await
+    }
+
     /// Like [`Cache::connect`], but returns at once without waiting for Redis
     /// (see [`CacheBuilder::build_lazy`]): calls run uncached until Redis
     /// answers. Fails only on an invalid URL.
@@ -142,6 +169,15 @@ impl Cache {
     /// [`connect_cluster`](Self::connect_cluster)). Set but empty, it is an
     /// error, like an empty `REDIS_URL`.
     ///
+    /// `REDIS_SENTINELS` (comma-separated Sentinel URLs) with
+    /// `REDIS_SENTINEL_SERVICE` (the service name), when set, name a
+    /// Sentinel-managed primary instead (see
+    /// [`connect_sentinel`](Self::connect_sentinel)), e.g.
+    /// `REDIS_SENTINELS=redis://h1:26379,redis://h2:26379
+    /// REDIS_SENTINEL_SERVICE=mymaster`; `REDIS_URL`, if also set, then gives
+    /// the primary's scheme, user, password and db (its host is ignored), as
+    /// [`CacheBuilder::sentinel`] describes. One without the other is an error.
+    ///
     /// Fails when `REDIS_URL` is set but empty (a missing secret must not
     /// silently mean "in memory"), is not a Redis URL, or names a Redis that
     /// cannot be reached: a typo is never replaced by a per-process cache.
@@ -159,6 +195,11 @@ impl Cache {
             log::info!("redis-memo: caching in a Redis Cluster (REDIS_CLUSTER_NODES)");
             return Ok(cache);
         }
+        if let Some(sentinel) = builder::sentinel_from_env()? {
+            let cache = sentinel.build().await?;
+            log::info!("redis-memo: caching in the primary Sentinel names (REDIS_SENTINELS)");
+            return Ok(cache);
+        }
         match builder::url_from_env()? {
             Some(url) => {
                 let cache = Cache::connect(&url).await?;
@@ -172,8 +213,8 @@ impl Cache {
     /// Like [`from_env`](Self::from_env), but returns at once when `REDIS_URL`
     /// is set, without waiting for Redis ([`Cache::connect_lazy`]): for a
     /// service that must start while Redis is down. Still fails on an empty
-    /// or malformed `REDIS_URL`. `REDIS_CLUSTER_NODES` is honoured as by
-    /// `from_env`, the cluster connected to in the background.
+    /// or malformed `REDIS_URL`. `REDIS_CLUSTER_NODES` and `REDIS_SENTINELS`
+    /// are honoured as by `from_env`, connected to in the background.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
@@ -186,6 +227,14 @@ impl Cache {
             let cache = Cache::builder().cluster_nodes(nodes).build_lazy().await?;
             log::info!(
                 "redis-memo: caching in a Redis Cluster (REDIS_CLUSTER_NODES), connecting in the background"
+            );
+            return Ok(cache);
+        }
+        if let Some(sentinel) = builder::sentinel_from_env()? {
+            let cache = sentinel.build_lazy().await?;
+            log::info!(
+                "redis-memo: caching in the primary Sentinel names (REDIS_SENTINELS), connecting \
+                 in the background"
             );
             return Ok(cache);
         }
@@ -278,7 +327,7 @@ impl Cache {
         self.default_version
     }
 
-    /// `"redis"`, `"redis-cluster"` or `"in-memory"`.
+    /// `"redis"`, `"redis-cluster"`, `"redis-sentinel"` or `"in-memory"`.
     ///
     /// ```
     /// assert_eq!(redis_memo::Cache::in_memory().backend_kind(), "in-memory");

@@ -6,9 +6,12 @@
 
 mod cluster;
 mod jitter;
+mod managed;
 mod memory;
 mod redis;
 mod scan;
+mod sentinel;
+mod standalone;
 
 use std::time::Duration;
 
@@ -16,8 +19,11 @@ use crate::Error;
 
 pub(crate) use cluster::ClusterHandle;
 pub(crate) use jitter::Jitter;
+pub(crate) use managed::{Connect, Managed};
 pub(crate) use memory::MemoryStore;
 pub(crate) use redis::{Connection, RedisStore};
+pub(crate) use sentinel::{SentinelConnector, watch_failovers};
+pub(crate) use standalone::Standalone;
 
 /// How long a stored key has left.
 ///
@@ -84,6 +90,7 @@ impl Backend {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Backend::Redis(store) if store.is_cluster() => "redis-cluster",
+            Backend::Redis(store) if store.is_sentinel() => "redis-sentinel",
             Backend::Redis(_) => "redis",
             Backend::Memory(_) => "in-memory",
         }

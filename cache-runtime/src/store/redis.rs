@@ -1,20 +1,28 @@
-//! Redis through redis-rs: a `ConnectionManager` for a standalone server, a
-//! `cluster_async::ClusterConnection` for a Redis Cluster.
+//! Redis through redis-rs: a `ConnectionManager` for a standalone server or
+//! the primary a set of Sentinels names, a `cluster_async::ClusterConnection`
+//! for a Redis Cluster.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::ConnectionLike;
 
 use super::cluster::ClusterHandle;
+use super::sentinel::SentinelHandle;
+use super::standalone::StandaloneHandle;
 use super::{KeyFilter, KeyTtl, Store, parse_generation};
 use crate::Error;
 
 /// The connection a [`RedisStore`] talks through.
 pub(crate) enum Connection {
     /// A standalone server: one multiplexed connection that pipelines
-    /// concurrent commands and reconnects by itself after a failure.
-    Single(ConnectionManager),
+    /// concurrent commands and reconnects by itself after a failure; the
+    /// handle builds it again after an authentication failure, which the
+    /// manager does not retry.
+    Single(Arc<StandaloneHandle>),
+    /// The primary a set of Sentinels names: like `Single`, and the handle
+    /// asks the sentinels again and reconnects after a failover.
+    Sentinel(Arc<SentinelHandle>),
     /// A Redis Cluster: redis-rs routes each command to the primary owning its
     /// key's slot, follows `MOVED`/`ASK` and refreshes the topology after a
     /// failover; the handle rebuilds it when it stops answering.
@@ -42,10 +50,17 @@ impl RedisStore {
         matches!(self.conn, Connection::Cluster(_))
     }
 
+    /// Whether this is the primary a set of Sentinels names.
+    pub(crate) fn is_sentinel(&self) -> bool {
+        matches!(self.conn, Connection::Sentinel(_))
+    }
+
     /// `PING`; on a cluster, every primary of the current topology.
     pub(crate) async fn ping(&self) -> Result<(), Error> {
         match &self.conn {
-            Connection::Single(_) => self.query::<String>(&redis::cmd("PING")).await.map(drop),
+            Connection::Single(_) | Connection::Sentinel(_) => {
+                self.query::<String>(&redis::cmd("PING")).await.map(drop)
+            }
             Connection::Cluster(handle) => super::scan::cluster_ping(self, &handle.current()).await,
         }
     }
@@ -64,7 +79,8 @@ impl RedisStore {
         // `ConnectionLike` path boxes the future of every command.
         let result = async {
             let value = match &self.conn {
-                Connection::Single(conn) => conn.clone().send_packed_command(cmd).await?,
+                Connection::Single(handle) => handle.current()?.send_packed_command(cmd).await?,
+                Connection::Sentinel(handle) => handle.current()?.send_packed_command(cmd).await?,
                 Connection::Cluster(handle) => handle.current().req_packed_command(cmd).await?,
             };
             Ok(redis::from_redis_value(value.extract_error()?)?)
@@ -76,10 +92,13 @@ impl RedisStore {
         result
     }
 
-    /// Lets a cluster connection see how a command ended (see [`ClusterHandle`]).
+    /// Lets the connection see how a command ended, so that it can repair
+    /// itself (see [`ClusterHandle`] and [`Managed`](super::managed::Managed)).
     pub(crate) fn observe<T>(&self, result: &Result<T, Error>) {
-        if let Connection::Cluster(handle) = &self.conn {
-            handle.observe(result);
+        match &self.conn {
+            Connection::Single(handle) => handle.observe(result),
+            Connection::Sentinel(handle) => handle.observe(result),
+            Connection::Cluster(handle) => handle.observe(result),
         }
     }
 
@@ -89,7 +108,14 @@ impl RedisStore {
         pipe: &redis::Pipeline,
     ) -> Result<T, Error> {
         let result = match &self.conn {
-            Connection::Single(conn) => pipe.query_async(&mut conn.clone()).await,
+            Connection::Single(handle) => match handle.current() {
+                Ok(mut conn) => pipe.query_async(&mut conn).await,
+                Err(err) => Err(err),
+            },
+            Connection::Sentinel(handle) => match handle.current() {
+                Ok(mut conn) => pipe.query_async(&mut conn).await,
+                Err(err) => Err(err),
+            },
             Connection::Cluster(handle) => pipe.query_async(&mut handle.current()).await,
         };
         let result = result.map_err(|e| Error::from_redis(e, self.response_timeout));
@@ -103,7 +129,14 @@ impl RedisStore {
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, Error> {
         let result = match &self.conn {
-            Connection::Single(conn) => invocation.invoke_async(&mut conn.clone()).await,
+            Connection::Single(handle) => match handle.current() {
+                Ok(mut conn) => invocation.invoke_async(&mut conn).await,
+                Err(err) => Err(err),
+            },
+            Connection::Sentinel(handle) => match handle.current() {
+                Ok(mut conn) => invocation.invoke_async(&mut conn).await,
+                Err(err) => Err(err),
+            },
             Connection::Cluster(handle) => invocation.invoke_async(&mut handle.current()).await,
         };
         let result = result.map_err(|e| Error::from_redis(e, self.response_timeout));
@@ -128,30 +161,59 @@ impl RedisStore {
     /// Asks the server what it is. `Err` when it cannot be asked now (not
     /// reachable); `Ok(Unknown)` when it refuses to tell.
     pub(crate) async fn server_kind(&self) -> Result<ServerKind, Error> {
-        let role = match self.query::<Vec<redis::Value>>(&redis::cmd("ROLE")).await {
-            Ok(reply) => match reply.first() {
-                Some(redis::Value::BulkString(role)) => role.clone(),
-                Some(redis::Value::SimpleString(role)) => role.clone().into_bytes(),
-                _ => return Ok(ServerKind::Unknown),
-            },
-            Err(err @ (Error::Connection(_) | Error::Timeout(_))) => return Err(err),
-            Err(_) => return Ok(ServerKind::Unknown),
-        };
-        Ok(match role.as_slice() {
-            b"slave" | b"replica" => ServerKind::Replica,
-            b"sentinel" => ServerKind::Sentinel,
-            b"master" => match self
-                .query::<String>(redis::cmd("INFO").arg("cluster"))
-                .await
-            {
-                Ok(info) if info.contains("cluster_enabled:1") => ServerKind::ClusterNode,
-                Ok(_) => ServerKind::Primary,
-                Err(err @ (Error::Connection(_) | Error::Timeout(_))) => return Err(err),
-                Err(_) => ServerKind::Unknown,
-            },
-            _ => ServerKind::Unknown,
-        })
+        let timeout = self.response_timeout;
+        match &self.conn {
+            Connection::Single(handle) => {
+                ask_server_kind(current(handle.current())?, timeout).await
+            }
+            Connection::Sentinel(handle) => {
+                ask_server_kind(current(handle.current())?, timeout).await
+            }
+            Connection::Cluster(handle) => ask_server_kind(handle.current(), timeout).await,
+        }
     }
+}
+
+fn current<C>(conn: redis::RedisResult<C>) -> Result<C, Error> {
+    conn.map_err(Error::Connection)
+}
+
+/// Asks a server what it is (`ROLE`, then `INFO cluster` on a primary).
+/// `Err` when it cannot be asked now (not reachable); `Ok(Unknown)` when it
+/// refuses to tell.
+pub(crate) async fn ask_server_kind(
+    mut conn: impl ConnectionLike,
+    timeout: Duration,
+) -> Result<ServerKind, Error> {
+    let role = match redis::cmd("ROLE")
+        .query_async::<Vec<redis::Value>>(&mut conn)
+        .await
+        .map_err(|e| Error::from_redis(e, timeout))
+    {
+        Ok(reply) => match reply.first() {
+            Some(redis::Value::BulkString(role)) => role.clone(),
+            Some(redis::Value::SimpleString(role)) => role.clone().into_bytes(),
+            _ => return Ok(ServerKind::Unknown),
+        },
+        Err(err @ (Error::Connection(_) | Error::Timeout(_))) => return Err(err),
+        Err(_) => return Ok(ServerKind::Unknown),
+    };
+    Ok(match role.as_slice() {
+        b"slave" | b"replica" => ServerKind::Replica,
+        b"sentinel" => ServerKind::Sentinel,
+        b"master" => match redis::cmd("INFO")
+            .arg("cluster")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(|e| Error::from_redis(e, timeout))
+        {
+            Ok(info) if info.contains("cluster_enabled:1") => ServerKind::ClusterNode,
+            Ok(_) => ServerKind::Primary,
+            Err(err @ (Error::Connection(_) | Error::Timeout(_))) => return Err(err),
+            Err(_) => ServerKind::Unknown,
+        },
+        _ => ServerKind::Unknown,
+    })
 }
 
 impl ServerKind {
@@ -220,7 +282,9 @@ impl Store for RedisStore {
 
     async fn delete_prefix(&self, prefix: &str, filter: &KeyFilter<'_>) -> Result<u64, Error> {
         match &self.conn {
-            Connection::Single(_) => super::scan::redis_delete_prefix(self, prefix, filter).await,
+            Connection::Single(_) | Connection::Sentinel(_) => {
+                super::scan::redis_delete_prefix(self, prefix, filter).await
+            }
             Connection::Cluster(handle) => {
                 super::scan::cluster_delete_prefix(self, &handle.current(), prefix, filter).await
             }

@@ -1,0 +1,252 @@
+//! A `ConnectionManager` that is replaced in the background when it cannot
+//! recover by itself.
+//!
+//! redis-rs's `ConnectionManager` reconnects after an I/O error, always to the
+//! address it was built for, and gives up for good when reconnecting fails
+//! for another reason: after a failed `AUTH` (a rotated password, a
+//! re-created ACL user) every later command fails with that error until the
+//! process restarts. Behind Sentinel the address itself moves. So a
+//! [`Managed`] connection keeps what it needs to connect again (a
+//! [`Connect`]), and when a command's error says the connection will not come
+//! back by itself, it builds a new one in the background — one at a time,
+//! with backoff between failed attempts — and swaps it in. The hit path only
+//! loads the current manager (no lock, no allocation); calls in the meantime
+//! fail open as usual.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use redis::aio::ConnectionManager;
+
+use crate::Error;
+
+/// First wait after a failed rebuild; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between two rebuild attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// After a rebuild, errors are not taken as a reason for another one for this
+/// long: commands sent on the replaced connection are still failing.
+const SETTLE: Duration = Duration::from_millis(300);
+/// Consecutive timeouts after which a connector that asks for it is rebuilt.
+const REBUILD_AFTER_TIMEOUTS: u32 = 3;
+/// Least time between two checks of what the server has become.
+const RECHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// What a failed command means for the connection it was sent on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reaction {
+    /// Nothing to do: a transient fault the manager handles, or not a
+    /// connection matter at all.
+    Nothing,
+    /// Connect again (and, behind Sentinel, find the primary again).
+    Rebuild,
+    /// Ask the server what it is now (a `READONLY` reply on a standalone
+    /// connection: a failover may have demoted it).
+    Recheck,
+}
+
+/// How to make a new connection, and when one is needed.
+pub(crate) trait Connect: Send + Sync + 'static {
+    /// A new connection, checked to be one a cache can use.
+    fn connect(&self) -> impl Future<Output = Result<ConnectionManager, Error>> + Send;
+
+    /// The bound on one command, for the errors it reports.
+    fn response_timeout(&self) -> Duration;
+
+    /// What an error from a command means for the connection.
+    fn react(&self, err: &Error) -> Reaction;
+
+    /// Whether [`REBUILD_AFTER_TIMEOUTS`] consecutive timeouts call for a new
+    /// connection (the address may be gone without a word).
+    fn rebuild_on_timeouts(&self) -> bool {
+        false
+    }
+
+    /// Called after a [`Reaction::Recheck`] found the server is no longer a
+    /// primary.
+    fn demoted(&self, kind: super::redis::ServerKind) {
+        let _ = kind;
+    }
+
+    /// Called after a new connection was swapped in.
+    fn swapped(&self) {}
+}
+
+/// A connection rebuilt in the background when it cannot recover by itself.
+pub(crate) struct Managed<C> {
+    conn: ArcSwapOption<ConnectionManager>,
+    connector: C,
+    /// A rebuild task is running.
+    rebuilding: AtomicBool,
+    /// A rebuild was asked for while one was running: run once more.
+    again: AtomicBool,
+    timeouts: AtomicU32,
+    /// When the last rebuild (or a recheck) happened, in ms since `epoch`.
+    last_rebuild_ms: AtomicU64,
+    last_recheck_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl<C: Connect> Managed<C> {
+    /// A managed connection that starts with `conn` (`None`: not connected
+    /// yet; [`rebuild`](Self::rebuild) makes the first one).
+    pub(crate) fn new(conn: Option<ConnectionManager>, connector: C) -> Arc<Self> {
+        Arc::new(Managed {
+            conn: ArcSwapOption::new(conn.map(Arc::new)),
+            connector,
+            rebuilding: AtomicBool::new(false),
+            again: AtomicBool::new(false),
+            timeouts: AtomicU32::new(0),
+            last_rebuild_ms: AtomicU64::new(0),
+            last_recheck_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// The connection to send the next command through (a cheap clone).
+    pub(crate) fn current(&self) -> redis::RedisResult<ConnectionManager> {
+        match &*self.conn.load() {
+            Some(conn) => Ok(ConnectionManager::clone(conn)),
+            None => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "not connected yet (the connection is being made in the background)",
+            ))),
+        }
+    }
+
+    pub(crate) fn connector(&self) -> &C {
+        &self.connector
+    }
+
+    /// Notes how a command ended; an error may start a rebuild or a recheck.
+    pub(crate) fn observe<T>(self: &Arc<Self>, result: &Result<T, Error>) {
+        let err = match result {
+            Ok(_) => {
+                if self.timeouts.load(Ordering::Relaxed) != 0 {
+                    self.timeouts.store(0, Ordering::Relaxed);
+                }
+                return;
+            }
+            Err(err) => err,
+        };
+        if let Error::Timeout(_) = err {
+            let timeouts = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+            if timeouts >= REBUILD_AFTER_TIMEOUTS && self.connector.rebuild_on_timeouts() {
+                self.rebuild_unless_settling();
+            }
+            return;
+        }
+        match self.connector.react(err) {
+            Reaction::Nothing => {}
+            Reaction::Rebuild => self.rebuild_unless_settling(),
+            Reaction::Recheck => self.recheck(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn rebuild_unless_settling(self: &Arc<Self>) {
+        let last = self.last_rebuild_ms.load(Ordering::Relaxed);
+        if last != 0 && self.now_ms().saturating_sub(last) < SETTLE.as_millis() as u64 {
+            return;
+        }
+        self.rebuild();
+    }
+
+    /// Builds a new connection in the background and swaps it in, retrying
+    /// with backoff until one is made (or the cache is dropped). At most one
+    /// rebuild runs at a time; asked for during one, it runs once more after.
+    pub(crate) fn rebuild(self: &Arc<Self>) {
+        if self.rebuilding.swap(true, Ordering::AcqRel) {
+            self.again.store(true, Ordering::Release);
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.rebuilding.store(false, Ordering::Release);
+            return;
+        };
+        runtime.spawn(rebuild_loop(Arc::downgrade(self)));
+    }
+
+    /// Asks the server what it is, at most once per [`RECHECK_EVERY`], and
+    /// tells the connector when it is no longer a primary.
+    fn recheck(self: &Arc<Self>) {
+        let now = self.now_ms().max(1);
+        let last = self.last_recheck_ms.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < RECHECK_EVERY.as_millis() as u64 {
+            return;
+        }
+        if self
+            .last_recheck_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Ok(conn) = self.current() else { return };
+        let timeout = self.connector.response_timeout();
+        let weak = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let Ok(kind) = super::redis::ask_server_kind(conn, timeout).await else {
+                return;
+            };
+            if let Some(this) = weak.upgrade()
+                && kind != super::redis::ServerKind::Primary
+                && kind != super::redis::ServerKind::Unknown
+            {
+                this.connector.demoted(kind);
+            }
+        });
+    }
+}
+
+async fn rebuild_loop<C: Connect>(weak: Weak<Managed<C>>) {
+    let mut backoff = MIN_BACKOFF;
+    let mut failures = 0u32;
+    loop {
+        let Some(this) = weak.upgrade() else { return };
+        this.again.store(false, Ordering::Release);
+        match this.connector.connect().await {
+            Ok(conn) => {
+                this.conn.store(Some(Arc::new(conn)));
+                this.timeouts.store(0, Ordering::Relaxed);
+                this.last_rebuild_ms
+                    .store(this.now_ms().max(1), Ordering::Relaxed);
+                this.connector.swapped();
+                if !this.again.swap(false, Ordering::AcqRel) {
+                    this.rebuilding.store(false, Ordering::Release);
+                    // Asked for between the check and the release: go on.
+                    if !this.again.load(Ordering::Acquire)
+                        || this.rebuilding.swap(true, Ordering::AcqRel)
+                    {
+                        return;
+                    }
+                }
+                backoff = MIN_BACKOFF;
+                failures = 0;
+            }
+            Err(err) => {
+                // The first failure, then about every half minute.
+                if failures.is_multiple_of(16) {
+                    crate::log::warning!(
+                        error = %err,
+                        "redis-memo: reconnecting failed; calls run uncached meanwhile and \
+                         it is retried with backoff"
+                    );
+                }
+                failures = failures.wrapping_add(1);
+            }
+        }
+        drop(this);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
