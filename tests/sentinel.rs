@@ -219,3 +219,67 @@ async fn a_killed_primary_under_load_loses_no_call_and_moves_to_the_new_primary(
     })
     .await;
 }
+
+/// A plain command on `port`, authenticated with `password` when given.
+async fn command(port: u16, password: Option<&str>, cmd: &redis::Cmd) -> redis::Value {
+    let auth = password.map_or(String::new(), |p| format!(":{p}@"));
+    let client = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    cmd.query_async(&mut conn).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_nodes_password_and_db_come_from_the_url() {
+    let sentinel = start().await;
+    let service = sentinel.service_name();
+    // The sentinels learn the password first, so that none of them takes the
+    // primary for down when it starts asking for one.
+    for port in sentinel.sentinel_ports() {
+        let set = redis::cmd("SENTINEL")
+            .arg("SET")
+            .arg(service)
+            .arg("auth-pass")
+            .arg("secret")
+            .clone();
+        command(port, None, &set).await;
+    }
+    let (primary, replica) = (sentinel.primary_port(), sentinel.replica_port());
+    let config = |name: &str| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg("secret")
+            .clone()
+    };
+    command(replica, None, &config("masterauth")).await;
+    command(replica, None, &config("requirepass")).await;
+    command(primary, None, &config("requirepass")).await;
+
+    match Cache::connect_sentinel(sentinel.sentinel_urls(), service).await {
+        Err(err @ Error::Connection(_)) => {
+            assert!(err.to_string().contains("Authentication required"), "{err}")
+        }
+        other => panic!("expected an authentication error, got {other:?}"),
+    }
+    let cache = Cache::builder()
+        .sentinel(sentinel.sentinel_urls(), service)
+        .url("redis://:secret@primary/2")
+        .build()
+        .await
+        .unwrap();
+    cache.set("sentinel:auth", &3u8, 60).await.unwrap();
+    let mut read = redis::pipe();
+    read.cmd("SELECT")
+        .arg(2)
+        .ignore()
+        .cmd("GET")
+        .arg("sentinel:auth");
+    let client = redis::Client::open(format!("redis://:secret@127.0.0.1:{primary}")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let (stored,): (Option<String>,) = read.query_async(&mut conn).await.unwrap();
+    assert_eq!(
+        stored.as_deref(),
+        Some("3"),
+        "db 2 of the primary, as the URL says"
+    );
+}
