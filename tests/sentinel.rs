@@ -283,3 +283,41 @@ async fn the_data_nodes_password_and_db_come_from_the_url() {
         "db 2 of the primary, as the URL says"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_data_nodes_through_sentinel_trusts_the_given_ca() {
+    if !redis_memo_test_support::tls_supported() {
+        eprintln!("skipped: this redis-server was built without TLS (BUILD_TLS=yes)");
+        return;
+    }
+    let sentinel = tokio::task::spawn_blocking(TestSentinel::start_tls)
+        .await
+        .unwrap();
+    let ca = sentinel.certs().unwrap().ca.cert_pem.clone();
+    let builder = Cache::builder()
+        .sentinel(sentinel.sentinel_urls(), sentinel.service_name())
+        .url("rediss://primary");
+    match builder.clone().build().await {
+        Err(Error::Tls { advice, .. }) => {
+            assert!(advice.contains("tls_ca_certificate"), "{advice}")
+        }
+        other => panic!("expected the untrusted-CA error, got {other:?}"),
+    }
+    let cache = builder.tls_ca_certificate(ca).build().await.unwrap();
+    assert_eq!(
+        cache.get_or_set("sentinel:tls", 60, || async { 4u8 }).await,
+        4
+    );
+    let primary = sentinel.primary_port();
+    assert_ne!(
+        primary,
+        sentinel.plain_port(primary),
+        "the sentinels name the TLS port"
+    );
+    let stored = read(&sentinel, primary, "sentinel:tls").await;
+    assert_eq!(
+        stored.as_deref(),
+        Some("4"),
+        "stored on the primary over TLS"
+    );
+}

@@ -5,11 +5,17 @@
 //! Starting, killing, failing over and the waits block the calling thread
 //! (they poll with deadlines and panic with what they saw when one passes);
 //! the connections are async.
+//!
+//! [`TestSentinel::start_tls`] makes the data nodes serve TLS too (certificates
+//! from [`TestCerts`]), replicate over it and be monitored through it, so that
+//! the sentinels name their TLS ports; their plain ports stay open for the
+//! test's own checks, and the sentinels stay plain.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::TestCerts;
 use crate::server::{
     free_port, info_field, kill_child, log_tail, poll_until, query, server_binary,
     spawn_or_explain, wait_for_ping,
@@ -24,6 +30,8 @@ const SERVICE: &str = "redis-memo-test";
 /// One process: a data node or a sentinel.
 struct Process {
     port: u16,
+    /// A data node's TLS port, when it serves TLS.
+    tls_port: Option<u16>,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -32,6 +40,7 @@ struct Process {
 pub struct TestSentinel {
     data: Vec<Process>,
     sentinels: Vec<Process>,
+    certs: Option<TestCerts>,
     _dir: tempfile::TempDir,
 }
 
@@ -40,22 +49,38 @@ impl TestSentinel {
     /// sentinels, and waits until every sentinel reports the primary, knows
     /// the replica in sync with it, and knows the two other sentinels.
     pub fn start() -> TestSentinel {
+        Self::start_with(None)
+    }
+
+    /// Like [`start`](Self::start), but the data nodes also serve TLS with
+    /// fresh [`TestCerts`] (no client certificate required), replicate over
+    /// it, and the sentinels monitor them through it: the ports the sentinels
+    /// name ([`primary_port`](Self::primary_port), ...) are TLS ports, for
+    /// `rediss://` clients trusting [`certs`](Self::certs)' CA.
+    ///
+    /// Panics when the installed `redis-server` has no TLS; check
+    /// [`tls_supported`](crate::tls_supported) first to skip instead.
+    pub fn start_tls() -> TestSentinel {
+        Self::start_with(Some(TestCerts::generate()))
+    }
+
+    fn start_with(certs: Option<TestCerts>) -> TestSentinel {
         let binary = server_binary();
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let mut setup = TestSentinel {
             data: Vec::new(),
             sentinels: Vec::new(),
+            certs,
             _dir: dir,
         };
-        let primary_port = free_port();
-        setup
-            .data
-            .push(setup.spawn_data(&binary, primary_port, &[]));
-        let replica_port = distinct_free_port(&[primary_port]);
+        let mut taken = Vec::new();
+        let primary = setup.spawn_data(&binary, &mut taken, &[]);
+        let primary_port = primary.known_port();
+        setup.data.push(primary);
         let replicaof = ["--replicaof", "127.0.0.1", &primary_port.to_string()].map(String::from);
-        setup
-            .data
-            .push(setup.spawn_data(&binary, replica_port, &replicaof));
+        let replica = setup.spawn_data(&binary, &mut taken, &replicaof);
+        let replica_port = replica.port;
+        setup.data.push(replica);
         wait_until("the replica to sync with the primary", || {
             let info: String = query(replica_port, redis::cmd("INFO").arg("replication"))
                 .map_err(|e| e.to_string())?;
@@ -64,7 +89,6 @@ impl TestSentinel {
                 other => Err(format!("master_link_status:{other:?}")),
             }
         });
-        let mut taken = vec![primary_port, replica_port];
         for _ in 0..3 {
             let port = distinct_free_port(&taken);
             taken.push(port);
@@ -77,7 +101,14 @@ impl TestSentinel {
         setup
     }
 
-    fn spawn_data(&self, binary: &str, port: u16, extra: &[String]) -> Process {
+    fn spawn_data(&self, binary: &str, taken: &mut Vec<u16>, extra: &[String]) -> Process {
+        let port = distinct_free_port(taken);
+        taken.push(port);
+        let tls_port = self.certs.as_ref().map(|_| {
+            let port = distinct_free_port(taken);
+            taken.push(port);
+            port
+        });
         let dir = self._dir.path().join(format!("node-{port}"));
         std::fs::create_dir(&dir).expect("create a node directory");
         let spawned = Command::new(binary)
@@ -86,6 +117,7 @@ impl TestSentinel {
             .args(["--logfile", "redis.log"])
             .arg("--dir")
             .arg(&dir)
+            .args(self.tls_args(tls_port))
             .args(extra)
             .current_dir(&dir)
             .stdout(Stdio::null())
@@ -94,6 +126,7 @@ impl TestSentinel {
         let child = spawn_or_explain(binary, spawned);
         let process = Process {
             port,
+            tls_port,
             dir,
             child: Some(child),
         };
@@ -101,10 +134,44 @@ impl TestSentinel {
         process
     }
 
+    /// A data node's TLS options: serve TLS on `tls_port`, and replicate over it.
+    fn tls_args(&self, tls_port: Option<u16>) -> Vec<String> {
+        let (Some(certs), Some(tls_port)) = (&self.certs, tls_port) else {
+            return Vec::new();
+        };
+        let path = |p: &std::path::Path| p.display().to_string();
+        vec![
+            "--tls-port".into(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            path(&certs.server.cert_path),
+            "--tls-key-file".into(),
+            path(&certs.server.key_path),
+            "--tls-ca-cert-file".into(),
+            path(&certs.ca.cert_path),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--tls-replication".into(),
+            "yes".into(),
+        ]
+    }
+
     fn spawn_sentinel(&self, binary: &str, port: u16, primary_port: u16) -> Process {
         let dir = self._dir.path().join(format!("sentinel-{port}"));
         std::fs::create_dir(&dir).expect("create a sentinel directory");
         let config = dir.join("sentinel.conf");
+        // With TLS, the sentinel talks to the data nodes over it.
+        let tls = self.certs.as_ref().map_or(String::new(), |certs| {
+            format!(
+                "tls-replication yes\n\
+                 tls-cert-file {}\n\
+                 tls-key-file {}\n\
+                 tls-ca-cert-file {}\n",
+                certs.client.cert_path.display(),
+                certs.client.key_path.display(),
+                certs.ca.cert_path.display(),
+            )
+        });
         std::fs::write(
             &config,
             format!(
@@ -112,6 +179,7 @@ impl TestSentinel {
                  bind 127.0.0.1\n\
                  dir {dir}\n\
                  logfile redis.log\n\
+                 {tls}\
                  sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n\
                  sentinel down-after-milliseconds {SERVICE} 1000\n\
                  sentinel failover-timeout {SERVICE} 5000\n",
@@ -129,6 +197,7 @@ impl TestSentinel {
         let child = spawn_or_explain(binary, spawned);
         let process = Process {
             port,
+            tls_port: None,
             dir,
             child: Some(child),
         };
@@ -181,6 +250,20 @@ impl TestSentinel {
         SERVICE
     }
 
+    /// The certificates of a setup started with [`start_tls`](Self::start_tls).
+    pub fn certs(&self) -> Option<&TestCerts> {
+        self.certs.as_ref()
+    }
+
+    /// The plain port of the data node the sentinels know as `port` (its
+    /// TLS port in a [`start_tls`](Self::start_tls) setup), for plain checks.
+    pub fn plain_port(&self, port: u16) -> u16 {
+        self.data
+            .iter()
+            .find(|d| d.known_port() == port)
+            .map_or(port, |d| d.port)
+    }
+
     /// The current primary's port, as the first running sentinel that answers reports it.
     pub fn primary_port(&self) -> u16 {
         let mut last = String::new();
@@ -199,9 +282,10 @@ impl TestSentinel {
         self.other_data_port(self.primary_port())
     }
 
-    /// The ports of the two data nodes, the first started as primary.
+    /// The ports of the two data nodes, as the sentinels know them, the
+    /// first started as primary.
     pub fn data_ports(&self) -> Vec<u16> {
-        self.data.iter().map(|d| d.port).collect()
+        self.data.iter().map(Process::known_port).collect()
     }
 
     /// SIGKILLs the data node or sentinel on `port` and waits until it is gone.
@@ -210,7 +294,7 @@ impl TestSentinel {
             .data
             .iter_mut()
             .chain(self.sentinels.iter_mut())
-            .find(|p| p.port == port)
+            .find(|p| p.port == port || p.tls_port == Some(port))
             .unwrap_or_else(|| panic!("no node or sentinel on port {port}"));
         if let Some(child) = &mut process.child {
             kill_child(child);
@@ -250,8 +334,8 @@ impl TestSentinel {
                 }
             }
             let port = reported.ok_or("no sentinel is running")?;
-            let role: Vec<redis::Value> =
-                query(port, &redis::cmd("ROLE")).map_err(|e| format!("ROLE on {port}: {e}"))?;
+            let role: Vec<redis::Value> = query(self.plain_port(port), &redis::cmd("ROLE"))
+                .map_err(|e| format!("ROLE on {port}: {e}"))?;
             match role.first() {
                 Some(redis::Value::BulkString(b)) if b == b"master" => Ok(port),
                 other => Err(format!("{port} answers ROLE with {other:?}")),
@@ -259,11 +343,11 @@ impl TestSentinel {
         })
     }
 
-    /// A plain connection to a data node or a sentinel. A node changing role
-    /// (a demoted primary) may reset new connections for a moment: retried
-    /// for up to 10 s.
+    /// A plain connection to a data node or a sentinel (a data node's plain
+    /// port when given its TLS port). A node changing role (a demoted
+    /// primary) may reset new connections for a moment: retried for up to 10 s.
     pub async fn node_client(&self, port: u16) -> redis::aio::MultiplexedConnection {
-        let client = redis::Client::open(url(port)).expect("node URL");
+        let client = redis::Client::open(url(self.plain_port(port))).expect("node URL");
         let mut last = None;
         for _ in 0..100 {
             match client.get_multiplexed_async_connection().await {
@@ -278,7 +362,7 @@ impl TestSentinel {
     fn other_data_port(&self, port: u16) -> u16 {
         self.data
             .iter()
-            .map(|d| d.port)
+            .map(Process::known_port)
             .find(|&p| p != port)
             .expect("two data nodes")
     }
@@ -293,6 +377,11 @@ impl TestSentinel {
 }
 
 impl Process {
+    /// The port the sentinels know this node by.
+    fn known_port(&self) -> u16 {
+        self.tls_port.unwrap_or(self.port)
+    }
+
     fn wait_for_ping(&self) {
         assert!(
             wait_for_ping(self.port, Duration::from_secs(10)),
