@@ -150,7 +150,13 @@ impl<C: Connect> Managed<C> {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// A rebuild for a command's error: none when one is running or has
+    /// just finished, since commands still in flight on the replaced
+    /// connection keep failing for a moment.
     fn rebuild_unless_settling(self: &Arc<Self>) {
+        if self.rebuilding.load(Ordering::Acquire) {
+            return;
+        }
         let last = self.last_rebuild_ms.load(Ordering::Relaxed);
         if last != 0 && self.now_ms().saturating_sub(last) < SETTLE.as_millis() as u64 {
             return;
@@ -160,7 +166,8 @@ impl<C: Connect> Managed<C> {
 
     /// Builds a new connection in the background and swaps it in, retrying
     /// with backoff until one is made (or the cache is dropped). At most one
-    /// rebuild runs at a time; asked for during one, it runs once more after.
+    /// rebuild runs at a time; asked for during one (a failover announced
+    /// while the last one was being connected to), it runs once more after.
     pub(crate) fn rebuild(self: &Arc<Self>) {
         if self.rebuilding.swap(true, Ordering::AcqRel) {
             self.again.store(true, Ordering::Release);
