@@ -286,6 +286,7 @@ support::on_both_backends! {
     a_failing_refresh_keeps_the_old_value_until_the_window_ends_then_runs_inline,
     a_policy_with_stale_on_get_or_set,
     prime_stores_for_ttl_plus_stale,
+    a_grouped_function_serves_and_refreshes_stale_values,
 }
 
 #[cached(ttl = 60, stale = 60, lease = 10, key_prefix = "swr:", cache = cache, ignore(probe))]
@@ -390,4 +391,90 @@ async fn a_stale_read_is_one_get_and_one_pttl() {
         "{counts:?}"
     );
     assert_eq!(counts.len(), 2, "nothing else: {counts:?}");
+}
+
+#[cached(ttl = 60, stale = 60, key_prefix = "swrg:", grouped, cache = cache, ignore(probe))]
+async fn grouped_value(cache: &Cache, probe: Arc<Probe>, id: u64) -> Result<u64, String> {
+    Ok(probe.run().await? + id)
+}
+
+/// A grouped function reads the generation, the value and its TTL; a stale
+/// value is refreshed under the generation it was read with.
+async fn a_grouped_function_serves_and_refreshes_stale_values(h: &Harness) {
+    let probe = Probe::new();
+    assert_eq!(grouped_value(&h.cache, probe.clone(), 1).await, Ok(1001));
+    let key = grouped_value_key(&h.cache, 1).await.unwrap();
+    assert!((118..=120).contains(&h.ttl(&key).await));
+    make_stale(h, &key, Duration::from_secs(30)).await;
+    assert_eq!(grouped_value(&h.cache, probe.clone(), 1).await, Ok(1001));
+    until("the refresh stores its value", async || {
+        is_fresh(h, &key).await
+    })
+    .await;
+    assert_eq!(grouped_value(&h.cache, probe.clone(), 1).await, Ok(2001));
+    h.cache.invalidate_group("swrg:").await.unwrap();
+    assert_eq!(grouped_value(&h.cache, probe.clone(), 1).await, Ok(3001));
+    let stats = h.cache.stats();
+    assert_eq!((stats.stale, stats.hits, stats.misses), (1, 1, 2));
+}
+
+/// On a Redis Cluster the GET and PTTL of a key go to its primary in one
+/// pipeline, and refreshes write there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_values_are_served_and_refreshed_on_a_cluster() {
+    let cluster = support::TestCluster::start();
+    let cache = Cache::builder()
+        .cluster_nodes(cluster.seed_urls())
+        .response_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .expect("connect to the test cluster");
+    let probe = Probe::new();
+    let ids: Vec<u64> = (0..30).collect();
+    let mut conn = cluster.client().await;
+    for &id in &ids {
+        assert_eq!(
+            value(&cache, probe.clone(), id).await,
+            Ok(1000 * (id + 1) + id)
+        );
+        let key = value_key(&cache, id).await.unwrap();
+        let ttl: i64 = ::redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((118..=120).contains(&ttl), "{key}: {ttl}");
+        let _: i64 = ::redis::cmd("PEXPIRE")
+            .arg(&key)
+            .arg(30_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    for &id in &ids {
+        assert_eq!(
+            value(&cache, probe.clone(), id).await,
+            Ok(1000 * (id + 1) + id)
+        );
+    }
+    until("every refresh stores its value", async || {
+        let mut fresh = 0;
+        for &id in &ids {
+            let key = value_key(&cache, id).await.unwrap();
+            let ttl: i64 = ::redis::cmd("TTL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            fresh += usize::from(ttl > 60);
+        }
+        fresh == ids.len()
+    })
+    .await;
+    assert_eq!(probe.runs(), 2 * ids.len() as u64);
+    for &id in &ids {
+        assert!(value(&cache, probe.clone(), id).await.unwrap() > 1000 * ids.len() as u64);
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.stale, stats.errors, stats.misconfigured), (30, 0, 0));
 }
