@@ -26,6 +26,9 @@ impl Cache {
     /// but not stored. The call is counted in [`stats`](Self::stats) under the
     /// key's first segment (`user:42` under `user:`) and runs in a
     /// `redis_memo::call` span. `f`'s future is created only when it runs.
+    /// Under a [`Policy::stale`] a value past its TTL counts as expired here
+    /// (`f` may borrow, so it cannot run in the background); see
+    /// [`get_or_set_stale`](Self::get_or_set_stale).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -223,13 +223,24 @@ impl Call {
             }
         }
         // Refreshed since it was read (by this process just before the claim,
-        // or by another): hand that value to whoever waits, and stop.
-        if let Ok((Some(bytes), left)) = cache.store().get_with_ttl(&key).await
-            && !self.is_stale(left)
+        // or by another): hand that value to whoever waits, and stop. A cache
+        // that cannot be read now would not take the value either: stop too
+        // (the stale value stays; the next stale read tries again).
+        match cache
+            .health()
+            .record(cache.store().get_with_ttl(&key).await)
         {
-            lead.flight.publish(bytes.into());
-            self.store(&cache, &key, lead, None).await;
-            return;
+            Ok((Some(bytes), left)) if !self.is_stale(left) => {
+                lead.flight.publish(bytes.into());
+                self.store(&cache, &key, lead, None).await;
+                return;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                self.failed(Warning::ReadFailed, &err);
+                self.store(&cache, &key, lead, None).await;
+                return;
+            }
         }
         let encoded = {
             let value = self.body(body).await;
