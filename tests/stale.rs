@@ -478,3 +478,44 @@ async fn stale_values_are_served_and_refreshed_on_a_cluster() {
     let stats = cache.stats();
     assert_eq!((stats.stale, stats.errors, stats.misconfigured), (30, 0, 0));
 }
+
+/// A refresh whose runtime shuts down (before it starts or while its body
+/// runs) leaves no flight behind: a later stale read refreshes the key.
+#[test]
+fn a_refresh_dropped_with_its_runtime_leaves_the_key_refreshable() {
+    let h = Harness::memory();
+    let probe = Probe::new();
+    let key = {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            assert_eq!(value(&h.cache, probe.clone(), 5).await, Ok(1005));
+            let key = value_key(&h.cache, 5).await.unwrap();
+            make_stale(&h, &key, Duration::from_secs(30)).await;
+            probe.hold();
+            assert_eq!(value(&h.cache, probe.clone(), 5).await, Ok(1005));
+            key
+        })
+    }; // the runtime, and the refresh task with it, is dropped here
+    assert_eq!(h.cache.in_flight(), 0, "no flight is left claimed");
+    probe.release();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let runs = probe.runs();
+        assert_eq!(value(&h.cache, probe.clone(), 5).await, Ok(1005));
+        until("a new refresh stores its value", async || {
+            is_fresh(&h, &key).await
+        })
+        .await;
+        assert_eq!(probe.runs(), runs + 1);
+        assert_eq!(
+            value(&h.cache, probe.clone(), 5).await,
+            Ok((runs + 1) * 1000 + 5)
+        );
+    });
+}
