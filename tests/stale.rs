@@ -519,3 +519,30 @@ fn a_refresh_dropped_with_its_runtime_leaves_the_key_refreshable() {
         );
     });
 }
+
+/// A refresh that gets an error from the body says so (rate-limited), naming
+/// the key: the cache keeps serving an old value, and the log tells why.
+#[tokio::test]
+async fn a_failing_refresh_is_logged_with_its_key() {
+    let (logs, dispatch) = support::Logs::capture(tracing::Level::WARN);
+    // A current-thread runtime: the refresh runs on this thread, under this
+    // dispatcher.
+    let _guard = tracing::dispatcher::set_default(&dispatch);
+    let h = Harness::redis().await;
+    let probe = Probe::new();
+    let key = value_key(&h.cache, 9).await.unwrap();
+    assert_eq!(value(&h.cache, probe.clone(), 9).await, Ok(1009));
+    make_stale(&h, &key, Duration::from_secs(30)).await;
+    probe.fail.store(true, SeqCst);
+    assert_eq!(value(&h.cache, probe.clone(), 9).await, Ok(1009));
+    until("the refresh fails", async || {
+        probe.runs() == 2 && h.cache.in_flight() == 0
+    })
+    .await;
+    let warnings = logs.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains(&key) && warnings[0].contains("background refresh"),
+        "{warnings:?}"
+    );
+}
