@@ -8,6 +8,7 @@
 use proc_macro2::{Span, TokenTree};
 use syn::meta::ParseNestedMeta;
 use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
 use syn::{BinOp, Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Token, UnOp, Visibility};
 
 /// Every argument of `#[cached(...)]`; all optional.
@@ -31,6 +32,9 @@ pub struct Args {
     pub codec: Option<Expr>,
     /// `ttl_jitter = 0.1`: stored TTLs spread over `ttl·(1 ± 0.1)`.
     pub ttl_jitter: Option<Expr>,
+    /// `stale = 30`: served stale that long after `ttl` while refreshed in
+    /// the background, like `ttl`; with the span of the key.
+    pub stale: Option<(Ttl, Span)>,
     /// `grouped` / `grouped = true`: the span of the key, when on.
     pub grouped: Option<Span>,
     /// `helpers`, `helpers = false`, `helpers(name = "...", vis = pub(crate))`.
@@ -66,7 +70,7 @@ pub enum Ttl {
 
 const KNOWN: &str = "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `key`, `name`, \
                      `version`, `lease`, `grouped`, `codec`, `helpers`, `result`, `cache_none`, \
-                     `ttl_jitter`";
+                     `ttl_jitter`, `stale`";
 
 impl Args {
     /// Parses the whole attribute, recording errors instead of stopping at them.
@@ -104,6 +108,19 @@ impl Args {
                     return Err(meta.error("`lease` must be at least 1 second"));
                 }
                 self.lease = Some(lease);
+            }
+            "stale" => {
+                let expr: Expr = meta.value()?.parse()?;
+                let span = expr.span();
+                let stale = parse_ttl("stale", expr)?;
+                if let Ttl::Secs(0) = stale {
+                    return Err(syn::Error::new(
+                        span,
+                        "`stale = 0` serves nothing stale; give how many seconds a value may be \
+                         served after its `ttl` while it is refreshed (`stale = 30`), or remove `stale`",
+                    ));
+                }
+                self.stale = Some((stale, ident.span()));
             }
             "version" => {
                 let expr: Expr = meta.value()?.parse()?;

@@ -148,6 +148,8 @@ impl Model {
             }
         }
 
+        crate::stale::check(args, func, errors);
+
         // Left out of the key: ignored parameters, the root of `cache = x` or
         // `cache = x.field`, and the parameter `skip_cache = flag` names.
         let cache_root = args.cache.as_ref().and_then(root_ident);
@@ -308,6 +310,9 @@ impl Model {
     fn run(&self, args: &Args, call: &Ident, body: &Ident) -> TokenStream {
         let ret_span = self.ret_span;
         let ret_type = &self.ret_type;
+        if args.stale.is_some() {
+            return self.run_stale(args, call, body);
+        }
         match (args.result, args.cache_none) {
             (Some((true, _)), _) => {
                 quote_spanned!(ret_span=> ::redis_memo::__private::result(#call, #body).await)
@@ -328,6 +333,30 @@ impl Model {
                 }
             },
         }
+    }
+
+    /// [`run`](Self::run) for a function with `stale`: the same choice, through
+    /// the runners that refresh in the background (and own the body).
+    fn run_stale(&self, args: &Args, call: &Ident, body: &Ident) -> TokenStream {
+        let ret_span = self.ret_span;
+        let ret_type = &self.ret_type;
+        let runner = match (args.result, args.cache_none) {
+            (Some((true, _)), _) => quote!(stale_result),
+            (_, Some((false, _))) => quote!(stale_option),
+            (Some((false, _)), _) => quote!(stale_plain),
+            _ => {
+                return quote_spanned! {ret_span=>
+                    {
+                        #[allow(unused_imports)]
+                        use ::redis_memo::__private::{ReturnsPlain as _, ReturnsResult as _};
+                        (&::redis_memo::__private::Returns::<#ret_type>::new())
+                            .run_stale(#call, #body)
+                            .await
+                    }
+                };
+            }
+        };
+        quote_spanned!(ret_span=> ::redis_memo::__private::#runner(#call, #body).await)
     }
 
     /// Statements that leave the call's key arguments in `key`: the generic
@@ -380,6 +409,10 @@ impl Model {
         if let (Some(lease), SpecUse::Call) = (&args.lease, usage) {
             let lease = seconds(lease);
             spec.extend(quote!(.lease(#lease)));
+        }
+        if let (Some((stale, _)), SpecUse::Call | SpecUse::Prime) = (&args.stale, usage) {
+            let stale = seconds(stale);
+            spec.extend(quote!(.stale(#stale)));
         }
         if let (Some(expr), SpecUse::Call | SpecUse::Prime) = (&args.ttl_jitter, usage) {
             spec.extend(quote_spanned!(expr.span()=> .ttl_jitter(#expr)));
@@ -658,7 +691,7 @@ fn root_ident(expr: &Expr) -> Option<Ident> {
 }
 
 /// Whether tokens use one of `names` (or `self`, when `with_self`).
-fn mentions(tokens: TokenStream, names: &[Ident], with_self: bool) -> bool {
+pub(crate) fn mentions(tokens: TokenStream, names: &[Ident], with_self: bool) -> bool {
     tokens.into_iter().any(|tree| match tree {
         TokenTree::Ident(ident) => (with_self && ident == "self") || names.contains(&ident),
         TokenTree::Group(group) => mentions(group.stream(), names, with_self),
@@ -671,7 +704,7 @@ fn mixed(name: &str) -> Ident {
 }
 
 /// The names a parameter pattern binds: `x`, `mut x`, `(a, b)`, `Point { x, y }`, ...
-fn bound_idents(pat: &Pat, out: &mut Vec<Ident>) {
+pub(crate) fn bound_idents(pat: &Pat, out: &mut Vec<Ident>) {
     match pat {
         Pat::Ident(p) => {
             out.push(p.ident.clone());

@@ -6,6 +6,7 @@
 
 mod attr;
 mod expand;
+mod stale;
 
 use proc_macro::TokenStream;
 
@@ -43,6 +44,7 @@ use proc_macro::TokenStream;
 /// | `lease = 10` | cross-process stampede control: one process runs the body on a miss while others wait up to this many seconds for its value; may use the parameters, like `ttl` | off |
 /// | `result` / `result = false` | cache only `Ok` / every value, when the return type cannot tell (a type parameter) | by the type: `Result` and its aliases cache only `Ok` |
 /// | `ttl_jitter = 0.1` | spreads stored TTLs uniformly over `ttl·(1 ± 0.1)`, so entries written together do not expire together (a fraction in `0.0..=1.0`) | the cache's `CacheBuilder::ttl_jitter`, else 0 |
+/// | `stale = 30` | stale-while-revalidate: after `ttl`, the old value is still returned for up to this long (seconds, or a `Duration`, like `ttl`; a constant) while one background run of the body replaces it (one per key in the process; one across processes with `lease`); keys live `ttl + stale`. A refresh that fails leaves the old value served until the window ends, then a call runs the body. Needs an explicit, non-zero `ttl`, and a body the refresh can own: parameters it uses are owned (`String`, `Arc<T>`), and a method takes `self: Arc<Self>`, not `&self` | off |
 /// | `cache_none = false` | an `Option<T>` return leaves `None` uncached | `None` is cached |
 /// | `helpers`, `helpers = false`, `helpers(name = "user_cache", vis = pub)` | generate (or not) `{fn}_key`, `{fn}_invalidate`, `{fn}_prime` and `{fn}_invalidate_all` next to the function; `name` replaces `{fn}`, `vis` their visibility | on for functions without `self`, off for methods (a trait impl cannot take them); visibility of the fn, at most `pub(crate)` |
 ///

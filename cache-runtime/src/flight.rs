@@ -76,6 +76,40 @@ impl Flights {
         }
     }
 
+    /// Claims the flight of `key` for a run that starts later (a background
+    /// refresh), unless the key is already in flight. The claim is taken
+    /// over with [`adopt`](Self::adopt); until then callers that miss wait
+    /// for it like for any leader.
+    pub(crate) fn try_claim(&self, key: &str) -> bool {
+        let mut running = self.lock();
+        if running.contains_key(key) {
+            return false;
+        }
+        let (tx, _) = watch::channel(State::Running);
+        running.insert(
+            key.to_owned(),
+            Flight {
+                tx,
+                has_leader: true,
+            },
+        );
+        true
+    }
+
+    /// Leads the flight of `key` that [`try_claim`](Self::try_claim)
+    /// claimed. `None` when there is no such flight any more. Dropping the
+    /// leader without publishing hands the flight to its waiters, as usual.
+    pub(crate) fn adopt(&self, key: &str) -> Option<Leader<'_>> {
+        let running = self.lock();
+        let flight = running.get(key)?;
+        Some(Leader {
+            flights: self,
+            key: key.to_owned(),
+            tx: flight.tx.clone(),
+            published: false,
+        })
+    }
+
     /// How many keys are in flight.
     pub(crate) fn len(&self) -> usize {
         self.lock().len()

@@ -68,6 +68,38 @@ where
     crate::call::run::run(call, body, Option::as_ref, Some)
 }
 
+/// [`plain`] for a function with `stale`: a stale value is returned while
+/// the body, owned, refreshes it in the background.
+pub fn stale_plain<T, B, Fut>(call: Call, body: B) -> impl Future<Output = T>
+where
+    T: Serialize + DeserializeOwned + 'static,
+    B: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    crate::call::run::stale::run(call, body, |v| Some(v), std::convert::identity)
+}
+
+/// [`result`] for a function with `stale`.
+pub fn stale_result<T, E, B, Fut>(call: Call, body: B) -> impl Future<Output = Result<T, E>>
+where
+    T: Serialize + DeserializeOwned + 'static,
+    E: 'static,
+    B: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+{
+    crate::call::run::stale::run(call, body, |r| r.as_ref().ok(), Ok)
+}
+
+/// [`option`] for a function with `stale`.
+pub fn stale_option<T, B, Fut>(call: Call, body: B) -> impl Future<Output = Option<T>>
+where
+    T: Serialize + DeserializeOwned + 'static,
+    B: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Option<T>> + Send + 'static,
+{
+    crate::call::run::stale::run(call, body, Option::as_ref, Some)
+}
+
 /// Picks [`result`] or [`plain`] by the return type `R` itself, so that an
 /// alias of `Result` (`type AppResult<T> = Result<T, AppError>`) caches only
 /// `Ok` like `Result` does: `(&Returns::<R>::new()).run(call, body)` resolves
@@ -97,6 +129,14 @@ pub trait ReturnsResult<T, E> {
         T: Serialize + DeserializeOwned,
         B: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>;
+
+    /// Runs the call of a function with `stale` through [`stale_result`].
+    fn run_stale<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = Result<T, E>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        E: 'static,
+        B: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static;
 }
 
 impl<T, E> ReturnsResult<T, E> for Returns<Result<T, E>> {
@@ -108,6 +148,16 @@ impl<T, E> ReturnsResult<T, E> for Returns<Result<T, E>> {
     {
         result(call, body)
     }
+
+    fn run_stale<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = Result<T, E>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        E: 'static,
+        B: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        stale_result(call, body)
+    }
 }
 
 /// Any other `R`: every value is cached.
@@ -118,6 +168,13 @@ pub trait ReturnsPlain<R> {
         R: Serialize + DeserializeOwned,
         B: FnOnce() -> Fut,
         Fut: Future<Output = R>;
+
+    /// Runs the call of a function with `stale` through [`stale_plain`].
+    fn run_stale<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = R>
+    where
+        R: Serialize + DeserializeOwned + 'static,
+        B: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static;
 }
 
 impl<R> ReturnsPlain<R> for &Returns<R> {
@@ -128,6 +185,15 @@ impl<R> ReturnsPlain<R> for &Returns<R> {
         Fut: Future<Output = R>,
     {
         plain(call, body)
+    }
+
+    fn run_stale<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = R>
+    where
+        R: Serialize + DeserializeOwned + 'static,
+        B: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        stale_plain(call, body)
     }
 }
 

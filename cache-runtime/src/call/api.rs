@@ -5,7 +5,7 @@ use std::future::Future;
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::run::{Call, run};
+use super::run::{Call, run, stale};
 use super::spec::Policy;
 use crate::health::{Counter, Family, Warning, warn_limited};
 use crate::store::Store;
@@ -26,6 +26,9 @@ impl Cache {
     /// but not stored. The call is counted in [`stats`](Self::stats) under the
     /// key's first segment (`user:42` under `user:`) and runs in a
     /// `redis_memo::call` span. `f`'s future is created only when it runs.
+    /// Under a [`Policy::stale`] a value past its TTL counts as expired here
+    /// (`f` may borrow, so it cannot run in the background); see
+    /// [`get_or_set_stale`](Self::get_or_set_stale).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -89,6 +92,78 @@ impl Cache {
     {
         let call = Call::direct(self, key, &policy.into());
         run(call, f, |result| result.as_ref().ok(), Ok).await
+    }
+
+    /// [`get_or_set`](Self::get_or_set) for a [`Policy`] with
+    /// [`stale`](Policy::stale): once the TTL has passed, the old value is
+    /// returned at once for up to the stale window while one background run of
+    /// `f` (one per key in this process; one across processes with
+    /// [`lease`](Policy::lease)) replaces it. So `f` must be owned by that
+    /// run: `Send + 'static`, capturing owned values (`move`). A stale value
+    /// is counted in [`Stats::stale`](crate::Stats::stale). Without `stale` in
+    /// the policy it is `get_or_set`. Needs a tokio runtime to spawn on.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use redis_memo::{Cache, Policy};
+    ///
+    /// async fn load_price(id: u64) -> u64 {
+    ///     id * 100 // a slow service
+    /// }
+    ///
+    /// let cache = Cache::in_memory();
+    /// let id = 3;
+    /// let policy = Policy::ttl(60).stale(600); // fresh 60 s, then stale up to 10 min
+    /// let price: u64 = cache
+    ///     .get_or_set_stale(&format!("price:{id}"), policy, move || load_price(id))
+    ///     .await;
+    /// assert_eq!(price, 300);
+    /// # }
+    /// ```
+    pub async fn get_or_set_stale<T, F, Fut>(&self, key: &str, policy: impl Into<Policy>, f: F) -> T
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let call = Call::direct(self, key, &policy.into());
+        stale::run(call, f, |v| Some(v), std::convert::identity).await
+    }
+
+    /// [`try_get_or_set`](Self::try_get_or_set) for a [`Policy`] with
+    /// [`stale`](Policy::stale), like [`get_or_set_stale`](Self::get_or_set_stale):
+    /// only `Ok` values are stored; a background refresh that returns `Err`
+    /// leaves the stale value served until its window ends (the next stale
+    /// read tries again), and then a call runs `f` itself.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use redis_memo::{Cache, Policy};
+    ///
+    /// let cache = Cache::in_memory();
+    /// let rate = cache
+    ///     .try_get_or_set_stale("rate:eur", Policy::ttl(30).stale(300), || async {
+    ///         Ok::<f64, std::io::Error>(1.08)
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(rate, 1.08);
+    /// # }
+    /// ```
+    pub async fn try_get_or_set_stale<T, E, F, Fut>(
+        &self,
+        key: &str,
+        policy: impl Into<Policy>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        E: 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let call = Call::direct(self, key, &policy.into());
+        stale::run(call, f, |result| result.as_ref().ok(), Ok).await
     }
 
     /// The value stored under `key`, decoded with the cache's codec.

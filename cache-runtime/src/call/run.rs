@@ -35,6 +35,11 @@ use crate::key::{FnName, KeyBuilder};
 use crate::store::Store;
 use crate::{Cache, Error, lease, log};
 
+/// Stale-while-revalidate: serving a value past its TTL while one background
+/// run replaces it. A part of this path, so it shares the call's steps.
+#[path = "stale.rs"]
+pub(crate) mod stale;
+
 /// One call of a cached function (or of [`Cache::get_or_set`]): where its
 /// value lives and how it is cached. Everything about the call that does not
 /// depend on the value's type.
@@ -51,6 +56,8 @@ pub struct Call {
     /// `None`: the cache's `ttl_jitter`.
     jitter: Option<Jitter>,
     lease: Option<Duration>,
+    /// How long a value is served stale after its TTL (`stale`), if at all.
+    stale: Option<Duration>,
     refresh: bool,
     format: Format,
     span: Span,
@@ -71,6 +78,8 @@ enum CallFamily {
 enum Read {
     /// Stored bytes, and the generation they were read under (grouped keys).
     Found(Vec<u8>, u64),
+    /// Stored bytes past their TTL, within the `stale` window.
+    Stale(Vec<u8>, u64),
     /// Run the body and store its value (under that generation).
     Run(Outcome, u64),
     /// Run the body without the cache.
@@ -146,6 +155,7 @@ impl Call {
             ttl: policy.ttl_duration(),
             jitter: policy.jitter(),
             lease: policy.lease_duration(),
+            stale: policy.stale_window(),
             refresh: take_refresh(),
             format,
             span: Span::none(),
@@ -198,6 +208,7 @@ impl Call {
         }
         let read = match target {
             Target::Key(_) if self.refresh => return Read::Run(Outcome::Refreshed, 0),
+            _ if self.stale.is_some() => return self.read_stale(cache, target).await,
             Target::Key(key) => cache.store().get(key).await.map(|bytes| (bytes, 0)),
             // A grouped call reads the generation, and the value of that
             // generation unless it refreshes (the generation is still needed
@@ -400,7 +411,8 @@ impl Call {
             return;
         }
         let jitter = self.jitter.unwrap_or(cache.ttl_jitter());
-        let ttl = self.ttl.map(|ttl| jitter.apply(ttl));
+        let window = self.stale.unwrap_or_default();
+        let ttl = self.ttl.map(|ttl| jitter.apply(ttl).saturating_add(window));
         let written = cache.store().set(key, bytes, ttl).await;
         match cache.health().record(written) {
             Ok(()) => cache.health().count(&self.family(), Counter::Stores, 1),
@@ -492,8 +504,25 @@ where
     B: FnOnce() -> Fut,
     Fut: Future<Output = R>,
 {
+    let read = call.read().await;
+    resolve(call, read, body, cacheable, from_cached).await
+}
+
+/// What a call does after its read.
+async fn resolve<T, R, B, Fut>(
+    call: &Call,
+    read: Read,
+    body: B,
+    cacheable: fn(&R) -> Option<&T>,
+    from_cached: fn(T) -> R,
+) -> (Outcome, R)
+where
+    T: Serialize + DeserializeOwned,
+    B: FnOnce() -> Fut,
+    Fut: Future<Output = R>,
+{
     let format = call.format;
-    let (outcome, generation, seen) = match call.read().await {
+    let (outcome, generation, seen) = match read {
         Read::Found(bytes, generation) => match format.decode::<T>(&bytes) {
             Ok(value) => return (Outcome::Hit, from_cached(value)),
             Err(err) => {
@@ -501,6 +530,10 @@ where
                 (Outcome::Corrupt, generation, Some(bytes))
             }
         },
+        // A caller that cannot refresh in the background (`get_or_set`)
+        // treats a stale value as expired; with a lease it waits for a value
+        // other than this one.
+        Read::Stale(bytes, generation) => (Outcome::Miss, generation, Some(bytes)),
         Read::Run(outcome, generation) => (outcome, generation, None),
         Read::Bypass(outcome) => return (outcome, call.body(body).await),
     };

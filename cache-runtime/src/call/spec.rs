@@ -92,6 +92,8 @@ pub struct Policy {
     codec: Option<Codec>,
     /// `None`: the cache's `ttl_jitter`.
     jitter: Option<Jitter>,
+    /// How long a value is served stale after its TTL, while it is refreshed.
+    stale: Option<Duration>,
 }
 
 impl Default for Policy {
@@ -114,6 +116,7 @@ impl Policy {
             lease: None,
             codec: None,
             jitter: None,
+            stale: None,
         }
     }
 
@@ -157,14 +160,61 @@ impl Policy {
         self
     }
 
+    /// Stale-while-revalidate, like the attribute's `stale`: once `ttl` has
+    /// passed, the value is still served for up to `stale` (seconds or a
+    /// `Duration`) while one background run of the function replaces it, so
+    /// no caller waits for it. The key lives `ttl + stale` in the cache. A
+    /// refresh that fails leaves the old value served until the window ends;
+    /// after that, the next call runs the function itself.
+    ///
+    /// The background run needs a function it can own:
+    /// [`get_or_set_stale`](crate::Cache::get_or_set_stale) and
+    /// [`try_get_or_set_stale`](crate::Cache::try_get_or_set_stale) take
+    /// one (`Send + 'static`) and serve stale values. Under this policy
+    /// [`get_or_set`](crate::Cache::get_or_set) and
+    /// [`set`](crate::Cache::set) store for `ttl + stale` too, so the two
+    /// kinds of callers share entries, but `get_or_set` treats a stale value as
+    /// expired and runs its function inline. Zero, or a TTL of zero (no
+    /// expiry: nothing is ever stale), turns it off. With
+    /// [`lease`](Self::lease), one process refreshes a key at a time.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use redis_memo::{Cache, Policy};
+    ///
+    /// let cache = Cache::in_memory();
+    /// // Fresh for 60 s, then served for up to 30 s more while it is refreshed.
+    /// let policy = Policy::ttl(60).stale(30);
+    /// let id = 7;
+    /// let name: String = cache
+    ///     .get_or_set_stale("user:7", policy, move || async move { format!("user #{id}") })
+    ///     .await;
+    /// assert_eq!(name, "user #7");
+    /// # }
+    /// ```
+    pub fn stale(mut self, stale: impl Into<Ttl>) -> Policy {
+        self.stale = stale.into().duration();
+        self
+    }
+
     pub(crate) fn ttl_duration(&self) -> Option<Duration> {
         self.ttl.duration()
     }
 
-    /// The TTL to store a value with now, in `cache`: the TTL, jittered.
+    /// How long a value is served stale after its TTL: `None` without
+    /// `stale`, or without a TTL (a value that never expires is never stale).
+    pub(crate) fn stale_window(&self) -> Option<Duration> {
+        self.ttl.duration().and(self.stale)
+    }
+
+    /// The TTL to store a value with now, in `cache`: the TTL, jittered,
+    /// plus the stale window.
     pub(crate) fn stored_ttl(&self, cache: &Cache) -> Option<Duration> {
         let jitter = self.jitter.unwrap_or(cache.ttl_jitter());
-        self.ttl.duration().map(|ttl| jitter.apply(ttl))
+        let window = self.stale_window().unwrap_or_default();
+        self.ttl
+            .duration()
+            .map(|ttl| jitter.apply(ttl).saturating_add(window))
     }
 
     pub(crate) fn jitter(&self) -> Option<Jitter> {
@@ -228,6 +278,7 @@ impl<'a> Spec<'a> {
                 lease: None,
                 codec: None,
                 jitter: None,
+                stale: None,
             },
         }
     }
@@ -247,6 +298,12 @@ impl<'a> Spec<'a> {
     /// `ttl_jitter = ...`.
     pub fn ttl_jitter(mut self, fraction: f64) -> Self {
         self.policy.jitter = Some(Jitter::new(fraction));
+        self
+    }
+
+    /// `stale = ...`.
+    pub const fn stale(mut self, stale: Ttl) -> Self {
+        self.policy.stale = stale.duration();
         self
     }
 
@@ -305,7 +362,7 @@ impl<'a> Spec<'a> {
 }
 
 /// Where one call's value lives.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Target {
     /// A fixed key.
     Key(String),
@@ -327,7 +384,7 @@ impl Target {
     }
 }
 
-/// What `ttl = <expr>` and `lease = <expr>` accept: whole seconds as an
+/// What `ttl = <expr>`, `lease = <expr>` and `stale = <expr>` accept: whole seconds as an
 /// unsigned integer, a `Duration` or a [`Ttl`].
 #[doc(hidden)]
 #[diagnostic::on_unimplemented(

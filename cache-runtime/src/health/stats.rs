@@ -16,6 +16,9 @@ use crate::key::FnName;
 pub(crate) enum Outcome {
     /// Read from the cache.
     Hit,
+    /// Read from the cache past its TTL, within its `stale` window; a
+    /// background refresh replaces it.
+    Stale,
     /// Another caller's run (single-flight or lease) gave the value.
     Shared,
     /// Nothing stored: the body ran.
@@ -38,6 +41,7 @@ impl Outcome {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Hit => "hit",
+            Outcome::Stale => "stale",
             Outcome::Shared => "shared",
             Outcome::Miss => "miss",
             Outcome::Corrupt => "corrupt",
@@ -53,6 +57,7 @@ impl Outcome {
     pub(crate) fn counter(self) -> Option<Counter> {
         Some(match self {
             Outcome::Hit => Counter::Hits,
+            Outcome::Stale => Counter::Stale,
             Outcome::Shared => Counter::Shared,
             Outcome::Miss | Outcome::Refreshed => Counter::Misses,
             Outcome::Corrupt => Counter::Corrupt,
@@ -78,9 +83,10 @@ pub(crate) enum Counter {
     WriteErrors,
     Invalidations,
     Misconfigured,
+    Stale,
 }
 
-const COUNTERS: usize = Counter::Misconfigured as usize + 1;
+const COUNTERS: usize = Counter::Stale as usize + 1;
 
 /// Who counters belong to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -133,7 +139,7 @@ impl std::fmt::Display for Family<'_> {
 ///
 /// Every call through the cache (a `#[cached]` call, [`get_or_set`](crate::Cache::get_or_set),
 /// [`try_get_or_set`](crate::Cache::try_get_or_set) or [`get`](crate::Cache::get))
-/// is counted in exactly one of `hits`, `shared`, `misses`, `corrupt`,
+/// is counted in exactly one of `hits`, `stale`, `shared`, `misses`, `corrupt`,
 /// `errors`, `skipped` and `breaker_skipped`: their sum is the number of calls.
 /// The totals are the sums of the per-family figures in `functions`.
 ///
@@ -156,6 +162,10 @@ impl std::fmt::Display for Family<'_> {
 pub struct Stats {
     /// Calls answered with a value read from the cache.
     pub hits: u64,
+    /// Calls of functions with `stale` answered with a value read from the
+    /// cache past its TTL, within its stale window, while one background run
+    /// refreshes it. Not counted in `hits`.
+    pub stale: u64,
     /// Calls answered with another caller's value: a single-flight leader in
     /// this process, or (with `lease`) the process holding the lease.
     pub shared: u64,
@@ -199,13 +209,14 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Every call counted: `hits + shared + misses + corrupt + errors + skipped + breaker_skipped`.
+    /// Every call counted: `hits + stale + shared + misses + corrupt + errors + skipped + breaker_skipped`.
     ///
     /// ```
     /// assert_eq!(redis_memo::Cache::in_memory().stats().calls(), 0);
     /// ```
     pub fn calls(&self) -> u64 {
         self.hits
+            + self.stale
             + self.shared
             + self.misses
             + self.corrupt
@@ -239,6 +250,8 @@ pub struct FunctionStats {
     pub name: String,
     /// See [`Stats::hits`].
     pub hits: u64,
+    /// See [`Stats::stale`].
+    pub stale: u64,
     /// See [`Stats::shared`].
     pub shared: u64,
     /// See [`Stats::misses`].
@@ -269,6 +282,7 @@ impl FunctionStats {
     /// ```
     pub fn calls(&self) -> u64 {
         self.hits
+            + self.stale
             + self.shared
             + self.misses
             + self.corrupt
@@ -290,10 +304,12 @@ impl FunctionStats {
             write_errors,
             invalidations,
             misconfigured,
+            stale,
         ] = counts;
         FunctionStats {
             name,
             hits,
+            stale,
             shared,
             misses,
             corrupt,
@@ -402,6 +418,7 @@ pub(crate) fn totals(functions: &[FunctionStats]) -> Stats {
     let mut stats = Stats::default();
     for f in functions {
         stats.hits += f.hits;
+        stats.stale += f.stale;
         stats.shared += f.shared;
         stats.misses += f.misses;
         stats.corrupt += f.corrupt;

@@ -22,9 +22,11 @@ pub(crate) enum Warning {
     Lease,
     /// A reply that means misconfiguration (MOVED, READONLY, NOPERM, ...).
     Misconfigured,
+    /// A background refresh of a stale value stored nothing, or could not start.
+    StaleRefresh,
 }
 
-const KINDS: usize = Warning::Misconfigured as usize + 1;
+const KINDS: usize = Warning::StaleRefresh as usize + 1;
 
 impl Warning {
     fn index(self) -> usize {

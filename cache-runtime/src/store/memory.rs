@@ -82,15 +82,20 @@ impl Store for MemoryStore {
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl, Error> {
+        Ok(self.get_with_ttl(key).await?.1)
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<(Option<Vec<u8>>, KeyTtl), Error> {
+        tokio::task::consume_budget().await;
         Ok(match self.entries.get(key).await {
-            None => KeyTtl::Missing,
-            Some(Entry {
-                expires_at: None, ..
-            }) => KeyTtl::Persistent,
-            Some(Entry {
-                expires_at: Some(at),
-                ..
-            }) => KeyTtl::ExpiresIn(at.saturating_duration_since(Instant::now())),
+            None => (None, KeyTtl::Missing),
+            Some(entry) => {
+                let left = match entry.expires_at {
+                    None => KeyTtl::Persistent,
+                    Some(at) => KeyTtl::ExpiresIn(at.saturating_duration_since(Instant::now())),
+                };
+                (Some(entry.bytes.to_vec()), left)
+            }
         })
     }
 

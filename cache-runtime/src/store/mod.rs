@@ -63,6 +63,9 @@ pub(crate) trait Store {
     /// Deletes the keys, returning how many existed.
     async fn delete(&self, keys: &[&str]) -> Result<u64, Error>;
     async fn ttl(&self, key: &str) -> Result<KeyTtl, Error>;
+    /// The value of `key` and how long the key has left, in one round trip
+    /// (the read of functions with `stale`).
+    async fn get_with_ttl(&self, key: &str) -> Result<(Option<Vec<u8>>, KeyTtl), Error>;
     /// Deletes every key that starts with `prefix` (literally) and that
     /// `filter` accepts, returning how many.
     async fn delete_prefix(&self, prefix: &str, filter: &KeyFilter<'_>) -> Result<u64, Error>;
@@ -136,6 +139,10 @@ impl Store for Backend {
         dispatch!(self, s => s.ttl(key).await)
     }
 
+    async fn get_with_ttl(&self, key: &str) -> Result<(Option<Vec<u8>>, KeyTtl), Error> {
+        dispatch!(self, s => s.get_with_ttl(key).await)
+    }
+
     async fn delete_prefix(&self, prefix: &str, filter: &KeyFilter<'_>) -> Result<u64, Error> {
         dispatch!(self, s => s.delete_prefix(prefix, filter).await)
     }
@@ -155,6 +162,17 @@ impl Store for Backend {
 
     async fn bump_generation(&self, gen_key: &str) -> Result<u64, Error> {
         dispatch!(self, s => s.bump_generation(gen_key).await)
+    }
+}
+
+impl KeyTtl {
+    /// What `PTTL` replied: `-2` no key, another negative number no expiry.
+    fn from_pttl(ms: i64) -> KeyTtl {
+        match ms {
+            -2 => KeyTtl::Missing,
+            ms if ms < 0 => KeyTtl::Persistent,
+            ms => KeyTtl::ExpiresIn(Duration::from_millis(ms.unsigned_abs())),
+        }
     }
 }
 

@@ -273,11 +273,16 @@ impl Store for RedisStore {
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl, Error> {
         let ms: i64 = self.query(redis::cmd("PTTL").arg(key)).await?;
-        Ok(match ms {
-            -2 => KeyTtl::Missing,
-            ms if ms < 0 => KeyTtl::Persistent,
-            ms => KeyTtl::ExpiresIn(Duration::from_millis(ms as u64)),
-        })
+        Ok(KeyTtl::from_pttl(ms))
+    }
+
+    /// `GET` and `PTTL` of one key in one pipeline: one round trip, and one
+    /// slot on a cluster.
+    async fn get_with_ttl(&self, key: &str) -> Result<(Option<Vec<u8>>, KeyTtl), Error> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+        let (value, ms): (Option<Vec<u8>>, i64) = self.query_pipe(&pipe).await?;
+        Ok((value, KeyTtl::from_pttl(ms)))
     }
 
     async fn delete_prefix(&self, prefix: &str, filter: &KeyFilter<'_>) -> Result<u64, Error> {

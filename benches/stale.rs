@@ -1,0 +1,285 @@
+//! Stale-while-revalidate on the hit path: what a function with `stale` pays
+//! per read (`GET` + `PTTL` pipelined) against one without it (one `GET`),
+//! and what a stale serve costs, each as a ratio to hand-written redis-rs on
+//! a `MultiplexedConnection` in the same run.
+//!
+//! `cargo bench -p redis-memo-benches --bench stale`
+//!
+//! Variants, interleaved call by call (latency) and in alternating
+//! quarter-second rounds (throughput), over 1,000 warm ids:
+//! - `raw-mux GET`: a hand-written `GET` + serde_json (the floor of a hit);
+//! - `raw-mux GET+PTTL`: the same with `PTTL` in one pipeline (the floor of a
+//!   read that knows its freshness);
+//! - `memo`: a hit of a `#[cached]` function without `stale`;
+//! - `memo stale, fresh`: a hit of a function with `stale`, value within its TTL;
+//! - `memo stale, serve`: a stale value served while its refresh is in flight.
+//!
+//! Environment: `BENCH_SECONDS` (throughput per variant, default 3),
+//! `BENCH_CALLS` (latency samples per variant, default 10000).
+
+use redis_memo_test_support as support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis_memo::{Cache, cached};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct User {
+    id: u64,
+    name: String,
+    email: String,
+    active: bool,
+    score: f64,
+}
+
+fn make_user(id: u64) -> User {
+    User {
+        id,
+        name: format!("User number {id}"),
+        email: format!("user{id}@example.com"),
+        active: !id.is_multiple_of(3),
+        score: id as f64 * 1.5,
+    }
+}
+
+const IDS: u64 = 1000;
+
+#[cached(ttl = 3600, key_prefix = "bench:", cache = cache)]
+async fn plain(cache: &Cache, id: u64) -> User {
+    make_user(id)
+}
+
+#[cached(ttl = 3600, stale = 600, key_prefix = "bench:", cache = cache)]
+async fn fresh(cache: &Cache, id: u64) -> User {
+    make_user(id)
+}
+
+/// Open once the measurement is over: the refreshes of `served` wait for it,
+/// so every read of a stale key during the run is a stale serve.
+static GATE: std::sync::LazyLock<watch::Sender<bool>> =
+    std::sync::LazyLock::new(|| watch::Sender::new(true));
+
+#[cached(ttl = 3600, stale = 600, key_prefix = "bench:", cache = cache)]
+async fn served(cache: &Cache, id: u64) -> User {
+    let _ = GATE.subscribe().wait_for(|open| *open).await;
+    make_user(id)
+}
+
+type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Variant = Arc<dyn Fn(u64) -> Call + Send + Sync>;
+
+fn variant<F, Fut>(f: F) -> Variant
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Arc::new(move |id| Box::pin(f(id % IDS)))
+}
+
+fn raw_key(id: u64) -> String {
+    format!("bench:raw:user:{id}")
+}
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn order(n: usize, round: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.rotate_left(round as usize % n);
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
+}
+
+async fn p50s(variants: &[(&str, Variant)], calls: u64) -> Vec<(Duration, Duration)> {
+    let mut samples = vec![Vec::with_capacity(calls as usize); variants.len()];
+    for i in 0..calls {
+        for v in order(variants.len(), i) {
+            let start = Instant::now();
+            variants[v].1(i).await;
+            samples[v].push(start.elapsed());
+        }
+    }
+    samples
+        .iter_mut()
+        .map(|s| {
+            s.sort_unstable();
+            (s[s.len() / 2], s[s.len() * 99 / 100])
+        })
+        .collect()
+}
+
+async fn throughputs(variants: &[(&str, Variant)], tasks: usize, seconds: u64) -> Vec<f64> {
+    let mut calls = vec![0u64; variants.len()];
+    let mut elapsed = vec![0f64; variants.len()];
+    for round in 0..seconds * 4 {
+        for v in order(variants.len(), round) {
+            let call = variants[v].1.clone();
+            let done = Arc::new(AtomicU64::new(0));
+            let deadline = Instant::now() + Duration::from_millis(250);
+            let start = Instant::now();
+            let workers: Vec<_> = (0..tasks)
+                .map(|t| {
+                    let (call, done) = (call.clone(), done.clone());
+                    tokio::spawn(async move {
+                        let mut id = t as u64 * 7;
+                        while Instant::now() < deadline {
+                            call(id).await;
+                            id += 1;
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.await.expect("worker");
+            }
+            elapsed[v] += start.elapsed().as_secs_f64();
+            calls[v] += done.load(Ordering::Relaxed);
+        }
+    }
+    calls
+        .iter()
+        .zip(&elapsed)
+        .map(|(c, e)| *c as f64 / e)
+        .collect()
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let redis = support::TestRedis::start();
+    let cache = redis.cache().await;
+    let mux: MultiplexedConnection = redis.client().await;
+    let mut conn = mux.clone();
+    for id in 0..IDS {
+        let json = serde_json::to_vec(&make_user(id)).expect("JSON");
+        redis::cmd("SET")
+            .arg(raw_key(id))
+            .arg(json)
+            .arg("EX")
+            .arg(3600)
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("SET");
+        plain(&cache, id).await;
+        fresh(&cache, id).await;
+        served(&cache, id).await;
+        // Less than the window left: stale from now on.
+        let key = served_key(&cache, id).await.expect("key");
+        redis::cmd("EXPIRE")
+            .arg(&key)
+            .arg(300)
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("EXPIRE");
+    }
+    GATE.send_replace(false);
+
+    let get = {
+        let mux = mux.clone();
+        variant(move |id| {
+            let mut conn = mux.clone();
+            async move {
+                let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(raw_key(id))
+                    .query_async(&mut conn)
+                    .await
+                    .expect("GET");
+                let _: User = serde_json::from_slice(&bytes.expect("warm")).expect("JSON");
+            }
+        })
+    };
+    let get_pttl = {
+        let mux = mux.clone();
+        variant(move |id| {
+            let mut conn = mux.clone();
+            async move {
+                let key = raw_key(id);
+                let (bytes, _left): (Option<Vec<u8>>, i64) = redis::pipe()
+                    .cmd("GET")
+                    .arg(&key)
+                    .cmd("PTTL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("GET+PTTL");
+                let _: User = serde_json::from_slice(&bytes.expect("warm")).expect("JSON");
+            }
+        })
+    };
+    let memo = |f: fn(Cache, u64) -> Call| {
+        let cache = cache.clone();
+        variant(move |id| f(cache.clone(), id))
+    };
+    let variants: Vec<(&str, Variant)> = vec![
+        ("raw-mux GET", get),
+        ("raw-mux GET+PTTL", get_pttl),
+        (
+            "memo",
+            memo(|c, id| {
+                Box::pin(async move {
+                    plain(&c, id).await;
+                })
+            }),
+        ),
+        (
+            "memo stale, fresh",
+            memo(|c, id| {
+                Box::pin(async move {
+                    fresh(&c, id).await;
+                })
+            }),
+        ),
+        (
+            "memo stale, serve",
+            memo(|c, id| {
+                Box::pin(async move {
+                    served(&c, id).await;
+                })
+            }),
+        ),
+    ];
+
+    let calls = env("BENCH_CALLS", 10_000);
+    let seconds = env("BENCH_SECONDS", 3);
+    let latency = p50s(&variants, calls).await;
+    let throughput = throughputs(&variants, 64, seconds).await;
+    let (base_p50, base_rate) = (latency[0].0.as_secs_f64(), throughput[0]);
+    println!("variant               p50 (x raw GET)      p99        hits/s @64 (x raw GET)");
+    for (i, (name, _)) in variants.iter().enumerate() {
+        let (p50, p99) = latency[i];
+        println!(
+            "{name:<21} {:>7.1} us ({:.2}x)  {:>7.1} us  {:>9.0} ({:.2}x)",
+            p50.as_secs_f64() * 1e6,
+            p50.as_secs_f64() / base_p50,
+            p99.as_secs_f64() * 1e6,
+            throughput[i],
+            throughput[i] / base_rate,
+        );
+    }
+    let stats = cache.stats();
+    println!(
+        "stale serves {}, hits {}, misses {}, errors {}",
+        stats.stale, stats.hits, stats.misses, stats.errors
+    );
+    GATE.send_replace(true);
+}
