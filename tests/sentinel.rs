@@ -59,6 +59,11 @@ async fn connect_sentinel_caches_in_the_primary_the_sentinels_name() {
         "written to the primary"
     );
     assert_eq!(cache.stats().hits, 2);
+    assert_eq!(cache.invalidate_prefix("sentinel:").await.unwrap(), 1);
+    assert_eq!(
+        read(&sentinel, sentinel.primary_port(), "sentinel:basic").await,
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

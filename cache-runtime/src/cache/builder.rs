@@ -839,6 +839,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bad_sentinel_settings_are_typed_errors() {
+        let cases: [(&[&str], &str, Option<&str>); 6] = [
+            (&[], "mymaster", None),
+            (&["redis://127.0.0.1:26379"], "  ", None),
+            (&["http://127.0.0.1:26379"], "mymaster", None),
+            (&["unix:///tmp/sentinel.sock"], "mymaster", None),
+            (&["redis://app@127.0.0.1:26379"], "mymaster", None),
+            (
+                &["redis://127.0.0.1:26379"],
+                "mymaster",
+                Some("redis://app@primary/0"),
+            ),
+        ];
+        for (sentinels, service, url) in cases {
+            let mut builder = Cache::builder().sentinel(sentinels, service);
+            if let Some(url) = url {
+                builder = builder.url(url);
+            }
+            for result in [builder.clone().build().await, builder.build_lazy().await] {
+                match result {
+                    Err(Error::InvalidUrl { .. }) => {}
+                    other => {
+                        panic!("{sentinels:?} {service:?}: expected InvalidUrl, got {other:?}")
+                    }
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_sentinel_fails_fast_and_a_lazy_one_builds() {
+        let builder = Cache::builder()
+            .sentinel(["redis://127.0.0.1:1"], "mymaster")
+            .connect_timeout(Duration::from_millis(300));
+        match builder.clone().build().await {
+            Err(Error::Connection(_) | Error::Timeout(_)) => {}
+            other => panic!("expected a connection error, got {other:?}"),
+        }
+        let lazy = builder
+            .build_lazy()
+            .await
+            .expect("a lazy Sentinel cache builds");
+        assert_eq!(lazy.backend_kind(), "redis-sentinel");
+        assert!(lazy.ping().await.is_err());
+        assert_eq!(
+            lazy.get_or_set("k", 60, || async { 3u8 }).await,
+            3,
+            "fail-open"
+        );
+    }
+
+    #[tokio::test]
     async fn an_unreachable_cluster_fails_fast_and_a_lazy_one_builds() {
         let seeds = ["redis://127.0.0.1:1"];
         let builder = Cache::builder()
