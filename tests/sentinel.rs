@@ -154,11 +154,26 @@ fn load(cache: &Cache, prefix: &'static str) -> (Arc<Load>, Vec<tokio::task::Joi
 /// Runs the load across a failover done by `fail_over`, then checks that
 /// no call failed or saw a wrong value, that writes land on the new primary
 /// and that later calls hit.
-async fn survives_a_failover(prefix: &'static str, fail_over: impl FnOnce(&mut TestSentinel)) {
-    let mut sentinel = start().await;
-    let cache = Cache::connect_sentinel(sentinel.sentinel_urls(), sentinel.service_name())
-        .await
-        .unwrap();
+/// With `tls`, the data nodes are reached over TLS with the test CA.
+async fn survives_a_failover(
+    prefix: &'static str,
+    tls: bool,
+    fail_over: impl FnOnce(&mut TestSentinel),
+) {
+    let mut sentinel = if tls {
+        tokio::task::spawn_blocking(TestSentinel::start_tls)
+            .await
+            .unwrap()
+    } else {
+        start().await
+    };
+    let mut builder = Cache::builder().sentinel(sentinel.sentinel_urls(), sentinel.service_name());
+    if let Some(certs) = sentinel.certs() {
+        builder = builder
+            .url("rediss://primary")
+            .tls_ca_certificate(certs.ca.cert_pem.clone());
+    }
+    let cache = builder.build().await.unwrap();
     let old = sentinel.primary_port();
     let (load, tasks) = load(&cache, prefix);
     until("the load fills the cache", async || {
@@ -213,12 +228,12 @@ async fn survives_a_failover(prefix: &'static str, fail_over: impl FnOnce(&mut T
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_failover_under_load_loses_no_call_and_moves_to_the_new_primary() {
-    survives_a_failover("failover:", |sentinel| sentinel.failover()).await;
+    survives_a_failover("failover:", false, |sentinel| sentinel.failover()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_primary_under_load_loses_no_call_and_moves_to_the_new_primary() {
-    survives_a_failover("killed:", |sentinel| {
+    survives_a_failover("killed:", false, |sentinel| {
         let primary = sentinel.primary_port();
         sentinel.kill(primary);
     })
@@ -325,4 +340,13 @@ async fn tls_to_the_data_nodes_through_sentinel_trusts_the_given_ca() {
         Some("4"),
         "stored on the primary over TLS"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_over_tls_reconnects_with_the_same_certificates() {
+    if !redis_memo_test_support::tls_supported() {
+        eprintln!("skipped: this redis-server was built without TLS (BUILD_TLS=yes)");
+        return;
+    }
+    survives_a_failover("tls-failover:", true, |sentinel| sentinel.failover()).await;
 }
