@@ -14,6 +14,15 @@ const TASKS: u64 = 64;
 /// Distinct keys the tasks cycle through.
 const KEYS: u64 = 256;
 
+/// Whether the installed redis-server speaks TLS; says the test is skipped when not.
+fn tls_or_skip() -> bool {
+    let supported = redis_memo_test_support::tls_supported();
+    if !supported {
+        eprintln!("skipped: this redis-server was built without TLS (BUILD_TLS=yes)");
+    }
+    supported
+}
+
 async fn start() -> TestSentinel {
     tokio::task::spawn_blocking(TestSentinel::start)
         .await
@@ -306,8 +315,7 @@ async fn the_data_nodes_password_and_db_come_from_the_url() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_to_the_data_nodes_through_sentinel_trusts_the_given_ca() {
-    if !redis_memo_test_support::tls_supported() {
-        eprintln!("skipped: this redis-server was built without TLS (BUILD_TLS=yes)");
+    if !tls_or_skip() {
         return;
     }
     let sentinel = tokio::task::spawn_blocking(TestSentinel::start_tls)
@@ -344,8 +352,7 @@ async fn tls_to_the_data_nodes_through_sentinel_trusts_the_given_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_over_tls_reconnects_with_the_same_certificates() {
-    if !redis_memo_test_support::tls_supported() {
-        eprintln!("skipped: this redis-server was built without TLS (BUILD_TLS=yes)");
+    if !tls_or_skip() {
         return;
     }
     survives_a_failover("tls-failover:", true, |sentinel| sentinel.failover()).await;

@@ -747,43 +747,30 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_unreachable_sentinel_fails_fast_and_a_lazy_one_builds() {
-        let builder = Cache::builder()
-            .sentinel(["redis://127.0.0.1:1"], "mymaster")
-            .connect_timeout(Duration::from_millis(300));
+    /// `builder` names nothing that listens: `build` fails fast with a
+    /// connection error, `build_lazy` builds a cache of `kind` that fails open.
+    async fn unreachable_fails_fast_and_builds_lazily(builder: CacheBuilder, kind: &str) {
+        let builder = builder.connect_timeout(Duration::from_millis(300));
         match builder.clone().build().await {
             Err(Error::Connection(_) | Error::Timeout(_)) => {}
             other => panic!("expected a connection error, got {other:?}"),
         }
-        let lazy = builder
-            .build_lazy()
-            .await
-            .expect("a lazy Sentinel cache builds");
-        assert_eq!(lazy.backend_kind(), "redis-sentinel");
+        let lazy = builder.build_lazy().await.expect("a lazy cache builds");
+        assert_eq!(lazy.backend_kind(), kind);
         assert!(lazy.ping().await.is_err());
-        assert_eq!(
-            lazy.get_or_set("k", 60, || async { 3u8 }).await,
-            3,
-            "fail-open"
-        );
+        let value = lazy.get_or_set("k", 60, || async { 3u8 }).await;
+        assert_eq!(value, 3, "fail-open");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_sentinel_fails_fast_and_a_lazy_one_builds() {
+        let builder = Cache::builder().sentinel(["redis://127.0.0.1:1"], "mymaster");
+        unreachable_fails_fast_and_builds_lazily(builder, "redis-sentinel").await;
     }
 
     #[tokio::test]
     async fn an_unreachable_cluster_fails_fast_and_a_lazy_one_builds() {
-        let seeds = ["redis://127.0.0.1:1"];
-        let builder = Cache::builder()
-            .cluster_nodes(seeds)
-            .connect_timeout(Duration::from_millis(300));
-        match builder.clone().build().await {
-            Err(Error::Connection(_) | Error::Timeout(_)) => {}
-            other => panic!("expected a connection error, got {other:?}"),
-        }
-        let lazy = builder
-            .build_lazy()
-            .await
-            .expect("a lazy cluster cache builds");
-        assert_eq!(lazy.backend_kind(), "redis-cluster");
-        assert!(lazy.ping().await.is_err());
+        let builder = Cache::builder().cluster_nodes(["redis://127.0.0.1:1"]);
+        unreachable_fails_fast_and_builds_lazily(builder, "redis-cluster").await;
     }
 }
