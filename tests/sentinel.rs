@@ -14,6 +14,15 @@ const TASKS: u64 = 64;
 /// Distinct keys the tasks cycle through.
 const KEYS: u64 = 256;
 
+/// Whether the installed redis-server speaks TLS; says the test is skipped when not.
+fn tls_or_skip() -> bool {
+    let supported = redis_memo_test_support::tls_supported();
+    if !supported {
+        eprintln!("skipped: this redis-server was built without TLS (BUILD_TLS=yes)");
+    }
+    supported
+}
+
 async fn start() -> TestSentinel {
     tokio::task::spawn_blocking(TestSentinel::start)
         .await
@@ -59,6 +68,11 @@ async fn connect_sentinel_caches_in_the_primary_the_sentinels_name() {
         "written to the primary"
     );
     assert_eq!(cache.stats().hits, 2);
+    assert_eq!(cache.invalidate_prefix("sentinel:").await.unwrap(), 1);
+    assert_eq!(
+        read(&sentinel, sentinel.primary_port(), "sentinel:basic").await,
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,11 +163,26 @@ fn load(cache: &Cache, prefix: &'static str) -> (Arc<Load>, Vec<tokio::task::Joi
 /// Runs the load across a failover done by `fail_over`, then checks that
 /// no call failed or saw a wrong value, that writes land on the new primary
 /// and that later calls hit.
-async fn survives_a_failover(prefix: &'static str, fail_over: impl FnOnce(&mut TestSentinel)) {
-    let mut sentinel = start().await;
-    let cache = Cache::connect_sentinel(sentinel.sentinel_urls(), sentinel.service_name())
-        .await
-        .unwrap();
+/// With `tls`, the data nodes are reached over TLS with the test CA.
+async fn survives_a_failover(
+    prefix: &'static str,
+    tls: bool,
+    fail_over: impl FnOnce(&mut TestSentinel),
+) {
+    let mut sentinel = if tls {
+        tokio::task::spawn_blocking(TestSentinel::start_tls)
+            .await
+            .unwrap()
+    } else {
+        start().await
+    };
+    let mut builder = Cache::builder().sentinel(sentinel.sentinel_urls(), sentinel.service_name());
+    if let Some(certs) = sentinel.certs() {
+        builder = builder
+            .url("rediss://primary")
+            .tls_ca_certificate(certs.ca.cert_pem.clone());
+    }
+    let cache = builder.build().await.unwrap();
     let old = sentinel.primary_port();
     let (load, tasks) = load(&cache, prefix);
     until("the load fills the cache", async || {
@@ -208,12 +237,12 @@ async fn survives_a_failover(prefix: &'static str, fail_over: impl FnOnce(&mut T
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_failover_under_load_loses_no_call_and_moves_to_the_new_primary() {
-    survives_a_failover("failover:", |sentinel| sentinel.failover()).await;
+    survives_a_failover("failover:", false, |sentinel| sentinel.failover()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_primary_under_load_loses_no_call_and_moves_to_the_new_primary() {
-    survives_a_failover("killed:", |sentinel| {
+    survives_a_failover("killed:", false, |sentinel| {
         let primary = sentinel.primary_port();
         sentinel.kill(primary);
     })
@@ -286,8 +315,7 @@ async fn the_data_nodes_password_and_db_come_from_the_url() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_to_the_data_nodes_through_sentinel_trusts_the_given_ca() {
-    if !redis_memo_test_support::tls_supported() {
-        eprintln!("skipped: this redis-server was built without TLS (BUILD_TLS=yes)");
+    if !tls_or_skip() {
         return;
     }
     let sentinel = tokio::task::spawn_blocking(TestSentinel::start_tls)
@@ -320,4 +348,12 @@ async fn tls_to_the_data_nodes_through_sentinel_trusts_the_given_ca() {
         Some("4"),
         "stored on the primary over TLS"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_over_tls_reconnects_with_the_same_certificates() {
+    if !tls_or_skip() {
+        return;
+    }
+    survives_a_failover("tls-failover:", true, |sentinel| sentinel.failover()).await;
 }

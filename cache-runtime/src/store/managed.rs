@@ -70,9 +70,6 @@ pub(crate) trait Connect: Send + Sync + 'static {
     fn demoted(&self, kind: super::redis::ServerKind) {
         let _ = kind;
     }
-
-    /// Called after a new connection was swapped in.
-    fn swapped(&self) {}
 }
 
 /// A connection rebuilt in the background when it cannot recover by itself.
@@ -227,7 +224,6 @@ async fn rebuild_loop<C: Connect>(weak: Weak<Managed<C>>) {
                 this.timeouts.store(0, Ordering::Relaxed);
                 this.last_rebuild_ms
                     .store(this.now_ms().max(1), Ordering::Relaxed);
-                this.connector.swapped();
                 if !this.again.swap(false, Ordering::AcqRel) {
                     this.rebuilding.store(false, Ordering::Release);
                     // Asked for between the check and the release: go on.

@@ -29,6 +29,27 @@ pub(crate) enum Connection {
     Cluster(Arc<ClusterHandle>),
 }
 
+/// Runs `$call` with `$conn` bound to the connection to send through (a
+/// cheap clone), or gives the error that there is none yet.
+macro_rules! with_connection {
+    ($store:ident, |$conn:ident| $call:expr) => {
+        match &$store.conn {
+            Connection::Single(handle) => match handle.current() {
+                Ok(mut $conn) => $call,
+                Err(err) => Err(err),
+            },
+            Connection::Sentinel(handle) => match handle.current() {
+                Ok(mut $conn) => $call,
+                Err(err) => Err(err),
+            },
+            Connection::Cluster(handle) => {
+                let mut $conn = handle.current();
+                $call
+            }
+        }
+    };
+}
+
 /// Redis, standalone or cluster: every call path goes through the same
 /// methods, whichever connection is underneath.
 pub(crate) struct RedisStore {
@@ -107,17 +128,7 @@ impl RedisStore {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, Error> {
-        let result = match &self.conn {
-            Connection::Single(handle) => match handle.current() {
-                Ok(mut conn) => pipe.query_async(&mut conn).await,
-                Err(err) => Err(err),
-            },
-            Connection::Sentinel(handle) => match handle.current() {
-                Ok(mut conn) => pipe.query_async(&mut conn).await,
-                Err(err) => Err(err),
-            },
-            Connection::Cluster(handle) => pipe.query_async(&mut handle.current()).await,
-        };
+        let result = with_connection!(self, |conn| pipe.query_async(&mut conn).await);
         let result = result.map_err(|e| Error::from_redis(e, self.response_timeout));
         self.observe(&result);
         result
@@ -128,17 +139,7 @@ impl RedisStore {
         &self,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, Error> {
-        let result = match &self.conn {
-            Connection::Single(handle) => match handle.current() {
-                Ok(mut conn) => invocation.invoke_async(&mut conn).await,
-                Err(err) => Err(err),
-            },
-            Connection::Sentinel(handle) => match handle.current() {
-                Ok(mut conn) => invocation.invoke_async(&mut conn).await,
-                Err(err) => Err(err),
-            },
-            Connection::Cluster(handle) => invocation.invoke_async(&mut handle.current()).await,
-        };
+        let result = with_connection!(self, |conn| invocation.invoke_async(&mut conn).await);
         let result = result.map_err(|e| Error::from_redis(e, self.response_timeout));
         self.observe(&result);
         result
