@@ -197,6 +197,14 @@ impl Error {
             || matches!(err.code(), Some("NOAUTH" | "WRONGPASS"))
     }
 
+    /// The error from redis-rs underneath, when there is one.
+    pub(crate) fn redis_error(&self) -> Option<&redis::RedisError> {
+        match self {
+            Error::Redis(err) | Error::Connection(err) => Some(err),
+            _ => None,
+        }
+    }
+
     /// A `READONLY` reply: the server is a replica.
     pub(crate) fn is_read_only(&self) -> bool {
         matches!(self, Error::Redis(err)

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncConnectionConfig;
 use redis::cluster::{ClusterClient, ClusterConfig};
 
 use super::{Cache, Inner};
@@ -358,18 +358,9 @@ impl CacheBuilder {
             return Ok(self.finish(Connection::Cluster(handle)));
         }
         let client = open_client(self.url_or_default(), &self.tls)?;
-        let conn = match tokio::time::timeout(
-            self.connect_timeout,
-            ConnectionManager::new_with_config(client.clone(), self.manager_config()),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(err)) if err.is_timeout() => return Err(Error::Timeout(self.connect_timeout)),
-            Ok(Err(err)) => return Err(Error::from_connect(err)),
-            Err(_) => return Err(Error::Timeout(self.connect_timeout)),
-        };
-        let handle = Managed::new(Some(conn), self.standalone(client));
+        let connector = self.standalone(client);
+        let conn = crate::store::Connect::connect(&connector).await?;
+        let handle = Managed::new(Some(conn), connector);
         let cache = self.finish(Connection::Single(handle));
         check_server(&cache).await?;
         Ok(cache)
@@ -406,11 +397,8 @@ impl CacheBuilder {
             return Ok(self.finish(Connection::Cluster(handle)));
         }
         let client = open_client(self.url_or_default(), &self.tls)?;
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), self.manager_config())
-            .map_err(|err| Error::InvalidUrl {
-            reason: err.to_string(),
-        })?;
-        let handle = Managed::new(Some(conn), self.standalone(client));
+        let handle = Managed::new(None, self.standalone(client));
+        handle.rebuild();
         let cache = self.finish(Connection::Single(handle));
         tokio::spawn(check_when_reachable(cache.clone()));
         Ok(cache)
@@ -441,12 +429,11 @@ impl CacheBuilder {
             })
     }
 
-    /// How the standalone connection is made again when the manager cannot
-    /// recover by itself (an authentication failure).
+    /// How the standalone connection is made, and made again when it breaks.
     fn standalone(&self, client: redis::Client) -> Standalone {
         Standalone::new(
             client,
-            self.manager_config(),
+            self.connection_config(),
             self.connect_timeout,
             self.response_timeout,
         )
@@ -456,15 +443,13 @@ impl CacheBuilder {
         self.url.as_deref().unwrap_or("redis://127.0.0.1:6379")
     }
 
-    /// Reconnection: exponential backoff with jitter between 50 ms and 1 s,
-    /// each attempt bounded by the connect timeout.
-    fn manager_config(&self) -> ConnectionManagerConfig {
-        ConnectionManagerConfig::new()
+    /// Each connection attempt bounded by the connect timeout, each response
+    /// by the response timeout. (Reconnection, with backoff, is the
+    /// [`Managed`] handle's.)
+    fn connection_config(&self) -> AsyncConnectionConfig {
+        AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.response_timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1))
     }
 
     fn finish(self, conn: Connection) -> Cache {

@@ -1,4 +1,4 @@
-//! Redis through redis-rs: a `ConnectionManager` for a standalone server or
+//! Redis through redis-rs: a `MultiplexedConnection` for a standalone server or
 //! the primary a set of Sentinels names, a `cluster_async::ClusterConnection`
 //! for a Redis Cluster.
 
@@ -16,9 +16,8 @@ use crate::Error;
 /// The connection a [`RedisStore`] talks through.
 pub(crate) enum Connection {
     /// A standalone server: one multiplexed connection that pipelines
-    /// concurrent commands and reconnects by itself after a failure; the
-    /// handle builds it again after an authentication failure, which the
-    /// manager does not retry.
+    /// concurrent commands; the handle builds it again in the background
+    /// when it breaks or the server refuses its credentials.
     Single(Arc<StandaloneHandle>),
     /// The primary a set of Sentinels names: like `Single`, and the handle
     /// asks the sentinels again and reconnects after a failover.
@@ -34,11 +33,11 @@ pub(crate) enum Connection {
 macro_rules! with_connection {
     ($store:ident, |$conn:ident| $call:expr) => {
         match &$store.conn {
-            Connection::Single(handle) => match handle.current() {
+            Connection::Single(handle) => match handle.connection().await {
                 Ok(mut $conn) => $call,
                 Err(err) => Err(err),
             },
-            Connection::Sentinel(handle) => match handle.current() {
+            Connection::Sentinel(handle) => match handle.connection().await {
                 Ok(mut $conn) => $call,
                 Err(err) => Err(err),
             },
@@ -90,18 +89,22 @@ impl RedisStore {
         self.response_timeout
     }
 
-    /// Runs one command. The connection manager bounds each response by
-    /// `response_timeout` and each (re)connection attempt by `connect_timeout`.
+    /// Runs one command, its response bounded by `response_timeout` (and each
+    /// connection attempt by `connect_timeout`).
     pub(crate) async fn query<T: redis::FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
     ) -> Result<T, Error> {
-        // What `Cmd::query_async` does, through the manager's own method: the
-        // `ConnectionLike` path boxes the future of every command.
+        // What `Cmd::query_async` does, through the connection's own method:
+        // the `ConnectionLike` path boxes the future of every command.
         let result = async {
             let value = match &self.conn {
-                Connection::Single(handle) => handle.current()?.send_packed_command(cmd).await?,
-                Connection::Sentinel(handle) => handle.current()?.send_packed_command(cmd).await?,
+                Connection::Single(handle) => {
+                    handle.connection().await?.send_packed_command(cmd).await?
+                }
+                Connection::Sentinel(handle) => {
+                    handle.connection().await?.send_packed_command(cmd).await?
+                }
                 Connection::Cluster(handle) => handle.current().req_packed_command(cmd).await?,
             };
             Ok(redis::from_redis_value(value.extract_error()?)?)
@@ -165,10 +168,10 @@ impl RedisStore {
         let timeout = self.response_timeout;
         match &self.conn {
             Connection::Single(handle) => {
-                ask_server_kind(current(handle.current())?, timeout).await
+                ask_server_kind(current(handle.connection().await)?, timeout).await
             }
             Connection::Sentinel(handle) => {
-                ask_server_kind(current(handle.current())?, timeout).await
+                ask_server_kind(current(handle.connection().await)?, timeout).await
             }
             Connection::Cluster(handle) => ask_server_kind(handle.current(), timeout).await,
         }

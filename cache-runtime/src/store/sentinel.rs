@@ -1,10 +1,9 @@
 //! The connection to the primary a set of Sentinels names.
 //!
 //! redis-rs's `SentinelClient` asks the sentinels for the service's primary
-//! and checks with `ROLE` that the node it names is one; a
-//! `ConnectionManager` to that node then carries the commands. The manager
-//! reconnects by itself, but only to the address it was built for, which a
-//! failover retires. So the connection is [`Managed`]: a `READONLY` reply (the
+//! and checks with `ROLE` that the node it names is one; a multiplexed
+//! connection to that node then carries the commands. A failover retires
+//! that address, so the connection is [`Managed`]: a `READONLY` reply (the
 //! node was demoted), a dropped connection, repeated timeouts or an
 //! authentication failure make it ask the sentinels again in the background
 //! and swap in a connection to the primary they name now, checked with `ROLE`
@@ -16,7 +15,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
 use redis::sentinel::SentinelClient;
 
 use super::managed::{Connect, Managed, Reaction};
@@ -32,7 +32,7 @@ pub(crate) struct SentinelConnector {
     service: String,
     /// One client per Sentinel, to ask them why no primary was found.
     sentinels: Vec<redis::Client>,
-    config: ConnectionManagerConfig,
+    config: AsyncConnectionConfig,
     connect_timeout: Duration,
     response_timeout: Duration,
     /// `host:port` of the primary connected to, for the logs.
@@ -46,7 +46,7 @@ impl SentinelConnector {
         resolver: SentinelClient,
         service: String,
         sentinels: Vec<redis::Client>,
-        config: ConnectionManagerConfig,
+        config: AsyncConnectionConfig,
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Self {
@@ -125,9 +125,9 @@ impl SentinelConnector {
 }
 
 impl Connect for SentinelConnector {
-    async fn connect(&self) -> Result<ConnectionManager, Error> {
+    async fn connect(&self) -> Result<MultiplexedConnection, Error> {
         let (client, addr) = self.resolve().await?;
-        let connect = ConnectionManager::new_with_config(client, self.config.clone());
+        let connect = client.get_multiplexed_async_connection_with_config(&self.config);
         let conn = match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(err)) => return Err(Error::from_connect(err)),
@@ -163,6 +163,10 @@ impl Connect for SentinelConnector {
 
     fn response_timeout(&self) -> Duration {
         self.response_timeout
+    }
+
+    fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// Any sign that the node is no longer the reachable primary: ask the

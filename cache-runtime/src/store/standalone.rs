@@ -1,9 +1,10 @@
-//! The connection to a standalone server: redis-rs's `ConnectionManager`,
-//! built again when it cannot recover by itself (see [`Managed`]).
+//! The connection to a standalone server: a redis-rs `MultiplexedConnection`,
+//! built again when it breaks (see [`Managed`]).
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
 
 use super::managed::{Connect, Managed, Reaction};
 use super::redis::ServerKind;
@@ -15,7 +16,7 @@ pub(crate) type StandaloneHandle = Managed<Standalone>;
 /// How to connect to a standalone server again.
 pub(crate) struct Standalone {
     client: redis::Client,
-    config: ConnectionManagerConfig,
+    config: AsyncConnectionConfig,
     connect_timeout: Duration,
     response_timeout: Duration,
 }
@@ -23,7 +24,7 @@ pub(crate) struct Standalone {
 impl Standalone {
     pub(crate) fn new(
         client: redis::Client,
-        config: ConnectionManagerConfig,
+        config: AsyncConnectionConfig,
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Self {
@@ -37,10 +38,13 @@ impl Standalone {
 }
 
 impl Connect for Standalone {
-    async fn connect(&self) -> Result<ConnectionManager, Error> {
-        let connect = ConnectionManager::new_with_config(self.client.clone(), self.config.clone());
+    async fn connect(&self) -> Result<MultiplexedConnection, Error> {
+        let connect = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config);
         match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(err)) if err.is_timeout() => Err(Error::Timeout(self.connect_timeout)),
             Ok(Err(err)) => Err(Error::from_connect(err)),
             Err(_) => Err(Error::Timeout(self.connect_timeout)),
         }
@@ -50,11 +54,15 @@ impl Connect for Standalone {
         self.response_timeout
     }
 
-    /// The manager reconnects after I/O errors by itself, but never after a
-    /// failed `AUTH`: a rotated password or a re-created user needs a new
-    /// manager. A `READONLY` reply means the server may have been demoted.
+    fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// A dropped or refused connection, or refused credentials (a rotated
+    /// password, a re-created user), needs a new connection. A `READONLY`
+    /// reply means the server may have been demoted.
     fn react(&self, err: &Error) -> Reaction {
-        if err.is_auth_failure() {
+        if matches!(err, Error::Connection(_)) || err.is_auth_failure() {
             Reaction::Rebuild
         } else if err.is_read_only() {
             Reaction::Recheck

@@ -92,7 +92,7 @@ impl CacheBuilder {
             resolver,
             spec.service.clone(),
             sentinels.clone(),
-            self.manager_config(),
+            self.connection_config(),
             self.connect_timeout,
             self.response_timeout,
         );
