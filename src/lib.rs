@@ -88,6 +88,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use redis_memo_macros::cached;
+pub use redis_memo_runtime::DEFAULT_LOCAL_TTL;
 pub use redis_memo_runtime::{
     Cache, CacheBuilder, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES,
     DEFAULT_MEMORY_CAPACITY, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_TTL, Error, FunctionStats, KeyTtl,

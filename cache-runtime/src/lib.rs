@@ -7,7 +7,8 @@
 //! The modules follow the data path of a call, each using only those before it:
 //! `key` (arguments to a key) → `store` (Redis, in memory) → `flight`
 //! (single-flight), `lease` (across processes), `health` (breaker, counters,
-//! warnings) → `cache` (the handle, its builder, the default) → `call` (one
+//! warnings) → `local` (the in-process tier and its tracking connection) →
+//! `cache` (the handle, its builder, the default) → `call` (one
 //! call: spec, get-or-run, the typed API, helpers, refresh) → `private` (what
 //! generated code calls). `error`, `codec` and `log` are leaves.
 #![warn(missing_docs)]
@@ -26,6 +27,8 @@ mod flight;
 mod health;
 mod lease;
 
+mod local;
+
 mod cache;
 
 mod call;
@@ -41,4 +44,5 @@ pub use call::{DEFAULT_TTL, Policy, Ttl, refresh};
 pub use codec::Codec;
 pub use error::{Error, Result};
 pub use health::{FunctionStats, Stats};
+pub use local::DEFAULT_LOCAL_TTL;
 pub use store::KeyTtl;

@@ -1,5 +1,6 @@
 //! Building a [`Cache`]: the options and their defaults, and the connection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::AsyncConnectionConfig;
@@ -10,6 +11,7 @@ use crate::Error;
 use crate::codec::{Codec, Format};
 use crate::flight::Flights;
 use crate::health::{BreakerConfig, Health};
+use crate::local::{Coherence, DEFAULT_LOCAL_TTL, LocalTier, tracking};
 use crate::store::{
     Backend, ClusterHandle, Connection, Jitter, Managed, MemoryStore, RedisStore, Standalone,
     watch_failovers,
@@ -51,6 +53,10 @@ struct Options {
     format: Format,
     memory_capacity: u64,
     ttl_jitter: Jitter,
+    /// `local_cache`: the local tier's size bound in bytes, when on.
+    local_bytes: Option<u64>,
+    /// `local_ttl`: how long local entries live without tracking.
+    local_ttl: Duration,
 }
 
 impl Default for Options {
@@ -61,6 +67,8 @@ impl Default for Options {
             format: Format::default(),
             memory_capacity: DEFAULT_MEMORY_CAPACITY,
             ttl_jitter: Jitter::default(),
+            local_bytes: None,
+            local_ttl: DEFAULT_LOCAL_TTL,
         }
     }
 }
@@ -93,6 +101,8 @@ pub struct CacheBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     options: Options,
+    /// The client of a standalone server, for the local tier's tracking connection.
+    tracking_client: Option<redis::Client>,
 }
 
 /// The sentinels and the service whose primary they name.
@@ -112,6 +122,7 @@ impl Default for CacheBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             options: Options::default(),
+            tracking_client: None,
         }
     }
 }
@@ -313,6 +324,65 @@ impl CacheBuilder {
         self
     }
 
+    /// Keeps up to `max_bytes` (keys plus encoded values) of hot entries in
+    /// this process, in front of Redis, for every function and `get_or_set`
+    /// of this cache (`#[cached(local = false)]` and
+    /// [`Policy::local(false)`](crate::Policy::local) opt one out). A local hit
+    /// makes no network call; [`Stats::local_hits`](crate::Stats::local_hits)
+    /// counts them.
+    ///
+    /// Entries stay coherent with Redis through server-assisted client-side
+    /// caching: a dedicated RESP3 connection (`CLIENT TRACKING ON BCAST`,
+    /// named `redis-memo-tracking` in `CLIENT LIST`) receives every change of
+    /// a key, by any client, and drops the entry: writes, deletes, expiries,
+    /// evictions, `FLUSHALL`. Writes and invalidations made through this
+    /// cache update the entry before they return. The cost: each process with
+    /// a local tier receives one small message per key changed in the
+    /// database, whether it holds that key or not. When tracking is not
+    /// available (a Redis Cluster, a server that refuses `CLIENT TRACKING`, a
+    /// tracking connection being re-established, which first clears the tier)
+    /// entries are served for at most [`local_ttl`](Self::local_ttl).
+    /// Behind Sentinel entries are bounded by `local_ttl` alone. Functions
+    /// declared `grouped` keep their group's generation in the tier too;
+    /// functions with `stale` judge freshness by the key's Redis TTL on every
+    /// read and do not use the tier. No effect on the in-memory backend,
+    /// which is local already.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::builder()
+    ///     .url("redis://127.0.0.1:6379")
+    ///     .local_cache(64 << 20) // 64 MiB
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn local_cache(mut self, max_bytes: u64) -> Self {
+        self.options.local_bytes = Some(max_bytes);
+        self
+    }
+
+    /// The longest a local entry is served when Redis cannot tell this process
+    /// about changes (see [`local_cache`](Self::local_cache)): on a Redis
+    /// Cluster, on a server that refuses `CLIENT TRACKING`, and while the
+    /// tracking connection reconnects. This is the staleness bound in those
+    /// cases for changes made by other clients. On a cluster, and on a
+    /// standalone server that refuses tracking, caches with a local tier
+    /// also publish their own writes and invalidations to each other
+    /// (`PUBLISH` on `redis-memo:local-invalidate`), which reach them at
+    /// once. Default: [`DEFAULT_LOCAL_TTL`](crate::DEFAULT_LOCAL_TTL).
+    ///
+    /// ```
+    /// let builder = redis_memo::Cache::builder()
+    ///     .local_cache(16 << 20)
+    ///     .local_ttl(std::time::Duration::from_millis(250));
+    /// # let _ = builder;
+    /// ```
+    pub fn local_ttl(mut self, ttl: Duration) -> Self {
+        self.options.local_ttl = ttl;
+        self
+    }
+
     /// Values whose encoding is larger than this are returned but not stored
     /// (with a warning). `None` stores any size. Default:
     /// [`DEFAULT_MAX_VALUE_BYTES`].
@@ -355,14 +425,21 @@ impl CacheBuilder {
                     Err(_) => return Err(Error::Timeout(self.connect_timeout)),
                 };
             let handle = ClusterHandle::new(conn, client, self.connect_timeout);
-            return Ok(self.finish(Connection::Cluster(handle)));
+            let connect_timeout = self.connect_timeout;
+            let cache = self.finish(Connection::Cluster(handle));
+            wait_for_tracking(&cache, connect_timeout).await;
+            return Ok(cache);
         }
         let client = open_client(self.url_or_default(), &self.tls)?;
-        let connector = self.standalone(client);
+        let mut this = self;
+        this.tracking_client = Some(client.clone());
+        let connector = this.standalone(client);
         let conn = crate::store::Connect::connect(&connector).await?;
         let handle = Managed::new(Some(conn), connector);
-        let cache = self.finish(Connection::Single(handle));
+        let connect_timeout = this.connect_timeout;
+        let cache = this.finish(Connection::Single(handle));
         check_server(&cache).await?;
+        wait_for_tracking(&cache, connect_timeout).await;
         Ok(cache)
     }
 
@@ -394,12 +471,17 @@ impl CacheBuilder {
                 .set_response_timeout(self.response_timeout);
             let conn = client.get_pending_async_connection_with_config(config);
             let handle = ClusterHandle::new(conn, client, self.connect_timeout);
-            return Ok(self.finish(Connection::Cluster(handle)));
+            let connect_timeout = self.connect_timeout;
+            let cache = self.finish(Connection::Cluster(handle));
+            wait_for_tracking(&cache, connect_timeout).await;
+            return Ok(cache);
         }
         let client = open_client(self.url_or_default(), &self.tls)?;
-        let handle = Managed::new(None, self.standalone(client));
+        let mut this = self;
+        this.tracking_client = Some(client.clone());
+        let handle = Managed::new(None, this.standalone(client));
         handle.rebuild();
-        let cache = self.finish(Connection::Single(handle));
+        let cache = this.finish(Connection::Single(handle));
         tokio::spawn(check_when_reachable(cache.clone()));
         Ok(cache)
     }
@@ -453,8 +535,43 @@ impl CacheBuilder {
     }
 
     fn finish(self, conn: Connection) -> Cache {
+        let local = self.local_tier();
         let store = RedisStore::new(conn, self.response_timeout);
-        assemble(Backend::Redis(store), self.options)
+        assemble_with(Backend::Redis(store), self.options, local)
+    }
+
+    /// The local tier, when `local_cache` is set: tracked through a
+    /// connection of its own on a standalone server, bounded by `local_ttl`
+    /// elsewhere.
+    fn local_tier(&self) -> (Option<Arc<LocalTier>>, Option<tracking::Tracker>) {
+        let Some(max_bytes) = self.options.local_bytes else {
+            return (None, None);
+        };
+        let Some(client) = &self.tracking_client else {
+            // A cluster: listen to this library's own changes instead
+            // (bounded by local_ttl, and connecting until subscribed).
+            let coherence = match self.cluster_nodes {
+                Some(_) => Coherence::Connecting,
+                None => Coherence::Bounded,
+            };
+            let tier = Arc::new(LocalTier::new(max_bytes, self.options.local_ttl, coherence));
+            let tracker = self.cluster_nodes.clone().map(|nodes| {
+                tracking::spawn_cluster(&tier, nodes, self.connect_timeout, self.response_timeout)
+            });
+            return (Some(tier), tracker);
+        };
+        let tier = Arc::new(LocalTier::new(
+            max_bytes,
+            self.options.local_ttl,
+            Coherence::Connecting,
+        ));
+        match tracking::spawn(&tier, client, self.connect_timeout, self.response_timeout) {
+            Ok(tracker) => (Some(tier), Some(tracker)),
+            Err(_) => {
+                tier.set_coherence(Coherence::Bounded);
+                (Some(tier), None)
+            }
+        }
     }
 }
 
@@ -601,17 +718,35 @@ fn with_certificates(url: &str, _: &TlsFiles) -> redis::RedisResult<redis::Clien
     redis::Client::open(url)
 }
 
+/// Waits, at most `timeout`, until the local tier's tracking is on (or
+/// refused), so that a cache `build` returns is coherent from its first call.
+async fn wait_for_tracking(cache: &Cache, timeout: Duration) {
+    let Some(local) = cache.local() else { return };
+    let _ = tokio::time::timeout(timeout, local.settled()).await;
+}
+
 /// A cache on `store` with `options`.
 fn assemble(store: Backend, options: Options) -> Cache {
+    assemble_with(store, options, (None, None))
+}
+
+/// A cache on `store` with `options` and a local tier.
+fn assemble_with(
+    store: Backend,
+    options: Options,
+    (local, tracker): (Option<Arc<LocalTier>>, Option<tracking::Tracker>),
+) -> Cache {
     Cache {
         default_version: None,
-        inner: std::sync::Arc::new(Inner {
+        inner: Arc::new(Inner {
             store,
             flights: Flights::default(),
             health: Health::new(options.breaker),
             format: options.format,
             max_value_bytes: options.max_value_bytes,
             ttl_jitter: options.ttl_jitter,
+            local,
+            _tracker: tracker,
         }),
     }
 }

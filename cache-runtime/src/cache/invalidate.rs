@@ -4,6 +4,7 @@ use super::Cache;
 use crate::Error;
 use crate::health::{Counter, Family};
 use crate::key::generation_key;
+use crate::local::broadcast::Change;
 use crate::store::{KeyFilter, Store, every_key};
 
 impl Cache {
@@ -28,7 +29,12 @@ impl Cache {
         if prefix.is_empty() {
             return Err(Error::EmptyPrefix);
         }
-        let deleted = self.store().delete_prefix(prefix, &every_key).await?;
+        let deleted = self.store().delete_prefix(prefix, &every_key).await;
+        if let Some(local) = self.local() {
+            local.invalidate_prefix(prefix);
+            self.announce(Change::Prefix(prefix)).await;
+        }
+        let deleted = deleted?;
         self.count_invalidations(&Family::of_key(prefix), deleted);
         Ok(deleted)
     }
@@ -47,7 +53,12 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn invalidate_all_keys(&self) -> Result<u64, Error> {
-        let deleted = self.store().delete_prefix("", &every_key).await?;
+        let deleted = self.store().delete_prefix("", &every_key).await;
+        if let Some(local) = self.local() {
+            local.clear();
+            self.announce(Change::All).await;
+        }
+        let deleted = deleted?;
         self.count_invalidations(&Family::of_key(""), deleted);
         Ok(deleted)
     }
@@ -67,10 +78,17 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn invalidate_group(&self, prefix: &str) -> Result<u64, Error> {
-        let generation = self
-            .store()
-            .bump_generation(&generation_key(prefix))
-            .await?;
+        let gen_key = generation_key(prefix);
+        let generation = self.store().bump_generation(&gen_key).await;
+        if let Some(local) = self.local() {
+            // Read-your-own-writes: the next call uses the new generation.
+            match &generation {
+                Ok(generation) => local.wrote(&gen_key, generation.to_string().as_bytes(), None),
+                Err(_) => local.invalidate(&gen_key),
+            }
+            self.announce(Change::Key(&gen_key)).await;
+        }
+        let generation = generation?;
         self.count_invalidations(&Family::of_key(prefix), 1);
         Ok(generation)
     }
@@ -108,7 +126,12 @@ impl Cache {
         filter: &KeyFilter<'_>,
         family: &Family<'_>,
     ) -> Result<u64, Error> {
-        let deleted = self.store().delete_prefix(prefix, filter).await?;
+        let deleted = self.store().delete_prefix(prefix, filter).await;
+        if let Some(local) = self.local() {
+            local.invalidate_prefix(prefix);
+            self.announce(Change::Prefix(prefix)).await;
+        }
+        let deleted = deleted?;
         self.count_invalidations(family, deleted);
         Ok(deleted)
     }
@@ -119,7 +142,14 @@ impl Cache {
         keys: &[&str],
         family: &Family<'_>,
     ) -> Result<u64, Error> {
-        let deleted = self.store().delete(keys).await?;
+        let deleted = self.store().delete(keys).await;
+        if let Some(local) = self.local() {
+            for key in keys {
+                local.invalidate(key);
+                self.announce(Change::Key(key)).await;
+            }
+        }
+        let deleted = deleted?;
         self.count_invalidations(family, deleted);
         Ok(deleted)
     }

@@ -18,6 +18,8 @@ pub use default::{clear_default_cache, default_cache, set_default_cache};
 use crate::codec::Format;
 use crate::flight::Flights;
 use crate::health::{Health, Stats};
+use crate::local::broadcast::{CHANNEL, Change};
+use crate::local::{Coherence, LocalTier, tracking::Tracker};
 use crate::store::{Backend, Jitter, KeyTtl, Store};
 use crate::{Error, log};
 
@@ -59,6 +61,10 @@ struct Inner {
     format: Format,
     max_value_bytes: Option<usize>,
     ttl_jitter: Jitter,
+    /// The local tier, when `local_cache` is set (Redis backends only).
+    local: Option<Arc<LocalTier>>,
+    /// Keeps the local tier's tracking connection open.
+    _tracker: Option<Tracker>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -281,7 +287,12 @@ impl Cache {
     /// assert_eq!((stats.hits, stats.misses, stats.breaker_open), (0, 0, false));
     /// ```
     pub fn stats(&self) -> Stats {
-        self.inner.health.stats()
+        let mut stats = self.inner.health.stats();
+        if let Some(local) = self.local() {
+            (stats.local_bytes, stats.local_entries) = local.size();
+            stats.local_tracking = local.coherence() == Coherence::Tracking;
+        }
+        stats
     }
 
     /// Round-trip time of a `PING`, for readiness probes. The in-memory cache
@@ -365,7 +376,12 @@ impl Cache {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), Error> {
-        self.inner.store.set(key, value, ttl).await
+        let written = self.inner.store.set(key, value, ttl).await;
+        if let Some(local) = self.local() {
+            local.invalidate(key);
+            self.announce(Change::Key(key)).await;
+        }
+        written
     }
 
     /// How long `key` has left to live.
@@ -422,6 +438,28 @@ impl Cache {
 
     pub(crate) fn max_value_bytes(&self) -> Option<usize> {
         self.inner.max_value_bytes
+    }
+
+    /// The local tier, if this cache has one.
+    pub(crate) fn local(&self) -> Option<&LocalTier> {
+        self.inner.local.as_deref()
+    }
+
+    /// Tells the other caches that cannot track what this one changed
+    /// (see [`broadcast`](crate::local::broadcast)); call it after updating
+    /// the local tier. Nothing to do when the server tracks keys.
+    pub(crate) async fn announce(&self, change: Change<'_>) {
+        let (Some(local), Some(store)) = (self.local(), self.store().redis()) else {
+            return;
+        };
+        if !local.broadcasting() {
+            return;
+        }
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(CHANNEL).arg(change.encode());
+        if let Err(err) = store.query::<i64>(&publish).await {
+            log::debug!(error = %err, "redis-memo: local-tier change not broadcast");
+        }
     }
 
     /// How stored TTLs are spread unless a function says otherwise.

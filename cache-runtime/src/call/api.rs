@@ -8,6 +8,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::run::{Call, run, stale};
 use super::spec::Policy;
 use crate::health::{Counter, Family, Warning, warn_limited};
+use crate::local::broadcast::Change;
 use crate::store::Store;
 use crate::{Cache, Error};
 
@@ -255,7 +256,18 @@ impl Cache {
                 limit,
             });
         }
-        let written = self.store().set(key, bytes, policy.stored_ttl(self)).await;
+        let ttl = policy.stored_ttl(self);
+        let written = self.store().set(key, bytes, ttl).await;
+        if let Some(local) = self.local() {
+            // Read-your-own-writes: the entry is this value once the write returns.
+            match &written {
+                Ok(()) if policy.uses_local() && policy.stale_window().is_none() => {
+                    local.wrote(key, bytes, ttl)
+                }
+                _ => local.invalidate(key),
+            }
+            self.announce(Change::Key(key)).await;
+        }
         let counter = match &written {
             Ok(()) => Counter::Stores,
             Err(err) => {

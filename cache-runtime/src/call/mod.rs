@@ -6,6 +6,7 @@
 
 mod api;
 pub(crate) mod helpers;
+mod local;
 pub(crate) mod refresh;
 pub(crate) mod run;
 pub(crate) mod spec;

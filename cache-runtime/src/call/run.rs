@@ -1,6 +1,9 @@
 //! The get-or-run path of one call.
 //!
 //! ```text
+//! local tier (opt-in) ── hit, decodes ───────────────────► value (no I/O)
+//!    │ no local entry (the read below fills it)
+//!    ▼
 //! read ── hit, decodes ──────────────────────────────────► value
 //!    │ nothing / does not decode / cache error (counted, warned)
 //!    ▼
@@ -32,6 +35,8 @@ use crate::codec::Format;
 use crate::flight::{Leader, Outcome as FlightOutcome, Role};
 use crate::health::{CallStart, Counter, Family, Outcome, Warning, warn_limited};
 use crate::key::{FnName, KeyBuilder};
+use crate::local::LocalTier;
+use crate::local::broadcast::Change;
 use crate::store::Store;
 use crate::{Cache, Error, lease, log};
 
@@ -59,6 +64,8 @@ pub struct Call {
     /// How long a value is served stale after its TTL (`stale`), if at all.
     stale: Option<Duration>,
     refresh: bool,
+    /// Whether the cache's local tier serves and keeps this call's value.
+    local: bool,
     format: Format,
     span: Span,
     start: CallStart,
@@ -76,6 +83,8 @@ enum CallFamily {
 
 /// What the read found.
 enum Read {
+    /// The local tier's copy of the value, and its generation (grouped keys).
+    Local(Arc<[u8]>, u64),
     /// Stored bytes, and the generation they were read under (grouped keys).
     Found(Vec<u8>, u64),
     /// Stored bytes past their TTL, within the `stale` window.
@@ -157,6 +166,8 @@ impl Call {
             lease: policy.lease_duration(),
             stale: policy.stale_window(),
             refresh: take_refresh(),
+            // A stale value is judged by its Redis TTL on every read: not kept locally.
+            local: policy.uses_local() && policy.stale_window().is_none(),
             format,
             span: Span::none(),
             start: CallStart::now(),
@@ -202,22 +213,35 @@ impl Call {
         let Some((cache, target)) = self.parts() else {
             return Read::Bypass(self.bypass);
         };
+        let local = self.local_tier(cache);
+        if let (Some(local), false) = (local, self.refresh)
+            && let Some((bytes, generation)) = super::local::hit(local, target)
+        {
+            // No I/O: take part in cooperative scheduling, like an await
+            // on a socket would.
+            tokio::task::consume_budget().await;
+            return Read::Local(bytes, generation);
+        }
         let health = cache.health();
         if !health.allow() {
             return Read::Bypass(Outcome::BreakerSkipped);
         }
-        let read = match target {
-            Target::Key(_) if self.refresh => return Read::Run(Outcome::Refreshed, 0),
+        let read = match (target, local) {
+            (Target::Key(_), _) if self.refresh => return Read::Run(Outcome::Refreshed, 0),
             _ if self.stale.is_some() => return self.read_stale(cache, target).await,
-            Target::Key(key) => cache.store().get(key).await.map(|bytes| (bytes, 0)),
+            (_, Some(local)) => Box::pin(super::local::read_through(cache, local, target)).await,
+            (Target::Key(key), None) => cache.store().get(key).await.map(|bytes| (bytes, 0)),
             // A grouped call reads the generation, and the value of that
             // generation unless it refreshes (the generation is still needed
             // to write).
-            Target::Grouped {
-                gen_key,
-                head,
-                tail,
-            } => Box::pin(cache.store().get_grouped(gen_key, head, tail))
+            (
+                Target::Grouped {
+                    gen_key,
+                    head,
+                    tail,
+                },
+                None,
+            ) => Box::pin(cache.store().get_grouped(gen_key, head, tail))
                 .await
                 .map(|(generation, bytes)| (bytes, generation)),
         };
@@ -234,6 +258,11 @@ impl Call {
                 }
             }
         }
+    }
+
+    /// The cache's local tier, when this call uses it.
+    fn local_tier<'a>(&self, cache: &'a Cache) -> Option<&'a LocalTier> {
+        cache.local().filter(|_| self.local)
     }
 
     /// Warns, rate-limited, about a cache operation that failed.
@@ -414,6 +443,14 @@ impl Call {
         let window = self.stale.unwrap_or_default();
         let ttl = self.ttl.map(|ttl| jitter.apply(ttl).saturating_add(window));
         let written = cache.store().set(key, bytes, ttl).await;
+        if let Some(local) = cache.local() {
+            // Read-your-own-writes: the entry is this value once the write returns.
+            match &written {
+                Ok(()) if self.local => local.wrote(key, bytes, ttl),
+                _ => local.invalidate(key),
+            }
+            cache.announce(Change::Key(key)).await;
+        }
         match cache.health().record(written) {
             Ok(()) => cache.health().count(&self.family(), Counter::Stores, 1),
             Err(err) => {
@@ -523,6 +560,13 @@ where
 {
     let format = call.format;
     let (outcome, generation, seen) = match read {
+        Read::Local(bytes, generation) => match format.decode::<T>(&bytes) {
+            Ok(value) => return (Outcome::LocalHit, from_cached(value)),
+            Err(err) => {
+                call.corrupt(generation, &err);
+                (Outcome::Corrupt, generation, Some(bytes.to_vec()))
+            }
+        },
         Read::Found(bytes, generation) => match format.decode::<T>(&bytes) {
             Ok(value) => return (Outcome::Hit, from_cached(value)),
             Err(err) => {

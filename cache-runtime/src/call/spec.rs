@@ -94,6 +94,8 @@ pub struct Policy {
     jitter: Option<Jitter>,
     /// How long a value is served stale after its TTL, while it is refreshed.
     stale: Option<Duration>,
+    /// Whether the cache's local tier serves and keeps this call's value.
+    local: bool,
 }
 
 impl Default for Policy {
@@ -117,6 +119,7 @@ impl Policy {
             codec: None,
             jitter: None,
             stale: None,
+            local: true,
         }
     }
 
@@ -195,6 +198,24 @@ impl Policy {
     pub fn stale(mut self, stale: impl Into<Ttl>) -> Policy {
         self.stale = stale.into().duration();
         self
+    }
+
+    /// Whether the cache's [local tier](crate::CacheBuilder::local_cache)
+    /// serves and keeps this value (default `true`); `false` reads Redis on
+    /// every call, like `#[cached(local = false)]`. Writes and invalidations
+    /// still drop any local entry of the key.
+    ///
+    /// ```
+    /// let policy = redis_memo::Policy::ttl(300).local(false);
+    /// # let _ = policy;
+    /// ```
+    pub fn local(mut self, local: bool) -> Policy {
+        self.local = local;
+        self
+    }
+
+    pub(crate) fn uses_local(&self) -> bool {
+        self.local
     }
 
     pub(crate) fn ttl_duration(&self) -> Option<Duration> {
@@ -279,8 +300,15 @@ impl<'a> Spec<'a> {
                 codec: None,
                 jitter: None,
                 stale: None,
+                local: true,
             },
         }
+    }
+
+    /// `local = false`.
+    pub const fn local(mut self, local: bool) -> Self {
+        self.policy.local = local;
+        self
     }
 
     /// `ttl = ...`.

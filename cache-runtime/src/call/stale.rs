@@ -183,6 +183,7 @@ impl Call {
             lease: self.lease,
             stale: self.stale,
             refresh: false,
+            local: self.local,
             format: self.format,
             span: self.span.clone(),
             start: CallStart::now(),

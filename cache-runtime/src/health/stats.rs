@@ -19,6 +19,8 @@ pub(crate) enum Outcome {
     /// Read from the cache past its TTL, within its `stale` window; a
     /// background refresh replaces it.
     Stale,
+    /// Read from the local tier (no I/O): counted as a hit, and a local hit.
+    LocalHit,
     /// Another caller's run (single-flight or lease) gave the value.
     Shared,
     /// Nothing stored: the body ran.
@@ -42,6 +44,7 @@ impl Outcome {
         match self {
             Outcome::Hit => "hit",
             Outcome::Stale => "stale",
+            Outcome::LocalHit => "local_hit",
             Outcome::Shared => "shared",
             Outcome::Miss => "miss",
             Outcome::Corrupt => "corrupt",
@@ -56,7 +59,7 @@ impl Outcome {
     /// The counter a call with this outcome adds to.
     pub(crate) fn counter(self) -> Option<Counter> {
         Some(match self {
-            Outcome::Hit => Counter::Hits,
+            Outcome::Hit | Outcome::LocalHit => Counter::Hits,
             Outcome::Stale => Counter::Stale,
             Outcome::Shared => Counter::Shared,
             Outcome::Miss | Outcome::Refreshed => Counter::Misses,
@@ -84,9 +87,10 @@ pub(crate) enum Counter {
     Invalidations,
     Misconfigured,
     Stale,
+    LocalHits,
 }
 
-const COUNTERS: usize = Counter::Stale as usize + 1;
+const COUNTERS: usize = Counter::LocalHits as usize + 1;
 
 /// Who counters belong to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -197,6 +201,20 @@ pub struct Stats {
     /// authentication, an unknown command (a Sentinel). Each is also logged,
     /// rate-limited, with what to do. Not zero means nothing is being cached.
     pub misconfigured: u64,
+    /// The part of `hits` served by the local tier
+    /// ([`CacheBuilder::local_cache`](crate::CacheBuilder::local_cache)),
+    /// without a network call. Counted in `hits` too.
+    pub local_hits: u64,
+    /// Entries in the local tier now (0 without one).
+    pub local_entries: u64,
+    /// Bytes of keys and values in the local tier now, at most its `max_bytes`.
+    pub local_bytes: u64,
+    /// Whether the local tier is kept coherent by Redis tracking now. `false`
+    /// with a local tier means its entries are served for at most
+    /// [`local_ttl`](crate::CacheBuilder::local_ttl) (a cluster, a server
+    /// that refuses `CLIENT TRACKING`, or a tracking connection being
+    /// re-established), and a warning says why.
+    pub local_tracking: bool,
     /// How many times the circuit breaker opened.
     pub breaker_trips: u64,
     /// Whether the circuit breaker is open now.
@@ -272,6 +290,8 @@ pub struct FunctionStats {
     pub invalidations: u64,
     /// See [`Stats::misconfigured`].
     pub misconfigured: u64,
+    /// See [`Stats::local_hits`].
+    pub local_hits: u64,
 }
 
 impl FunctionStats {
@@ -305,6 +325,7 @@ impl FunctionStats {
             invalidations,
             misconfigured,
             stale,
+            local_hits,
         ] = counts;
         FunctionStats {
             name,
@@ -320,6 +341,7 @@ impl FunctionStats {
             write_errors,
             invalidations,
             misconfigured,
+            local_hits,
         }
     }
 }
@@ -401,6 +423,20 @@ impl ByFamily {
         }
     }
 
+    /// Adds 1 to each of `counters` of a family that already has counters,
+    /// with one lookup; `false` when it has none yet.
+    pub(crate) fn add_each(&self, family: &Family<'_>, counters: &[Counter]) -> bool {
+        let map = self.0.load();
+        let map: &HashMap<Family<'_>, Arc<FamilyCounters>, _> = &map;
+        let Some(family) = map.get(family) else {
+            return false;
+        };
+        for &counter in counters {
+            family.add(counter, 1);
+        }
+        true
+    }
+
     pub(crate) fn snapshot(&self) -> Vec<FunctionStats> {
         let mut all: Vec<FunctionStats> = self
             .0
@@ -429,6 +465,7 @@ pub(crate) fn totals(functions: &[FunctionStats]) -> Stats {
         stats.write_errors += f.write_errors;
         stats.invalidations += f.invalidations;
         stats.misconfigured += f.misconfigured;
+        stats.local_hits += f.local_hits;
     }
     stats
 }

@@ -20,6 +20,8 @@ pub(crate) enum Warning {
     Key,
     /// A lease could not be taken or was not followed by a value in time.
     Lease,
+    /// The local tier's tracking connection was lost or refused.
+    LocalTier,
     /// A reply that means misconfiguration (MOVED, READONLY, NOPERM, ...).
     Misconfigured,
     /// A background refresh of a stale value stored nothing, or could not start.

@@ -13,40 +13,28 @@ struct Entry {
     expires_at: Option<Instant>,
 }
 
-struct EntryExpiry;
-
-impl moka::Expiry<String, Entry> for EntryExpiry {
-    fn expire_after_create(&self, _key: &String, value: &Entry, _at: Instant) -> Option<Duration> {
-        value.ttl
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &String,
-        value: &Entry,
-        _at: Instant,
-        _left: Option<Duration>,
-    ) -> Option<Duration> {
-        value.ttl
+impl super::Lifetime for Entry {
+    fn lifetime(&self) -> Option<Duration> {
+        self.ttl
     }
 }
 
 /// An embedded store: bounded by total bytes, with per-entry TTLs, evicting the
 /// least useful entries when full (moka's TinyLFU).
 pub(crate) struct MemoryStore {
-    entries: moka::future::Cache<String, Entry>,
+    entries: moka::sync::Cache<String, Entry, foldhash::quality::RandomState>,
     generations: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl MemoryStore {
     pub(crate) fn new(max_bytes: u64) -> Self {
-        let entries = moka::future::Cache::builder()
+        let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|key: &String, entry: &Entry| {
                 u32::try_from(key.len() + entry.bytes.len()).unwrap_or(u32::MAX)
             })
-            .expire_after(EntryExpiry)
-            .build();
+            .expire_after(super::OwnLifetime)
+            .build_with_hasher(foldhash::quality::RandomState::default());
         MemoryStore {
             entries,
             generations: Default::default(),
@@ -60,7 +48,7 @@ impl Store for MemoryStore {
     /// budget is spent, so it cannot starve the other tasks of its worker.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         tokio::task::consume_budget().await;
-        Ok(self.entries.get(key).await.map(|e| e.bytes.to_vec()))
+        Ok(self.entries.get(key).map(|e| e.bytes.to_vec()))
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
@@ -69,14 +57,14 @@ impl Store for MemoryStore {
             ttl,
             expires_at: ttl.and_then(|ttl| Instant::now().checked_add(ttl)),
         };
-        self.entries.insert(key.to_owned(), entry).await;
+        self.entries.insert(key.to_owned(), entry);
         Ok(())
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64, Error> {
         let mut n = 0;
         for key in keys {
-            n += u64::from(self.entries.remove(*key).await.is_some());
+            n += u64::from(self.entries.remove(*key).is_some());
         }
         Ok(n)
     }
@@ -87,7 +75,7 @@ impl Store for MemoryStore {
 
     async fn get_with_ttl(&self, key: &str) -> Result<(Option<Vec<u8>>, KeyTtl), Error> {
         tokio::task::consume_budget().await;
-        Ok(match self.entries.get(key).await {
+        Ok(match self.entries.get(key) {
             None => (None, KeyTtl::Missing),
             Some(entry) => {
                 let left = match entry.expires_at {
@@ -108,7 +96,7 @@ impl Store for MemoryStore {
             .collect();
         let mut deleted = 0;
         for key in keys {
-            deleted += u64::from(self.entries.remove(&key).await.is_some());
+            deleted += u64::from(self.entries.remove(&key).is_some());
         }
         Ok(deleted)
     }

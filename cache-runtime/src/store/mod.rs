@@ -47,6 +47,35 @@ pub enum KeyTtl {
     ExpiresIn(Duration),
 }
 
+/// A moka value that says how long it lives from its insertion (`None`: until evicted).
+pub(crate) trait Lifetime {
+    fn lifetime(&self) -> Option<std::time::Duration>;
+}
+
+/// Expires each moka entry after its own [`Lifetime`].
+pub(crate) struct OwnLifetime;
+
+impl<V: Lifetime> moka::Expiry<String, V> for OwnLifetime {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &V,
+        _at: std::time::Instant,
+    ) -> Option<Duration> {
+        value.lifetime()
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &V,
+        _at: std::time::Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        value.lifetime()
+    }
+}
+
 /// Which of the keys under a prefix to delete.
 pub(crate) type KeyFilter<'a> = dyn Fn(&str) -> bool + Send + Sync + 'a;
 
@@ -119,12 +148,7 @@ macro_rules! dispatch {
 
 impl Store for Backend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        match self {
-            Backend::Redis(store) => store.get(key).await,
-            // moka's future is large: boxed, it does not grow the future of
-            // every call on Redis (moved and polled on each call).
-            Backend::Memory(store) => Box::pin(store.get(key)).await,
-        }
+        dispatch!(self, s => s.get(key).await)
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {

@@ -1,0 +1,407 @@
+//! The local tier: a byte-bounded copy of hot entries in this process, kept
+//! coherent with Redis by server-assisted client-side caching ([`tracking`]).
+//!
+//! ```text
+//! call ── local hit ───────────────────────────────────────► value (no I/O)
+//!    │ local miss: begin a fill (registered as pending)
+//!    ▼
+//! Redis GET ── value ── finish: insert unless an invalidation of the key
+//!                       (or a clear) arrived since the fill began
+//! write / delete in this process ── update or drop the entry, synchronously
+//! invalidation from Redis (tracking connection) ── drop the entry
+//! tracking connection lost or reset ── drop everything
+//! ```
+//!
+//! Entries are the encoded bytes as stored in Redis: a hit decodes them, like
+//! a Redis hit does. Coherence rests on one lock ([`Sync`]) that orders the
+//! three events that touch an entry: a fill's insert, an invalidation and a
+//! write. A fill inserts only if no invalidation of its key (and no clear) was
+//! seen since it began; an invalidation seen after the insert removes it.
+
+pub(crate) mod broadcast;
+pub(crate) mod tracking;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::health::Warnings;
+use crate::store::{Lifetime, OwnLifetime};
+
+/// Default bound on how long a local entry is served when the server cannot
+/// track keys (see [`CacheBuilder::local_ttl`](crate::CacheBuilder::local_ttl)).
+///
+/// ```
+/// assert_eq!(redis_memo::DEFAULT_LOCAL_TTL.as_secs(), 1);
+/// ```
+pub const DEFAULT_LOCAL_TTL: Duration = Duration::from_secs(1);
+
+/// How the tier learns that Redis keys changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Coherence {
+    /// The tracking connection is up with `CLIENT TRACKING ON BCAST`: every
+    /// change of a key reaches this process. Entries live until invalidated.
+    Tracking = 0,
+    /// Tracking is expected but not active (connecting, or reconnecting after
+    /// a lost connection): entries live at most `local_ttl`.
+    Connecting = 1,
+    /// The server cannot track (a cluster, `CLIENT TRACKING` refused): entries
+    /// live at most `local_ttl`.
+    Bounded = 2,
+}
+
+impl Coherence {
+    fn from_u8(n: u8) -> Coherence {
+        match n {
+            0 => Coherence::Tracking,
+            1 => Coherence::Connecting,
+            _ => Coherence::Bounded,
+        }
+    }
+}
+
+/// One local entry: the encoded value, and how long it may be served.
+#[derive(Clone)]
+struct Entry {
+    bytes: Arc<[u8]>,
+    lifetime: Option<Duration>,
+}
+
+impl Lifetime for Entry {
+    fn lifetime(&self) -> Option<Duration> {
+        self.lifetime
+    }
+}
+
+/// What orders fills, invalidations and writes.
+#[derive(Default)]
+struct Sync {
+    /// Incremented by every invalidation, write and clear.
+    seq: u64,
+    /// The `seq` of the last clear (lost connection, flush, tracking turned on).
+    cleared_at: u64,
+    /// Keys with a fill in progress: how many fills, and the `seq` of the
+    /// last invalidation or write of the key.
+    pending: HashMap<String, Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    fills: usize,
+    changed_at: u64,
+}
+
+/// The local tier of one cache.
+pub(crate) struct LocalTier {
+    entries: moka::sync::Cache<String, Entry, foldhash::quality::RandomState>,
+    sync: Mutex<Sync>,
+    coherence: AtomicU8,
+    /// Woken when `coherence` changes.
+    changed: tokio::sync::Notify,
+    /// Whether this cache listens to, and so publishes, the broadcast of
+    /// its own changes ([`broadcast`]): when the server cannot track.
+    broadcasting: AtomicBool,
+    /// How long entries filled without tracking are served.
+    bound: Duration,
+    pub(crate) warnings: Warnings,
+}
+
+/// A fill in progress: a local miss reading Redis. Dropped without
+/// [`LocalTier::finish`] (the call was cancelled, the read failed), it inserts nothing.
+pub(crate) struct Fill<'a> {
+    tier: &'a LocalTier,
+    /// `None` once finished.
+    key: Option<String>,
+    began: u64,
+    coherence: Coherence,
+}
+
+impl LocalTier {
+    /// A tier of at most `max_bytes` of keys and values; entries filled while
+    /// not tracking live at most `bound`.
+    pub(crate) fn new(max_bytes: u64, bound: Duration, coherence: Coherence) -> Self {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, entry: &Entry| {
+                u32::try_from(key.len() + entry.bytes.len()).unwrap_or(u32::MAX)
+            })
+            .expire_after(OwnLifetime)
+            .support_invalidation_closures()
+            // Hashing the key is a good part of a hit; foldhash's
+            // quality variant is seeded per cache like SipHash's default.
+            .build_with_hasher(foldhash::quality::RandomState::default());
+        LocalTier {
+            entries,
+            sync: Mutex::new(Sync::default()),
+            coherence: AtomicU8::new(coherence as u8),
+            changed: tokio::sync::Notify::new(),
+            broadcasting: AtomicBool::new(false),
+            bound,
+            warnings: Warnings::new(),
+        }
+    }
+
+    /// The entry of `key`, if this process holds one. No I/O, no lock.
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+        self.entries.get(key).map(|entry| entry.bytes)
+    }
+
+    pub(crate) fn coherence(&self) -> Coherence {
+        Coherence::from_u8(self.coherence.load(Relaxed))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sync> {
+        self.sync.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long an entry inserted now may live: its Redis TTL, and without
+    /// tracking at most the bound.
+    fn lifetime(&self, coherence: Coherence, ttl: Option<Duration>) -> Option<Duration> {
+        match coherence {
+            Coherence::Tracking => ttl,
+            Coherence::Connecting | Coherence::Bounded => {
+                Some(ttl.map_or(self.bound, |ttl| ttl.min(self.bound)))
+            }
+        }
+    }
+
+    /// Begins a fill of `key`: call it before the Redis read.
+    pub(crate) fn begin(&self, key: &str) -> Fill<'_> {
+        let coherence = self.coherence();
+        let mut sync = self.lock();
+        let began = sync.seq;
+        sync.pending.entry(key.to_owned()).or_default().fills += 1;
+        Fill {
+            tier: self,
+            key: Some(key.to_owned()),
+            began,
+            coherence,
+        }
+    }
+
+    /// Ends a fill with what Redis returned: inserts it unless the key was
+    /// invalidated or written, or the tier cleared, since the fill began.
+    pub(crate) fn finish(&self, mut fill: Fill<'_>, bytes: &[u8]) {
+        let Some(key) = fill.key.take() else { return };
+        let lifetime = self.lifetime(fill.coherence, None);
+        let mut sync = self.lock();
+        let changed_at = release(&mut sync, &key);
+        if changed_at <= fill.began && sync.cleared_at <= fill.began {
+            let entry = Entry {
+                bytes: bytes.into(),
+                lifetime,
+            };
+            self.entries.insert(key, entry);
+        }
+    }
+
+    /// This process wrote `bytes` under `key` (stored for `ttl`), and the
+    /// write returned: the entry is replaced, and fills that began before
+    /// will not insert what they read.
+    pub(crate) fn wrote(&self, key: &str, bytes: &[u8], ttl: Option<Duration>) {
+        let lifetime = self.lifetime(self.coherence(), ttl);
+        let mut sync = self.lock();
+        changed(&mut sync, key);
+        let entry = Entry {
+            bytes: bytes.into(),
+            lifetime,
+        };
+        self.entries.insert(key.to_owned(), entry);
+    }
+
+    /// `key` changed in Redis (or this process deleted it): the entry is
+    /// dropped, and fills in progress will not insert what they read.
+    pub(crate) fn invalidate(&self, key: &str) {
+        let mut sync = self.lock();
+        changed(&mut sync, key);
+        self.entries.invalidate(key);
+    }
+
+    /// Every key starting with `prefix` was deleted.
+    pub(crate) fn invalidate_prefix(&self, prefix: &str) {
+        if prefix.is_empty() {
+            return self.clear();
+        }
+        let mut sync = self.lock();
+        sync.seq += 1;
+        let seq = sync.seq;
+        for (key, pending) in sync.pending.iter_mut() {
+            if key.starts_with(prefix) {
+                pending.changed_at = seq;
+            }
+        }
+        let prefix = prefix.to_owned();
+        if self
+            .entries
+            .invalidate_entries_if(move |key, _| key.starts_with(&prefix))
+            .is_err()
+        {
+            self.entries.invalidate_all();
+        }
+    }
+
+    /// Drops every entry; fills in progress will not insert.
+    pub(crate) fn clear(&self) {
+        let mut sync = self.lock();
+        sync.seq += 1;
+        sync.cleared_at = sync.seq;
+        self.entries.invalidate_all();
+    }
+
+    /// Sets how the tier learns about changes. Turning tracking on or off
+    /// clears the tier: entries read under the other mode may be stale.
+    pub(crate) fn set_coherence(&self, coherence: Coherence) {
+        let old = self.coherence.swap(coherence as u8, Relaxed);
+        if old != coherence as u8 {
+            self.clear();
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Whether this cache's own changes are to be published ([`broadcast`]).
+    pub(crate) fn broadcasting(&self) -> bool {
+        self.broadcasting.load(Relaxed)
+    }
+
+    pub(crate) fn set_broadcasting(&self, on: bool) {
+        self.broadcasting.store(on, Relaxed);
+    }
+
+    /// Returns once the tier is no longer connecting its tracking.
+    pub(crate) async fn settled(&self) {
+        loop {
+            let notified = self.changed.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.coherence() != Coherence::Connecting {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The total weight (bytes of keys and values) and the number of entries,
+    /// after moka has applied its pending evictions.
+    pub(crate) fn size(&self) -> (u64, u64) {
+        self.entries.run_pending_tasks();
+        (self.entries.weighted_size(), self.entries.entry_count())
+    }
+}
+
+/// Marks `key` as changed now for the fills in progress.
+fn changed(sync: &mut Sync, key: &str) {
+    sync.seq += 1;
+    let seq = sync.seq;
+    if let Some(pending) = sync.pending.get_mut(key) {
+        pending.changed_at = seq;
+    }
+}
+
+/// Ends one fill of `key`, returning when the key last changed.
+fn release(sync: &mut Sync, key: &str) -> u64 {
+    let Some(pending) = sync.pending.get_mut(key) else {
+        return u64::MAX;
+    };
+    let changed_at = pending.changed_at;
+    pending.fills -= 1;
+    if pending.fills == 0 {
+        sync.pending.remove(key);
+    }
+    changed_at
+}
+
+impl Fill<'_> {
+    /// Ends the fill with what Redis returned; see [`LocalTier::finish`].
+    pub(crate) fn finish(self, bytes: &[u8]) {
+        self.tier.finish(self, bytes);
+    }
+}
+
+impl Drop for Fill<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = &self.key {
+            release(&mut self.tier.lock(), key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_weighted_size_stays_within_max_bytes_under_a_million_keys() {
+        let max_bytes = 1 << 20;
+        let tier = LocalTier::new(max_bytes, DEFAULT_LOCAL_TTL, Coherence::Tracking);
+        let value = [b'v'; 90];
+        for i in 0..1_000_000u32 {
+            let key = format!("user:{i}");
+            if i % 2 == 0 {
+                tier.begin(&key).finish(&value);
+            } else {
+                tier.wrote(&key, &value, None);
+            }
+            if i % 100_000 == 99_999 {
+                let (bytes, entries) = tier.size();
+                assert!(bytes <= max_bytes, "{bytes} > {max_bytes} after {i} keys");
+                assert!(entries > 0);
+            }
+        }
+        let (bytes, entries) = tier.size();
+        assert!(
+            bytes <= max_bytes && entries > max_bytes / 200,
+            "{bytes} bytes, {entries} entries"
+        );
+    }
+
+    #[test]
+    fn a_fill_that_began_before_an_invalidation_inserts_nothing() {
+        let tier = LocalTier::new(1 << 20, DEFAULT_LOCAL_TTL, Coherence::Tracking);
+        let fill = tier.begin("k");
+        tier.invalidate("k"); // arrives while the GET is in flight
+        fill.finish(b"old");
+        assert_eq!(tier.get("k"), None);
+
+        // One that began after it does.
+        tier.begin("k").finish(b"new");
+        assert_eq!(tier.get("k").as_deref(), Some(&b"new"[..]));
+    }
+
+    #[test]
+    fn a_fill_that_began_before_a_write_or_a_clear_inserts_nothing() {
+        let tier = LocalTier::new(1 << 20, DEFAULT_LOCAL_TTL, Coherence::Tracking);
+        let fill = tier.begin("k");
+        tier.wrote("k", b"mine", None);
+        fill.finish(b"older");
+        assert_eq!(tier.get("k").as_deref(), Some(&b"mine"[..]));
+
+        let fill = tier.begin("j");
+        tier.clear();
+        fill.finish(b"old");
+        assert_eq!(tier.get("j"), None);
+
+        let fill = tier.begin("p:1");
+        tier.invalidate_prefix("p:");
+        fill.finish(b"old");
+        assert_eq!(tier.get("p:1"), None);
+
+        // Losing tracking clears too.
+        let fill = tier.begin("m");
+        tier.set_coherence(Coherence::Connecting);
+        fill.finish(b"old");
+        assert_eq!(tier.get("m"), None);
+    }
+
+    #[test]
+    fn a_cancelled_fill_leaves_nothing_pending() {
+        let tier = LocalTier::new(1 << 20, DEFAULT_LOCAL_TTL, Coherence::Tracking);
+        drop(tier.begin("k"));
+        let fill = tier.begin("k");
+        fill.finish(b"v");
+        assert!(tier.lock().pending.is_empty());
+        assert_eq!(tier.get("k").as_deref(), Some(&b"v"[..]));
+    }
+}
