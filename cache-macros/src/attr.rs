@@ -44,6 +44,8 @@ pub struct Args {
     pub result: Option<(bool, Span)>,
     /// `cache_none = false`: an `Option` return leaves `None` uncached.
     pub cache_none: Option<(bool, Span)>,
+    /// `local = false`: the cache's local tier neither serves nor keeps values.
+    pub local: Option<bool>,
     /// The arguments already seen, to reject duplicates.
     seen: Vec<String>,
     /// Every mistake found, each spanned on its tokens.
@@ -70,7 +72,7 @@ pub enum Ttl {
 
 const KNOWN: &str = "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `key`, `name`, \
                      `version`, `lease`, `grouped`, `codec`, `helpers`, `result`, `cache_none`, \
-                     `ttl_jitter`, `stale`";
+                     `ttl_jitter`, `stale`, `local`";
 
 impl Args {
     /// Parses the whole attribute, recording errors instead of stopping at them.
@@ -142,6 +144,22 @@ impl Args {
             }
             "result" => self.result = Some((flag(&meta)?, ident.span())),
             "cache_none" => self.cache_none = Some((flag(&meta)?, ident.span())),
+            "local" => {
+                let value: Expr = meta.value()?.parse()?;
+                match &value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Bool(local),
+                        ..
+                    }) => self.local = Some(local.value),
+                    _ => {
+                        return Err(syn::Error::new_spanned(
+                            &value,
+                            "`local` is `true` or `false`, e.g. `local = false` to keep this \
+                             function out of the cache's local tier",
+                        ));
+                    }
+                }
+            }
             "key_prefix" => {
                 let expr: Expr = meta.value()?.parse()?;
                 if let Expr::Lit(ExprLit { lit, .. }) = &expr

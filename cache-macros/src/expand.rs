@@ -420,6 +420,9 @@ impl Model {
         if let Some(expr) = &args.version {
             spec.extend(quote_spanned!(expr.span()=> .version(#expr)));
         }
+        if let Some(local) = args.local {
+            spec.extend(quote!(.local(#local)));
+        }
         if args.grouped.is_some() {
             spec.extend(quote!(.grouped()));
         }
