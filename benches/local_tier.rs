@@ -1,0 +1,344 @@
+//! The local tier against the floors it is measured by, in one run: a
+//! hand-written redis-rs GET + serde_json on a `MultiplexedConnection`
+//! ("raw-mux") and a raw moka `get_with` + clone of the same value ("raw
+//! moka", the in-process floor); the in-memory backend next to them; and how
+//! long a change made on another connection takes to reach a local tier.
+//!
+//! `cargo bench -p redis-memo-benches --bench local_tier`
+//!
+//! Workload: `get_user(id)` returning a ~90-byte struct, 1,000 warm ids.
+//! Phases: hit latency at concurrency 1 (variants taking turns call by call),
+//! hit throughput at 64 tasks (alternating quarter-second rounds), and
+//! coherence: a `DEL` on a plain connection (another process, as far as the
+//! cache can tell), timed until the handle with a local tier serves the new
+//! value.
+//!
+//! Environment: `BENCH_SECONDS` (throughput phase length, default 5),
+//! `BENCH_CALLS` (latency samples per variant, default 20000),
+//! `BENCH_INVALIDATIONS` (coherence samples, default 2000), `REDIS_URL`.
+
+use redis_memo_test_support as support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis_memo::{Cache, cached as memo};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct User {
+    id: u64,
+    name: String,
+    email: String,
+    active: bool,
+    score: f64,
+}
+
+fn make_user(id: u64) -> User {
+    User {
+        id,
+        name: format!("User number {id}"),
+        email: format!("user{id}@example.com"),
+        active: !id.is_multiple_of(3),
+        score: id as f64 * 1.5,
+    }
+}
+
+const IDS: u64 = 1000;
+
+#[memo(ttl = 3600, key_prefix = "benchlocal:", cache = cache)]
+async fn memo_get_user(cache: &Cache, id: u64) -> User {
+    make_user(id)
+}
+
+fn raw_key(id: u64) -> String {
+    format!("benchlocal:raw:user:{id}")
+}
+
+/// One way of making a call, boxed so that every variant pays the same for it.
+type Variant = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+fn variant<F, Fut>(f: F) -> Variant
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Arc::new(move |id| Box::pin(f(id)))
+}
+
+fn memo_variant(cache: &Cache) -> Variant {
+    let cache = cache.clone();
+    variant(move |id| {
+        let cache = cache.clone();
+        async move {
+            std::hint::black_box(memo_get_user(&cache, id % IDS).await);
+        }
+    })
+}
+
+/// The order of the variants in one round, rotated and reversed round by round.
+fn round_order(n: usize, round: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.rotate_left(round as usize % n);
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
+}
+
+async fn latencies(variants: &[(&str, Variant)], calls: u64, rounds: u64) -> Vec<Vec<Duration>> {
+    let mut samples = vec![Vec::with_capacity(calls as usize); variants.len()];
+    let per_round = calls / rounds;
+    for round in 0..rounds {
+        let order = round_order(variants.len(), round);
+        for i in 0..per_round {
+            for &v in &order {
+                let start = Instant::now();
+                variants[v].1(round * per_round + i).await;
+                samples[v].push(start.elapsed());
+            }
+        }
+    }
+    for s in &mut samples {
+        s.sort_unstable();
+    }
+    samples
+}
+
+async fn throughputs(variants: &[(&str, Variant)], tasks: usize, seconds: u64) -> Vec<f64> {
+    let mut calls = vec![0u64; variants.len()];
+    let mut elapsed = vec![0f64; variants.len()];
+    for round in 0..seconds * 4 {
+        for v in round_order(variants.len(), round) {
+            let call = &variants[v].1;
+            let done = Arc::new(AtomicU64::new(0));
+            let deadline = Instant::now() + Duration::from_millis(250);
+            let start = Instant::now();
+            let handles: Vec<_> = (0..tasks)
+                .map(|t| {
+                    let (call, done) = (call.clone(), done.clone());
+                    tokio::spawn(async move {
+                        let mut i = t as u64 * 7919;
+                        let mut n = 0;
+                        while Instant::now() < deadline {
+                            call(i % IDS).await;
+                            i += 1;
+                            n += 1;
+                        }
+                        done.fetch_add(n, Ordering::Relaxed);
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.await.expect("task");
+            }
+            elapsed[v] += start.elapsed().as_secs_f64();
+            calls[v] += done.load(Ordering::Relaxed);
+        }
+    }
+    calls
+        .iter()
+        .zip(&elapsed)
+        .map(|(c, e)| *c as f64 / e)
+        .collect()
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * q) as usize]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn env_or(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Reads `key` through `cache` until a read is a local hit.
+async fn hold_locally(cache: &Cache, key: &str) {
+    loop {
+        let before = cache.stats().local_hits;
+        let _: u64 = cache.get_or_set(key, 3600, || async { 0 }).await;
+        if cache.stats().local_hits > before {
+            return;
+        }
+    }
+}
+
+/// The time from sending a `DEL` on `plain` to `cache` serving the new value
+/// (its body runs and returns `round`), for `rounds` rounds.
+async fn coherence(cache: &Cache, plain: &MultiplexedConnection, rounds: u64) -> Vec<Duration> {
+    let key = "benchlocal:coherence";
+    let mut plain = plain.clone();
+    let mut samples = Vec::with_capacity(rounds as usize);
+    let _: u64 = cache.get_or_set(key, 3600, || async { 0 }).await;
+    for round in 1..=rounds {
+        hold_locally(cache, key).await;
+        let start = Instant::now();
+        let _: u64 = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut plain)
+            .await
+            .expect("DEL");
+        loop {
+            let seen: u64 = cache.get_or_set(key, 3600, || async move { round }).await;
+            if seen == round {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        samples.push(start.elapsed());
+    }
+    samples.sort_unstable();
+    samples
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let calls = env_or("BENCH_CALLS", 20_000.0) as u64;
+    let seconds = env_or("BENCH_SECONDS", 5.0) as u64;
+    let invalidations = env_or("BENCH_INVALIDATIONS", 2_000.0) as u64;
+    let redis = support::TestRedis::start();
+    let client = redis::Client::open(redis.url()).expect("URL");
+    let mux = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("mux");
+    let local = Cache::builder()
+        .url(redis.url())
+        .local_cache(64 << 20)
+        .build()
+        .await
+        .expect("connect with a local tier");
+    assert!(local.stats().local_tracking, "tracking is on");
+    let memory = Cache::in_memory();
+    let moka: moka::future::Cache<u64, User> = moka::future::Cache::new(10_000);
+    local.invalidate_prefix("benchlocal:").await.expect("clean");
+
+    for id in 0..IDS {
+        let json = serde_json::to_vec(&make_user(id)).expect("JSON");
+        redis::cmd("SET")
+            .arg(raw_key(id))
+            .arg(&json)
+            .arg("EX")
+            .arg(3600)
+            .query_async::<()>(&mut mux.clone())
+            .await
+            .expect("SET");
+        memo_get_user(&local, id).await;
+        memo_get_user(&memory, id).await;
+        moka.get_with(id, async move { make_user(id) }).await;
+    }
+    // Own writes echo back as invalidations: read until every id is local.
+    for id in 0..IDS {
+        loop {
+            let before = local.stats().local_hits;
+            memo_get_user(&local, id).await;
+            if local.stats().local_hits > before {
+                break;
+            }
+        }
+    }
+    println!(
+        "value size: {} bytes of JSON; local tier: {} entries, {} bytes",
+        serde_json::to_vec(&make_user(500)).expect("JSON").len(),
+        local.stats().local_entries,
+        local.stats().local_bytes
+    );
+
+    let variants: Vec<(&str, Variant)> = vec![
+        ("raw-mux", {
+            let mux = mux.clone();
+            variant(move |id| {
+                let (mut conn, key) = (mux.clone(), raw_key(id % IDS));
+                async move {
+                    let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(key)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("GET");
+                    let user: User =
+                        serde_json::from_slice(&bytes.expect("warm key")).expect("JSON");
+                    std::hint::black_box(user);
+                }
+            })
+        }),
+        ("raw moka", {
+            let moka = moka.clone();
+            variant(move |id| {
+                let moka = moka.clone();
+                async move {
+                    let id = id % IDS;
+                    let user = moka.get_with(id, async move { make_user(id) }).await;
+                    std::hint::black_box(user.clone());
+                }
+            })
+        }),
+        ("local tier", memo_variant(&local)),
+        ("in-memory", memo_variant(&memory)),
+    ];
+    let (raw_mux, raw_moka) = (0, 1);
+
+    let lat = latencies(&variants, calls, 10).await;
+    let p = |v: usize, q: f64| us(quantile(&lat[v], q));
+    println!("\nhit latency, concurrency 1, {calls} calls per variant, taking turns call by call");
+    println!(
+        "{:<12} {:>8} {:>9} {:>9} {:>8}",
+        "variant", "p50 us", "/raw-mux", "/moka", "p99 us"
+    );
+    for (v, (name, _)) in variants.iter().enumerate() {
+        println!(
+            "{name:<12} {:>8.2} {:>8.3}x {:>8.3}x {:>8.2}",
+            p(v, 0.5),
+            p(v, 0.5) / p(raw_mux, 0.5),
+            p(v, 0.5) / p(raw_moka, 0.5),
+            p(v, 0.99),
+        );
+    }
+
+    println!("\nhit throughput, 64 tasks, {seconds} s per variant in 0.25 s alternating rounds");
+    let rates = throughputs(&variants, 64, seconds).await;
+    println!(
+        "{:<12} {:>12} {:>9} {:>9}",
+        "variant", "calls/s", "/raw-mux", "/moka"
+    );
+    for ((name, _), rate) in variants.iter().zip(&rates) {
+        println!(
+            "{name:<12} {rate:>12.0} {:>8.3}x {:>8.3}x",
+            rate / rates[raw_mux],
+            rate / rates[raw_moka]
+        );
+    }
+    let stats = local.stats();
+    println!(
+        "local tier after the run: {} local hits of {} calls, tracking = {}",
+        stats.local_hits,
+        stats.calls(),
+        stats.local_tracking
+    );
+
+    let samples = coherence(&local, &mux, invalidations).await;
+    println!(
+        "\nDEL on another connection -> the local tier serves the new value, {invalidations} rounds \
+         (from sending the DEL, its own round trip included)"
+    );
+    println!(
+        "p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
+        us(quantile(&samples, 0.5)),
+        us(quantile(&samples, 0.9)),
+        us(quantile(&samples, 0.99)),
+        us(quantile(&samples, 1.0)),
+    );
+    local
+        .invalidate_prefix("benchlocal:")
+        .await
+        .expect("clean up");
+}
