@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use redis_memo::{Cache, Policy, cached, refresh};
 use redis_memo_test_support::{
-    TestCluster, TestRedis, TlsOptions, command_counts, tls_supported, until,
+    TestCluster, TestRedis, TestSentinel, TlsOptions, command_counts, tls_supported, until,
 };
 
 /// A cache on `redis` with a 1 MiB local tier.
@@ -727,4 +727,28 @@ async fn stale_calls_bypass_the_local_tier_and_still_refresh() {
     .await;
     assert_eq!(cache.stats().local_hits, 0, "stale calls read Redis");
     assert_eq!(cache.stats().local_entries, 0, "and keep nothing locally");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_sentinel_entries_live_at_most_local_ttl_and_own_writes_show_at_once() {
+    let sentinel = tokio::task::spawn_blocking(TestSentinel::start)
+        .await
+        .unwrap();
+    let cache = Cache::builder()
+        .sentinel(sentinel.sentinel_urls(), sentinel.service_name())
+        .local_cache(1 << 20)
+        .local_ttl(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let other = Cache::connect_sentinel(sentinel.sentinel_urls(), sentinel.service_name())
+        .await
+        .unwrap();
+    assert!(!cache.stats().local_tracking, "Sentinel is not tracked");
+    other.set("sen:1", &1u64, 300).await.unwrap();
+    hold_locally(&cache, "sen:1", 1).await;
+    other.set("sen:1", &2u64, 300).await.unwrap();
+    stops_serving(&cache, "sen:1", 1, "the entry expires after local_ttl").await;
+    cache.set("sen:1", &3u64, 300).await.unwrap();
+    assert_eq!(read(&cache, "sen:1").await, 3, "own write, at once");
 }
