@@ -254,7 +254,7 @@ impl Store for RedisStore {
         match &self.conn {
             Connection::Single(_) => super::scan::redis_delete_prefix(self, prefix, filter).await,
             Connection::Cluster(handle) => {
-                super::scan::cluster_delete_prefix(self, &handle.current(), prefix, filter).await
+                super::scan::cluster_delete_prefix(self, handle, prefix, filter).await
             }
         }
     }
