@@ -8,10 +8,13 @@
 //!
 //! On a Redis Cluster the same runs on every primary of the current topology
 //! (`CLUSTER SLOTS`), one after the other: `SCAN` on that node through
-//! redis-rs's connection to it, and each page's keys unlinked with one
-//! `UNLINK` per slot (never a command that spans two slots), sent at once
-//! with the node's next `SCAN` and routed by slot, so that a key whose slot is
-//! moving follows `MOVED`/`ASK` to where it is.
+//! redis-rs's connection to it, and each page's keys unlinked there in one
+//! pipeline of one `UNLINK` per key (never a command that spans two slots),
+//! sent at once with the node's next `SCAN`. The pipeline starts with
+//! `CLUSTER MYID`: redis-rs sends a pipeline in which one reply is a
+//! redirection again as a whole to another node, and its counts are only
+//! taken when they are this node's. Keys of a slot being migrated get
+//! `ASKING` + `UNLINK` one by one, which redis-rs redirects by itself.
 //!
 //! Slots may move while this runs: a key may leave a primary not yet scanned
 //! for one already scanned. So each pass takes the topology before and
@@ -34,7 +37,7 @@
 //! exact unless a key whose `UNLINK` got no reply was also deleted or expired
 //! by something else at that moment.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -137,14 +140,15 @@ pub(crate) async fn cluster_delete_prefix(
         };
         let mut clean = !before.moving() && progress.settle(store).await;
         let moving = before.moving_slots();
-        for (host, port, _) in &before.nodes {
+        for primary in &before.nodes {
             let node = Node {
                 store,
                 conn: conn.clone(),
                 route: SingleNodeRoutingInfo::ByAddress {
-                    host: host.clone(),
-                    port: *port,
+                    host: primary.host.clone(),
+                    port: primary.port,
                 },
+                id: &primary.id,
             };
             if let Err(err) = node
                 .delete_matching(&pattern, filter, &moving, &mut progress)
@@ -254,8 +258,17 @@ impl Progress {
 /// included: what a pass over the cluster must see unchanged to be complete.
 #[derive(Debug, PartialEq, Eq)]
 struct Topology {
-    /// `(host, port, the slot fields of its own CLUSTER NODES line)`.
-    nodes: Vec<(String, u16, String)>,
+    nodes: Vec<Primary>,
+}
+
+/// One primary, as its own `CLUSTER NODES` line describes it.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Primary {
+    host: String,
+    port: u16,
+    id: String,
+    /// The slot fields: `0-5460 [6093->-<id>]`.
+    slots: String,
 }
 
 impl Topology {
@@ -274,12 +287,16 @@ impl Topology {
             store.observe(&reply);
             let text: String = parse(reply?)?;
             // `<id> <addr> <flags> <primary> <ping> <pong> <epoch> <state> <slot>...`
-            let slots = text
+            let myself = text
                 .lines()
                 .find(|line| line.split(' ').nth(2).is_some_and(|f| f.contains("myself")))
-                .map(|line| line.split(' ').skip(8).collect::<Vec<_>>().join(" "))
                 .unwrap_or_default();
-            nodes.push((host, port, slots));
+            nodes.push(Primary {
+                host,
+                port,
+                id: myself.split(' ').next().unwrap_or_default().to_owned(),
+                slots: myself.split(' ').skip(8).collect::<Vec<_>>().join(" "),
+            });
         }
         nodes.sort();
         Ok(Topology { nodes })
@@ -287,14 +304,14 @@ impl Topology {
 
     /// Whether a slot is being migrated or imported.
     fn moving(&self) -> bool {
-        self.nodes.iter().any(|(_, _, slots)| slots.contains('['))
+        self.nodes.iter().any(|node| node.slots.contains('['))
     }
 
     /// The slots being migrated or imported: `[5000->-<id>]`, `[5000-<-<id>]`.
     fn moving_slots(&self) -> BTreeSet<u16> {
         self.nodes
             .iter()
-            .flat_map(|(_, _, slots)| slots.split(' '))
+            .flat_map(|node| node.slots.split(' '))
             .filter_map(|field| field.strip_prefix('['))
             .filter_map(|field| field.split('-').next()?.parse().ok())
             .collect()
@@ -315,6 +332,8 @@ struct Node<'a> {
     store: &'a RedisStore,
     conn: ClusterConnection,
     route: SingleNodeRoutingInfo,
+    /// Its node id, to tell a reply from it from one redis-rs got elsewhere.
+    id: &'a str,
 }
 
 impl Node<'_> {
@@ -373,55 +392,79 @@ impl Node<'_> {
 }
 
 impl Node<'_> {
-    /// Unlinks `keys`, found on this node, with one `UNLINK` per slot sent
-    /// to this node, all at once: how many were deleted, and whether every
-    /// command answered. redis-rs follows a redirection of one command by
-    /// itself: `MOVED` (the slot has moved on) or `ASK` (the key has just
-    /// been migrated). A slot that is `moving` gets one `ASKING` + `UNLINK`
-    /// per key: the node may be importing the slot (and answer `MOVED`
-    /// without `ASKING`), and a command on several keys of which some have
-    /// left answers TRYAGAIN.
+    /// Unlinks `keys`, found on this node: how many were deleted, and the
+    /// keys whose `UNLINK` may or may not have run.
+    ///
+    /// One pipeline to this node: `CLUSTER MYID`, then one `UNLINK` per key.
+    /// redis-rs sends a pipeline in which a reply is `MOVED`/`ASK` again as a
+    /// whole to the other node, so the counts are only taken when `MYID`
+    /// says the replies are this node's; otherwise (a slot moved meanwhile)
+    /// every key of the page is unsure, and looked at again before the next
+    /// pass. The keys of a slot that is `moving` get one `ASKING` + `UNLINK`
+    /// each instead: the node may be importing the slot (and answer `MOVED`
+    /// without `ASKING`), and redis-rs follows an `ASK` of one command.
     async fn unlink(&self, keys: Vec<String>, moving: &BTreeSet<u16>) -> (u64, Vec<String>) {
-        let mut groups: BTreeMap<u16, Vec<String>> = BTreeMap::new();
-        let mut one_by_one = Vec::new();
-        for key in keys {
-            let slot = key_slot(key.as_bytes());
-            if moving.contains(&slot) {
-                one_by_one.push(vec![key]);
-            } else {
-                groups.entry(slot).or_default().push(key);
+        let (one_by_one, keys): (Vec<String>, Vec<String>) = keys
+            .into_iter()
+            .partition(|key| moving.contains(&key_slot(key.as_bytes())));
+        // `None`: the replies are not this node's.
+        let paged = async {
+            if keys.is_empty() {
+                return Ok(Some((0, Vec::new())));
             }
-        }
-        let batches: Vec<(bool, Vec<String>)> = groups
-            .into_values()
-            .map(|keys| (false, keys))
-            .chain(one_by_one.into_iter().map(|keys| (true, keys)))
-            .collect();
-        let replies = join_all(batches.iter().map(|(asking, keys)| async move {
-            let mut conn = self.conn.clone();
-            let mut unlink = redis::cmd("UNLINK");
-            unlink.arg(keys);
-            let reply = if *asking {
-                let mut pipe = redis::pipe();
-                pipe.cmd("ASKING").ignore().add_command(unlink);
-                let replies = conn.route_pipeline(pipe, 1, 1, self.route.clone()).await;
-                replies.map(|replies| replies.into_iter().next().unwrap_or(redis::Value::Nil))
-            } else {
-                let route = RoutingInfo::SingleNode(self.route.clone());
-                conn.route_command(unlink, route).await
-            };
-            reply.and_then(|value| Ok(redis::from_redis_value::<u64>(value.extract_error()?)?))
-        }))
-        .await;
+            let mut pipe = redis::pipe();
+            pipe.cmd("CLUSTER").arg("MYID");
+            for key in &keys {
+                pipe.cmd("UNLINK").arg(key);
+            }
+            let replies = self
+                .conn
+                .clone()
+                .route_pipeline(pipe, 0, keys.len() + 1, self.route.clone())
+                .await?;
+            let mut replies = replies.into_iter();
+            let id: Option<String> = replies
+                .next()
+                .and_then(|id| redis::from_redis_value(id).ok());
+            if id.as_deref() != Some(self.id) {
+                return Ok(None);
+            }
+            let mut deleted = 0;
+            let mut unsure = Vec::new();
+            for (key, reply) in keys.iter().zip(replies) {
+                match reply {
+                    redis::Value::Int(n) => deleted += n.max(0) as u64,
+                    _ => unsure.push(key.clone()),
+                }
+            }
+            Ok(Some((deleted, unsure)))
+        };
+        let singles = join_all(one_by_one.iter().map(|key| async move {
+            let mut pipe = redis::pipe();
+            pipe.cmd("ASKING").ignore().cmd("UNLINK").arg(key);
+            let replies = self
+                .conn
+                .clone()
+                .route_pipeline(pipe, 1, 1, self.route.clone())
+                .await?;
+            let reply = replies.into_iter().next().unwrap_or(redis::Value::Nil);
+            Ok(redis::from_redis_value::<u64>(reply.extract_error()?)?)
+        }));
+        let (paged, singles): (redis::RedisResult<_>, Vec<redis::RedisResult<u64>>) =
+            tokio::join!(paged, singles);
         let timeout = self.store.response_timeout();
-        let mut deleted = 0;
-        let mut unsure = Vec::new();
-        for ((_, keys), reply) in batches.into_iter().zip(replies) {
+        let paged = paged.map_err(|e| Error::from_redis(e, timeout));
+        self.store.observe(&paged);
+        let (mut deleted, mut unsure) = match paged {
+            Ok(Some(counted)) => counted,
+            Ok(None) | Err(_) => (0, keys),
+        };
+        for (key, reply) in one_by_one.into_iter().zip(singles) {
             let reply = reply.map_err(|e| Error::from_redis(e, timeout));
             self.store.observe(&reply);
             match reply {
                 Ok(n) => deleted += n,
-                Err(_) => unsure.extend(keys),
+                Err(_) => unsure.push(key),
             }
         }
         (deleted, unsure)
