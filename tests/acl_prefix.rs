@@ -2,7 +2,7 @@
 //! (`~app:* +@read +@write +@keyspace`, no `+@scripting`): every key
 //! redis-memo writes for a function (values, the group's generation, leases)
 //! starts with that function's prefix, so plain, grouped and leased functions
-//! cache, and every invalidation works, with exact counts.
+//! and `get_or_set` cache, and every invalidation works, with exact counts.
 
 use redis_memo_test_support as support;
 
@@ -105,6 +105,11 @@ async fn plain_and_grouped_functions_cache_under_their_prefix() {
     let key = grouped_key(&cache, 4).await.unwrap();
     assert!(key.starts_with("app:grp:@1:"), "{key}");
     assert_eq!(get(&mut conn, &key).await.as_deref(), Some("12"));
+
+    let value: u64 = cache.get_or_set("app:gos:1", 60, || async { 11 }).await;
+    let again: u64 = cache.get_or_set("app:gos:1", 60, || async { 12 }).await;
+    assert_eq!((value, again), (11, 11));
+    assert_eq!(get(&mut conn, "app:gos:1").await.as_deref(), Some("11"));
 
     let stats = cache.stats();
     assert_eq!(stats.errors, 0, "{stats:?}");
