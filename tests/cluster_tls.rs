@@ -58,16 +58,9 @@ impl TlsCluster {
             let node_dir = dir.path().join(format!("node-{port}"));
             std::fs::create_dir(&node_dir).unwrap();
             let child = Command::new("redis-server")
-                .args(["--port", "0", "--bind", "127.0.0.1"])
-                .args(["--tls-port", &port.to_string()])
+                .args(certs.server_args(*port))
                 .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
                 .args(["--tls-auth-clients", "no"])
-                .arg("--tls-cert-file")
-                .arg(&certs.server.cert_path)
-                .arg("--tls-key-file")
-                .arg(&certs.server.key_path)
-                .arg("--tls-ca-cert-file")
-                .arg(&certs.ca.cert_path)
                 // A node connecting to another over the bus shows a client
                 // certificate, which the bus always checks.
                 .arg("--tls-client-cert-file")
