@@ -14,9 +14,16 @@
 //! pays against hand-written code, the second what the library adds on the
 //! wire it shares with such code (same key bytes, same connection type).
 //!
+//! Then the same hits on a Redis Cluster (three primaries and their replicas,
+//! started by the bench): hit throughput at 64 tasks through `#[cached]` and
+//! `get_or_set` against a hand-written GET + serde_json of the same keys on a
+//! redis-rs `cluster_async::ClusterConnection`, in the same run, variants
+//! interleaved.
+//!
 //! Environment: `BENCH_SECONDS` (throughput phase length, default 5),
 //! `BENCH_CALLS` (latency samples per variant, default 20000), `REDIS_URL`
-//! (use that server instead of starting one).
+//! (use that server instead of starting one), `BENCH_CLUSTER=0` (skip the
+//! cluster run).
 
 use redis_memo_test_support as support;
 
@@ -444,4 +451,72 @@ async fn main() {
         memory.in_flight()
     );
     cache.invalidate_prefix("bench").await.expect("clean up");
+
+    if env_or("BENCH_CLUSTER", 1.0) != 0.0 {
+        cluster_hits(seconds).await;
+    }
+}
+
+/// Hit throughput at 64 tasks on a Redis Cluster: redis-memo (`#[cached]`
+/// and `get_or_set`) against a raw `ClusterConnection` GET + serde_json of
+/// the same keys.
+async fn cluster_hits(seconds: u64) {
+    let cluster = support::TestCluster::start();
+    let cache = Cache::builder()
+        .cluster_nodes(cluster.seed_urls())
+        .build()
+        .await
+        .expect("connect to the bench cluster");
+    let raw = cluster.client().await;
+    let gos_key = |id: u64| format!("bench:gos:user:{id}");
+    let mut memo_keys = Vec::new();
+    for id in 0..IDS {
+        memo_get_user(&cache, id).await;
+        let _: User = cache
+            .get_or_set(&gos_key(id), 3600, || async move { make_user(id) })
+            .await;
+        memo_keys.push(memo_get_user_key(&cache, id).await.expect("key"));
+    }
+    let memo_keys = Arc::new(memo_keys);
+    let variants: Vec<(&str, Variant)> = vec![
+        ("raw cluster", {
+            let keys = memo_keys.clone();
+            raw_variant(&raw, move |id| keys[id as usize].clone())
+        }),
+        ("#[cached]", {
+            let cache = cache.clone();
+            variant(move |id| {
+                let cache = cache.clone();
+                async move {
+                    memo_get_user(&cache, id % IDS).await;
+                }
+            })
+        }),
+        ("raw cluster gos key", raw_variant(&raw, gos_key)),
+        ("get_or_set", {
+            let cache = cache.clone();
+            variant(move |id| {
+                let cache = cache.clone();
+                async move {
+                    let id = id % IDS;
+                    let key = gos_key(id);
+                    let _: User = cache
+                        .get_or_set(&key, 3600, || async move { make_user(id) })
+                        .await;
+                }
+            })
+        }),
+    ];
+    println!(
+        "\ncluster (3 primaries + 3 replicas) hit throughput, 64 tasks, {seconds} s per variant in \
+         0.25 s alternating rounds; each redis-memo variant against the raw GET of its own keys"
+    );
+    let rates = throughputs(&variants, 64, seconds).await;
+    println!("{:<20} {:>10} {:>7}", "variant", "calls/s", "ratio");
+    for (v, ((name, _), rate)) in variants.iter().zip(&rates).enumerate() {
+        let baseline = rates[v - v % 2];
+        println!("{name:<20} {rate:>10.0} {:>6.3}x", rate / baseline);
+    }
+    let stats = cache.stats();
+    assert_eq!(stats.errors + stats.misconfigured, 0, "{stats:?}");
 }

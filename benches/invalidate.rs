@@ -11,6 +11,12 @@
 //! entries dropped with one `invalidate_group` call, and what grouping costs
 //! a hit (a script reading the generation and the value in one round trip)
 //! against a plain `GET`.
+//!
+//! Then the same prefix invalidation on a Redis Cluster (three primaries and
+//! their replicas, started by the bench): `BENCH_CLUSTER_KEYS` (default
+//! 1,000,000) keys spread over every slot, plus 10% decoys, with one PING
+//! loop on each primary, whose percentiles are printed per primary.
+//! `BENCH_CLUSTER=0` skips it.
 
 use redis_memo_test_support as support;
 
@@ -199,4 +205,112 @@ async fn main() {
         q(&grouped, 0.5) / q(&plain, 0.5),
         q(&grouped, 0.99) / q(&plain, 0.99)
     );
+
+    if env_or("BENCH_CLUSTER", 1) != 0 {
+        cluster_invalidation(env_or("BENCH_CLUSTER_KEYS", 1_000_000)).await;
+    }
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The Redis Cluster slot of a key without a hash tag.
+fn slot(key: &str) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(key.as_bytes()) % 16384
+}
+
+/// `n` keys under `users:` and `n / 10` decoys, each written to the primary
+/// that owns its slot, pipelined 1,000 at a time per primary.
+async fn fill_cluster(cluster: &support::TestCluster, n: u64) {
+    let primaries = cluster.primaries();
+    let owner = |key: &str| {
+        let slot = slot(key);
+        primaries
+            .iter()
+            .position(|p| p.slots.iter().any(|&(a, b)| (a..=b).contains(&slot)))
+            .expect("every slot is served")
+    };
+    let mut conns = Vec::new();
+    for primary in &primaries {
+        conns.push(cluster.node_client(primary.port).await);
+    }
+    let mut pipes: Vec<(redis::Pipeline, usize)> =
+        primaries.iter().map(|_| (redis::pipe(), 0)).collect();
+    let keys = (0..n)
+        .map(|j| format!("users:app::user_profile:{j:064x}"))
+        .chain((0..n / 10).map(|j| format!("usersX:decoy:{j}")));
+    for key in keys {
+        let node = owner(&key);
+        let (pipe, queued) = &mut pipes[node];
+        pipe.cmd("SET").arg(key).arg("{\"id\":1}").ignore();
+        *queued += 1;
+        if *queued == 1000 {
+            pipe.query_async::<()>(&mut conns[node]).await.expect("SET");
+            *pipe = redis::pipe();
+            *queued = 0;
+        }
+    }
+    for ((pipe, _), conn) in pipes.iter().zip(&mut conns) {
+        pipe.query_async::<()>(conn).await.expect("SET");
+    }
+}
+
+async fn cluster_invalidation(n: u64) {
+    let cluster = support::TestCluster::start();
+    let fill = Instant::now();
+    fill_cluster(&cluster, n).await;
+    let primaries = cluster.primaries();
+    let mut sizes = Vec::new();
+    for primary in &primaries {
+        let size: u64 = redis::cmd("DBSIZE")
+            .query_async(&mut cluster.node_client(primary.port).await)
+            .await
+            .expect("DBSIZE");
+        sizes.push(size);
+    }
+    println!(
+        "\ncluster: filled {n} keys (+{} decoys) in {:.1} s, per primary {sizes:?}",
+        n / 10,
+        fill.elapsed().as_secs_f64()
+    );
+    let cache = Cache::builder()
+        .cluster_nodes(cluster.seed_urls())
+        .build()
+        .await
+        .expect("connect to the bench cluster");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut pingers = Vec::new();
+    for primary in &primaries {
+        let conn = cluster.node_client(primary.port).await;
+        pingers.push(tokio::spawn(ping_until(conn, stop.clone())));
+    }
+    let start = Instant::now();
+    let deleted = cache.invalidate_prefix("users:").await.expect("invalidate");
+    let took = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(deleted, n, "exactly the prefix's keys");
+    let decoys = cluster.keys_on_primaries("usersX:*").await.len() as u64;
+    assert_eq!(decoys, n / 10, "the decoys stay");
+    println!(
+        "cluster invalidate_prefix: {deleted} keys over {} primaries in {:.2} s = {:.0} keys/s",
+        primaries.len(),
+        took.as_secs_f64(),
+        deleted as f64 / took.as_secs_f64()
+    );
+    for (primary, pinger) in primaries.iter().zip(pingers) {
+        let busy = pinger.await.expect("pinger");
+        println!(
+            "PING primary {} during invalidate: p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  ({} pings)",
+            primary.port,
+            q(&busy, 0.5),
+            q(&busy, 0.99),
+            q(&busy, 1.0),
+            busy.len()
+        );
+    }
 }

@@ -245,6 +245,46 @@ async fn grouped_functions_are_invalidated_by_one_increment() {
     );
 }
 
+#[cached(ttl = 60, key_prefix = "{cl:tag}:", grouped, cache = cache, ignore(runs))]
+async fn tagged_item(cache: &Cache, runs: &AtomicUsize, id: u64) -> u64 {
+    runs.fetch_add(1, SeqCst);
+    id + 2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_tag_keeps_a_group_on_one_primary_with_one_round_trip_hits() {
+    let cluster = TestCluster::start();
+    let cache = cluster_cache(&cluster).await;
+    let runs = AtomicUsize::new(0);
+    for id in 0..20 {
+        assert_eq!(tagged_item(&cache, &runs, id).await, id + 2);
+    }
+    let owner = cluster.primary_for_key("{cl:tag}:@generation");
+    let mut node = cluster.node_client(owner.port).await;
+    let before = command_counts(&mut node).await;
+    for id in 0..20 {
+        assert_eq!(tagged_item(&cache, &runs, id).await, id + 2);
+    }
+    assert_eq!(runs.load(SeqCst), 20, "the second round is all hits");
+    let after = command_counts(&mut node).await;
+    let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
+    assert_eq!(delta("evalsha"), 20, "one script call per hit");
+    assert_eq!(
+        delta("get"),
+        40,
+        "the script's two reads, counted by the server as commands"
+    );
+    let by_primary = cluster.keys_by_primary("{cl:tag}:*").await;
+    assert_eq!(
+        by_primary.get(&owner.port).map(Vec::len),
+        Some(20),
+        "every entry on the tag's primary: {by_primary:?}"
+    );
+    assert_eq!(cache.invalidate_group("{cl:tag}:").await.unwrap(), 1);
+    tagged_item(&cache, &runs, 0).await;
+    assert_eq!(runs.load(SeqCst), 21);
+}
+
 struct Probe {
     runs: AtomicUsize,
     gate: Semaphore,
@@ -276,8 +316,13 @@ fn process(seeds: Vec<String>, probe: Arc<Probe>) -> std::thread::JoinHandle<u64
 async fn a_lease_across_two_caches_runs_the_body_once() {
     let cluster = TestCluster::start();
     let key = leased_key(&Cache::in_memory(), 1).await.unwrap();
-    let lease = format!("{key}:lease");
+    let lease = support::reference::lease_key(&key);
     let owner = cluster.primary_for_key(&lease);
+    assert_eq!(
+        owner.port,
+        cluster.primary_for_key(&key).port,
+        "the lease is in its value key's slot"
+    );
     let mut node = cluster.node_client(owner.port).await;
     let probe = Arc::new(Probe {
         runs: AtomicUsize::new(0),

@@ -43,7 +43,7 @@ async fn two_processes_missing_one_key_run_the_body_once() {
     let redis = TestRedis::spawn(&[]);
     let mut conn = redis.client().await;
     let key = expensive_key(&Cache::in_memory(), 1).await.unwrap();
-    let lease = format!("{key}:lease");
+    let lease = support::reference::lease_key(&key);
     let probe = Arc::new(Probe {
         runs: AtomicUsize::new(0),
         gate: Semaphore::new(0),

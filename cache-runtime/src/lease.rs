@@ -1,10 +1,17 @@
 //! Cross-process stampede control: a short lease in Redis.
 //!
-//! The process that misses first takes `SET {key}:lease <token> NX PX <lease>`
+//! The process that misses first takes `SET <lease key> <token> NX PX <lease>`
 //! and runs the body; the others see the lease taken and poll `GET {key}` until
 //! a value appears or the lease duration has passed, then run the body
 //! themselves. The holder releases the lease with a compare-and-delete script,
 //! so it never deletes a lease that expired and was taken by another process.
+//!
+//! The lease key starts with its value key, so it is under the function's
+//! `key_prefix` (a Redis user limited to `~{key_prefix}*` may take it), and it
+//! is in the value key's Redis Cluster slot (so the poll below is one pipeline
+//! on a cluster too): `{key}:lease` when the key has a hash tag, else
+//! `{key}:lease{t}`, where the tag `t` is chosen to hash to the key's slot
+//! (see `key::slot`).
 //!
 //! Nothing here logs: the call path decides what is worth a (rate-limited)
 //! warning.
@@ -14,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::Error;
+use crate::key::{same_slot, with_suffix_in_slot};
 use crate::store::RedisStore;
 
 /// The lease this process holds on a key.
@@ -39,7 +47,7 @@ const POLL_MIN: Duration = Duration::from_millis(5);
 const POLL_MAX: Duration = Duration::from_millis(50);
 
 fn lease_key(key: &str) -> String {
-    format!("{key}:lease")
+    with_suffix_in_slot(key, ":lease")
 }
 
 fn token() -> Token {
@@ -72,10 +80,26 @@ pub(crate) async fn acquire(
 
 /// Gives the lease back, if it is still ours. A lease that cannot be released
 /// expires by itself.
+///
+/// Without `+@scripting` (an ACL user), the compare-and-delete is `GET` then
+/// `DEL`: a lease that expires between the two and is taken by another
+/// process in that instant is deleted, which at worst lets one more process
+/// run the body.
 pub(crate) async fn release(store: &RedisStore, key: &str, token: Token) -> Result<(), Error> {
-    let mut invocation = RELEASE.prepare_invoke();
-    invocation.key(lease_key(key)).arg(token.0);
-    store.invoke::<i64>(&invocation).await.map(drop)
+    let lease = lease_key(key);
+    if store.scripts_allowed() {
+        let mut invocation = RELEASE.prepare_invoke();
+        invocation.key(&lease).arg(&token.0);
+        match store.invoke::<i64>(&invocation).await {
+            Err(err) if store.denies_scripts(&err) => {}
+            result => return result.map(drop),
+        }
+    }
+    let holder: Option<String> = store.query(redis::cmd("GET").arg(&lease)).await?;
+    if holder.as_deref() == Some(token.0.as_str()) {
+        store.query::<i64>(redis::cmd("DEL").arg(&lease)).await?;
+    }
+    Ok(())
 }
 
 /// Polls for the value the process holding the lease is computing, for at
@@ -106,20 +130,20 @@ pub(crate) async fn wait_for_value(
 }
 
 /// The value of `key` and whether its lease is still held: one pipelined
-/// round trip on a standalone Redis; on a cluster, where the two keys may be
-/// in different slots, two commands, each sent to its key's primary.
+/// round trip, the lease key being in the value key's slot. (A key with a `{`
+/// but no hash tag cannot have its lease in its slot: on a cluster that is
+/// two commands, each sent to its key's primary.)
 async fn poll(store: &RedisStore, key: &str) -> Result<(Option<Vec<u8>>, bool), Error> {
-    if store.is_cluster() {
+    let lease = lease_key(key);
+    if store.is_cluster() && !same_slot(key, &lease) {
         let value: Option<Vec<u8>> = store.query(redis::cmd("GET").arg(key)).await?;
         if value.is_some() {
             return Ok((value, true));
         }
-        let held: bool = store
-            .query(redis::cmd("EXISTS").arg(lease_key(key)))
-            .await?;
+        let held: bool = store.query(redis::cmd("EXISTS").arg(lease)).await?;
         return Ok((None, held));
     }
     let mut pipe = redis::pipe();
-    pipe.cmd("GET").arg(key).cmd("EXISTS").arg(lease_key(key));
+    pipe.cmd("GET").arg(key).cmd("EXISTS").arg(lease);
     store.query_pipe(&pipe).await
 }

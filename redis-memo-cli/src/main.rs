@@ -7,19 +7,22 @@
 //! redis-memo key app::profile 42 '"ann"' --prefix users:   the key of one call
 //! ```
 //!
-//! Talks to the Redis at `--url`, or `REDIS_URL`. Exit codes: 0 success,
+//! Talks to the Redis at `--url`, or `REDIS_URL`. On a Redis Cluster (`--cluster`,
+//! or a node whose `INFO cluster` says so), the URL is one seed node and
+//! list, show and invalidate act on every primary. Exit codes: 0 success,
 //! 1 error (Redis unreachable, no such key, refused), 2 bad usage.
 
 mod args;
+mod conn;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use redis::aio::MultiplexedConnection;
 use redis_memo::key::{FnName, KeyBuilder};
 
 use crate::args::Arg;
+use crate::conn::Conn;
 
 #[derive(Parser)]
 #[command(name = "redis-memo", version, about = "Operate a redis-memo cache")]
@@ -27,6 +30,11 @@ struct Cli {
     /// Redis URL; defaults to the REDIS_URL environment variable.
     #[arg(long, global = true)]
     url: Option<String>,
+    /// The URL is a seed node of a Redis Cluster: act on every primary.
+    /// Without it, a node whose `INFO cluster` says `cluster_enabled:1` is
+    /// taken for one as well.
+    #[arg(long, global = true)]
+    cluster: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -108,7 +116,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         println!("{}", call_key(name, args, prefix, *version)?);
         return Ok(());
     }
-    let mut conn = connect(cli.url).await?;
+    let mut conn = connect(cli.url, cli.cluster).await?;
     match cli.command {
         Command::List { prefix, limit } => list(&mut conn, &prefix, limit).await,
         Command::Show { key } => show(&mut conn, &key).await,
@@ -132,63 +140,23 @@ fn call_key(
         .map_err(|e| e.to_string())
 }
 
-async fn connect(url: Option<String>) -> Result<MultiplexedConnection, String> {
+async fn connect(url: Option<String>, cluster: bool) -> Result<Conn, String> {
     let url = url
         .or_else(|| std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()))
         .ok_or("no Redis to talk to: set REDIS_URL or pass --url redis://host:port")?;
-    let client =
-        redis::Client::open(url.as_str()).map_err(|e| format!("invalid Redis URL: {e}"))?;
-    let connecting = client.get_multiplexed_async_connection();
-    match tokio::time::timeout(std::time::Duration::from_secs(5), connecting).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(err)) => Err(format!("cannot connect to Redis: {err}")),
-        Err(_) => Err("cannot connect to Redis: timed out after 5 s".into()),
-    }
+    Conn::open(&url, cluster).await
 }
 
-/// `prefix` as a SCAN pattern matching exactly the keys that start with it.
-fn pattern(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len() + 8);
-    for c in prefix.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('*');
-    out
-}
-
-/// One SCAN step over the keys under `prefix`.
-async fn scan(
-    conn: &mut MultiplexedConnection,
-    prefix: &str,
-    cursor: u64,
-) -> Result<(u64, Vec<String>), String> {
-    redis::cmd("SCAN")
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(pattern(prefix))
-        .arg("COUNT")
-        .arg(1000)
-        .query_async(conn)
-        .await
-        .map_err(|e| format!("SCAN failed: {e}"))
-}
-
-async fn keys_under(conn: &mut MultiplexedConnection, prefix: &str) -> Result<Vec<String>, String> {
+async fn keys_under(conn: &mut Conn, prefix: &str) -> Result<Vec<String>, String> {
     let mut all = Vec::new();
-    let mut cursor = 0;
-    loop {
-        let (next, keys) = scan(conn, prefix, cursor).await?;
+    conn.scan_prefix(prefix, async |_, keys| {
         all.extend(keys);
-        if next == 0 {
-            all.sort();
-            all.dedup();
-            return Ok(all);
-        }
-        cursor = next;
-    }
+        Ok(())
+    })
+    .await?;
+    all.sort();
+    all.dedup();
+    Ok(all)
 }
 
 fn describe_ttl(ms: i64) -> String {
@@ -199,24 +167,15 @@ fn describe_ttl(ms: i64) -> String {
     }
 }
 
-async fn list(
-    conn: &mut MultiplexedConnection,
-    prefix: &str,
-    limit: Option<usize>,
-) -> Result<(), String> {
+async fn list(conn: &mut Conn, prefix: &str, limit: Option<usize>) -> Result<(), String> {
     let keys = keys_under(conn, prefix).await?;
     let total = keys.len();
     let shown = limit.unwrap_or(total).min(total);
     let mut out = std::io::stdout().lock();
     for key in &keys[..shown] {
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(key)
-            .query_async(conn)
-            .await
-            .unwrap_or(-2);
-        let size = redis::cmd("STRLEN")
-            .arg(key)
-            .query_async::<u64>(conn)
+        let ttl: i64 = conn.query(redis::cmd("PTTL").arg(key)).await.unwrap_or(-2);
+        let size = conn
+            .query::<u64>(redis::cmd("STRLEN").arg(key))
             .await
             .map_or_else(|_| "-".to_string(), |n| format!("{n}B"));
         let _ = writeln!(out, "{key}\t{}\t{size}", describe_ttl(ttl));
@@ -225,18 +184,13 @@ async fn list(
     Ok(())
 }
 
-async fn show(conn: &mut MultiplexedConnection, key: &str) -> Result<(), String> {
-    let value: Option<Vec<u8>> = redis::cmd("GET")
-        .arg(key)
-        .query_async(conn)
+async fn show(conn: &mut Conn, key: &str) -> Result<(), String> {
+    let value: Option<Vec<u8>> = conn
+        .query(redis::cmd("GET").arg(key))
         .await
         .map_err(|e| format!("GET failed: {e}"))?;
     let value = value.ok_or_else(|| format!("no such key: {key}"))?;
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .unwrap_or(-2);
+    let ttl: i64 = conn.query(redis::cmd("PTTL").arg(key)).await.unwrap_or(-2);
     println!(
         "key:  {key}\nttl:  {}\nsize: {} bytes",
         describe_ttl(ttl),
@@ -262,11 +216,7 @@ async fn show(conn: &mut MultiplexedConnection, key: &str) -> Result<(), String>
     Ok(())
 }
 
-async fn invalidate(
-    conn: &mut MultiplexedConnection,
-    prefix: &str,
-    yes: bool,
-) -> Result<(), String> {
+async fn invalidate(conn: &mut Conn, prefix: &str, yes: bool) -> Result<(), String> {
     if prefix.is_empty() {
         return Err("refusing the empty prefix: it would delete every key of the database".into());
     }
@@ -290,23 +240,19 @@ async fn invalidate(
         indicatif::ProgressBar::hidden()
     };
     let mut deleted = 0u64;
-    let mut cursor = 0;
-    loop {
-        let (next, keys) = scan(conn, prefix, cursor).await?;
-        if !keys.is_empty() {
-            let n: u64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(conn)
-                .await
-                .map_err(|e| format!("UNLINK failed after {deleted} keys: {e}"))?;
-            deleted += n;
-            bar.inc(n);
+    conn.scan_prefix(prefix, async |conn, keys| {
+        if keys.is_empty() {
+            return Ok(());
         }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
+        let n: u64 = conn
+            .query(redis::cmd("UNLINK").arg(&keys))
+            .await
+            .map_err(|e| format!("UNLINK failed after {deleted} keys: {e}"))?;
+        deleted += n;
+        bar.inc(n);
+        Ok(())
+    })
+    .await?;
     bar.finish_and_clear();
     println!("deleted {deleted} keys under {prefix:?}");
     Ok(())

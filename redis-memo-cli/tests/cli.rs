@@ -184,3 +184,64 @@ async fn key_matches_the_key_of_a_real_cached_call() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), expected);
 }
+
+/// Writes `n` keys `{prefix}{i}` through a cluster connection (each to the
+/// primary owning it).
+async fn set_on_cluster(cluster: &support::TestCluster, prefix: &str, n: usize) {
+    let mut conn = cluster.client().await;
+    for i in 0..n {
+        redis::cmd("SET")
+            .arg(format!("{prefix}{i}"))
+            .arg(format!(r#"{{"id":{i}}}"#))
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_list_show_and_invalidate_see_every_primary() {
+    let cluster = support::TestCluster::start();
+    set_on_cluster(&cluster, "c[1]:", 60).await;
+    set_on_cluster(&cluster, "c[1]x", 15).await;
+    let by_primary = cluster.keys_by_primary("c\\[1\\]:*").await;
+    assert_eq!(by_primary.len(), 3);
+    assert!(
+        by_primary.values().all(|keys| !keys.is_empty()),
+        "the keys are spread over every primary: {by_primary:?}"
+    );
+    // One seed is enough; a node says it is a cluster node.
+    let seed = cluster.seed_urls()[0].clone();
+
+    for flags in [&[][..], &["--cluster"][..]] {
+        let mut args = vec!["list", "c[1]:"];
+        args.extend_from_slice(flags);
+        let out = cli(Some(&seed), &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let listed = text.lines().filter(|l| l.contains('\t')).count();
+        assert_eq!(listed, 60, "{text}");
+        assert!(text.contains("60 of 60 keys"), "{text}");
+    }
+
+    for keys in by_primary.values() {
+        let out = cli(Some(&seed), &["show", &keys[0]]);
+        assert!(out.status.success(), "{}: {}", keys[0], stderr(&out));
+        let id = keys[0].trim_start_matches("c[1]:");
+        assert!(
+            stdout(&out).contains(&format!("\"id\": {id}")),
+            "{}",
+            stdout(&out)
+        );
+    }
+
+    let out = cli(Some(&seed), &["invalidate", "c[1]:", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("deleted 60 keys"), "{}", stdout(&out));
+    assert!(cluster.keys_on_primaries("c\\[1\\]:*").await.is_empty());
+    assert_eq!(
+        cluster.keys_on_primaries("c\\[1\\]x*").await.len(),
+        15,
+        "the decoys are kept"
+    );
+}

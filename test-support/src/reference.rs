@@ -71,3 +71,44 @@ impl Encoded {
         format!("{prefix}{name}:{}", self.digest())
     }
 }
+
+/// The lease key of a value key, as documented in `redis_memo`'s lease
+/// module: `{key}:lease` when the key has a hash tag (or any `{`), else
+/// `{key}:lease{t}` with `t` the smallest number, written in base 36, whose
+/// Redis Cluster slot is the key's (slots computed by redis-rs).
+///
+/// ```
+/// use redis_memo_test_support::reference::lease_key;
+///
+/// assert_eq!(lease_key("{users}:1"), "{users}:1:lease");
+/// let lease = lease_key("users:1");
+/// assert!(lease.starts_with("users:1:lease{") && lease.ends_with('}'));
+/// ```
+pub fn lease_key(key: &str) -> String {
+    use redis::cluster_routing::Slot;
+
+    let lease = format!("{key}:lease");
+    if key.contains('{') {
+        return lease;
+    }
+    let slot = Slot::for_key(key);
+    let tag = (0u32..)
+        .map(base36)
+        .find(|tag| Slot::for_key(tag) == slot)
+        .expect("every slot has a tag");
+    format!("{lease}{{{tag}}}")
+}
+
+fn base36(mut n: u32) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ASCII digits")
+}

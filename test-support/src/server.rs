@@ -285,14 +285,7 @@ fn tls_server_command(
 ) -> Command {
     let mut command = Command::new(binary);
     command
-        .args(["--port", "0", "--bind", "127.0.0.1"])
-        .args(["--tls-port", &port.to_string()])
-        .arg("--tls-cert-file")
-        .arg(&certs.server.cert_path)
-        .arg("--tls-key-file")
-        .arg(&certs.server.key_path)
-        .arg("--tls-ca-cert-file")
-        .arg(&certs.ca.cert_path)
+        .args(certs.server_args(port))
         .args([
             "--tls-auth-clients",
             if options.client_auth { "yes" } else { "no" },

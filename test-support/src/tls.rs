@@ -93,6 +93,28 @@ impl TestCerts {
         }
     }
 
+    /// The arguments that make a `redis-server` speak only TLS on `port`
+    /// with the server certificate, trusting the CA: `--port 0 --bind
+    /// 127.0.0.1 --tls-port {port} --tls-cert-file .. --tls-key-file ..
+    /// --tls-ca-cert-file ..`.
+    pub fn server_args(&self, port: u16) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = ["--port", "0", "--bind", "127.0.0.1"]
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        args.push("--tls-port".into());
+        args.push(port.to_string().into());
+        for (flag, path) in [
+            ("--tls-cert-file", &self.server.cert_path),
+            ("--tls-key-file", &self.server.key_path),
+            ("--tls-ca-cert-file", &self.ca.cert_path),
+        ] {
+            args.push(flag.into());
+            args.push(path.clone().into_os_string());
+        }
+        args
+    }
+
     /// The directory holding the PEM files.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -217,14 +239,7 @@ pub fn tls_supported() -> bool {
         (0..3).any(|_| {
             let port = free_port();
             let spawned = std::process::Command::new(&binary)
-                .args(["--port", "0", "--bind", "127.0.0.1"])
-                .args(["--tls-port", &port.to_string()])
-                .arg("--tls-cert-file")
-                .arg(&certs.server.cert_path)
-                .arg("--tls-key-file")
-                .arg(&certs.server.key_path)
-                .arg("--tls-ca-cert-file")
-                .arg(&certs.ca.cert_path)
+                .args(certs.server_args(port))
                 .args([
                     "--tls-auth-clients",
                     "no",

@@ -136,7 +136,9 @@ impl CacheBuilder {
 
     /// Trusts the certificate authority in `pem` (PEM text) for `rediss://`
     /// connections, instead of the public roots: for a server whose
-    /// certificate a private CA signed.
+    /// certificate a private CA signed. On a Redis Cluster
+    /// ([`cluster_nodes`](Self::cluster_nodes), `rediss://` seeds) it applies
+    /// to every node, as does [`tls_client_certificate`](Self::tls_client_certificate).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -498,17 +500,17 @@ impl CacheBuilder {
         for node in nodes {
             check_scheme(node, false)?;
         }
-        ClusterClient::builder(nodes.iter().map(String::as_str))
+        let builder = ClusterClient::builder(nodes.iter().map(String::as_str))
             .connection_timeout(self.connect_timeout)
             .response_timeout(self.response_timeout)
             .retries(2)
             .min_retry_wait(50)
             .max_retry_wait(1000)
-            .max_connection_attempts(std::num::NonZeroUsize::new(3).unwrap())
-            .build()
-            .map_err(|err| Error::InvalidUrl {
-                reason: err.to_string(),
-            })
+            .max_connection_attempts(std::num::NonZeroUsize::new(3).unwrap());
+        let builder = cluster_certificates(builder, nodes, &self.tls)?;
+        builder.build().map_err(|err| Error::InvalidUrl {
+            reason: err.to_string(),
+        })
     }
 
     /// How the standalone connection is made, and made again when it breaks.
@@ -711,6 +713,43 @@ impl TlsFiles {
 #[cfg(feature = "tls")]
 fn with_certificates(url: &str, tls: &TlsFiles) -> redis::RedisResult<redis::Client> {
     redis::Client::build_with_tls(url, tls.certificates())
+}
+
+/// The CA and client certificate of [`TlsFiles`] on a cluster client: every
+/// node the cluster names is reached with them, not only the seeds.
+#[cfg(feature = "tls")]
+fn cluster_certificates(
+    builder: redis::cluster::ClusterClientBuilder,
+    nodes: &[String],
+    tls: &TlsFiles,
+) -> Result<redis::cluster::ClusterClientBuilder, Error> {
+    if tls.ca.is_none() && tls.client.is_none() {
+        return Ok(builder);
+    }
+    if nodes.iter().any(|node| !node.starts_with("rediss://")) {
+        return Err(Error::InvalidUrl {
+            reason: "TLS certificates were given but a cluster seed is not rediss://".into(),
+        });
+    }
+    Ok(builder.certs(redis::TlsCertificates {
+        client_tls: tls
+            .client
+            .clone()
+            .map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                client_cert,
+                client_key,
+            }),
+        root_cert: tls.ca.clone(),
+    }))
+}
+
+#[cfg(not(feature = "tls"))]
+fn cluster_certificates(
+    builder: redis::cluster::ClusterClientBuilder,
+    _: &[String],
+    _: &TlsFiles,
+) -> Result<redis::cluster::ClusterClientBuilder, Error> {
+    Ok(builder)
 }
 
 #[cfg(not(feature = "tls"))]

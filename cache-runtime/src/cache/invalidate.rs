@@ -3,7 +3,7 @@
 use super::Cache;
 use crate::Error;
 use crate::health::{Counter, Family};
-use crate::key::generation_key;
+use crate::key::{generation_key, is_generation_key};
 use crate::local::broadcast::Change;
 use crate::store::{KeyFilter, Store, every_key};
 
@@ -11,6 +11,10 @@ impl Cache {
     /// Deletes every key that starts with `prefix` and returns how many it deleted.
     ///
     /// The prefix is literal: glob characters in it (`* ? [ ] \`) are escaped.
+    /// The generation counters of `grouped` functions (`{key_prefix}@generation`,
+    /// see [`invalidate_group`](Self::invalidate_group)) are kept: a group never
+    /// goes back to an older generation, whose entries a concurrent call may
+    /// have stored again while this ran.
     /// On Redis it runs `SCAN` + `UNLINK` in batches, never `KEYS`, so Redis keeps
     /// serving other clients while it runs. An empty prefix is refused with
     /// [`Error::EmptyPrefix`]; [`invalidate_all_keys`](Self::invalidate_all_keys)
@@ -29,7 +33,8 @@ impl Cache {
         if prefix.is_empty() {
             return Err(Error::EmptyPrefix);
         }
-        let deleted = self.store().delete_prefix(prefix, &every_key).await;
+        let not_generation = |key: &str| !is_generation_key(key);
+        let deleted = self.store().delete_prefix(prefix, &not_generation).await;
         if let Some(local) = self.local() {
             local.invalidate_prefix(prefix);
             self.announce(Change::Prefix(prefix)).await;
@@ -43,6 +48,8 @@ impl Cache {
     /// how many. The explicit opt-in for what
     /// [`invalidate_prefix("")`](Self::invalidate_prefix) refuses to do; still
     /// `SCAN` + `UNLINK` in batches, never `FLUSHDB`'s single long command.
+    /// Group generation counters go too: every group starts again at
+    /// generation 0, whose entries this deleted as well.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
@@ -66,9 +73,10 @@ impl Cache {
     /// Drops every entry of the functions declared with
     /// `#[cached(key_prefix = prefix, grouped)]`, in O(1) whatever their
     /// number: it increments the group's generation counter
-    /// (`redis-memo:generation:{prefix}`), which is part of their keys. The old
-    /// entries are no longer read and expire with their TTL. Returns the new
-    /// generation.
+    /// (`{prefix}@generation`, under the prefix so that a Redis user limited
+    /// to `~{prefix}*` may bump it), which is part of their keys
+    /// (`{prefix}@{generation}:{name}:{hex}`). The old entries are no longer
+    /// read and expire with their TTL. Returns the new generation.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {

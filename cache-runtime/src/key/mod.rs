@@ -45,6 +45,7 @@
 //! `BTreeSet`.
 
 mod encoding;
+mod slot;
 
 use std::fmt;
 
@@ -52,6 +53,7 @@ use serde::ser::{self, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use encoding::{encode_value, sorted_set};
+pub(crate) use slot::{has_hash_tag, same_slot, slot as key_slot, with_suffix_in_slot};
 
 /// The version of the canonical argument encoding, the first byte hashed.
 ///
@@ -329,10 +331,31 @@ fn short_type_name(full: &str) -> &str {
     &full[start..]
 }
 
+/// What follows a `key_prefix` in the key of its group's generation counter.
+///
+/// The counter of the functions declared `#[cached(key_prefix = "users:",
+/// grouped)]` is `users:@generation`: under the prefix, so a Redis user
+/// limited to `~users:*` can read and bump it. No other key redis-memo writes
+/// can be that key: value keys end in `:{64 hex}` (grouped ones are
+/// `{prefix}@{digits}:...`) and lease keys end in `:lease` or a slot tag.
+///
+/// ```
+/// assert_eq!(redis_memo::key::GENERATION_SUFFIX, "@generation");
+/// ```
+pub const GENERATION_SUFFIX: &str = "@generation";
+
 /// The key of the generation counter of a group of `grouped` functions (their
 /// `key_prefix`).
 pub(crate) fn generation_key(prefix: &str) -> String {
-    format!("redis-memo:generation:{prefix}")
+    let mut key = String::with_capacity(prefix.len() + GENERATION_SUFFIX.len());
+    key.push_str(prefix);
+    key.push_str(GENERATION_SUFFIX);
+    key
+}
+
+/// Whether `key` is a group's generation counter (see [`GENERATION_SUFFIX`]).
+pub(crate) fn is_generation_key(key: &str) -> bool {
+    key.ends_with(GENERATION_SUFFIX)
 }
 
 #[cfg(test)]

@@ -98,7 +98,11 @@ impl Store for MemoryStore {
         for key in keys {
             deleted += u64::from(self.entries.remove(&key).is_some());
         }
-        Ok(deleted)
+        // Generation counters are keys as well on Redis.
+        let mut generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        let before = generations.len();
+        generations.retain(|key, _| !(key.starts_with(prefix) && filter(key)));
+        Ok(deleted + (before - generations.len()) as u64)
     }
 
     async fn get_grouped(

@@ -2,6 +2,7 @@
 //! the primary a set of Sentinels names, a `cluster_async::ClusterConnection`
 //! for a Redis Cluster.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use super::sentinel::SentinelHandle;
 use super::standalone::StandaloneHandle;
 use super::{KeyFilter, KeyTtl, Store, parse_generation};
 use crate::Error;
+use crate::key::has_hash_tag;
 
 /// The connection a [`RedisStore`] talks through.
 pub(crate) enum Connection {
@@ -54,6 +56,9 @@ macro_rules! with_connection {
 pub(crate) struct RedisStore {
     conn: Connection,
     response_timeout: Duration,
+    /// Set when the server refused a script with NOPERM (an ACL user
+    /// without `+@scripting`): grouped reads then use plain commands.
+    scripts_denied: AtomicBool,
 }
 
 impl RedisStore {
@@ -61,6 +66,7 @@ impl RedisStore {
         RedisStore {
             conn,
             response_timeout,
+            scripts_denied: AtomicBool::new(false),
         }
     }
 
@@ -135,6 +141,32 @@ impl RedisStore {
         let result = result.map_err(|e| Error::from_redis(e, self.response_timeout));
         self.observe(&result);
         result
+    }
+
+    /// Whether scripts may be tried: not after the server refused one with
+    /// NOPERM (see [`denies_scripts`](Self::denies_scripts)).
+    pub(crate) fn scripts_allowed(&self) -> bool {
+        !self.scripts_denied.load(Ordering::Relaxed)
+    }
+
+    /// Whether `err` is the server refusing a script to this user (an ACL
+    /// user without `+@scripting`); the first time, it says so once and
+    /// later callers use their plain-command fallback without asking.
+    pub(crate) fn denies_scripts(&self, err: &Error) -> bool {
+        let Error::Redis(redis_err) = err else {
+            return false;
+        };
+        if redis_err.kind() != redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) {
+            return false;
+        }
+        if !self.scripts_denied.swap(true, Ordering::Relaxed) {
+            crate::log::info!(
+                error = %err,
+                "redis-memo: the Redis user may not run scripts (no +@scripting): grouped \
+                 reads use two GETs and leases are released with GET + DEL"
+            );
+        }
+        true
     }
 
     /// Runs a Lua script (`EVALSHA`, loading it first when Redis does not know it).
@@ -295,7 +327,7 @@ impl Store for RedisStore {
                 super::scan::redis_delete_prefix(self, prefix, filter).await
             }
             Connection::Cluster(handle) => {
-                super::scan::cluster_delete_prefix(self, &handle.current(), prefix, filter).await
+                super::scan::cluster_delete_prefix(self, handle, prefix, filter).await
             }
         }
     }
@@ -306,17 +338,23 @@ impl Store for RedisStore {
         head: &str,
         tail: &str,
     ) -> Result<(u64, Option<Vec<u8>>), Error> {
-        if self.is_cluster() {
-            // The script builds a key it is not given, which a cluster
-            // refuses: two GETs instead, each routed to its key's primary.
-            let generation = self.generation(gen_key).await?;
-            let key = format!("{head}{generation}{tail}");
-            return Ok((generation, self.get(&key).await?));
+        // The script builds a key it is not given: a cluster allows that only
+        // in the slot of the key it is given, which a hash tag in the prefix
+        // guarantees. A user without `+@scripting` reads with two `GET`s.
+        let one_slot = !self.is_cluster() || has_hash_tag(head);
+        if one_slot && self.scripts_allowed() {
+            let mut invocation = GET_GROUPED.prepare_invoke();
+            invocation.key(gen_key).arg(head).arg(tail);
+            match self.invoke::<(String, Option<Vec<u8>>)>(&invocation).await {
+                Ok((generation, value)) => return Ok((parse_generation(&generation)?, value)),
+                Err(err) if self.denies_scripts(&err) => {}
+                Err(err) => return Err(err),
+            }
         }
-        let mut invocation = GET_GROUPED.prepare_invoke();
-        invocation.key(gen_key).arg(head).arg(tail);
-        let (generation, value): (String, Option<Vec<u8>>) = self.invoke(&invocation).await?;
-        Ok((parse_generation(&generation)?, value))
+        // Two GETs, each routed to its key's primary.
+        let generation = self.generation(gen_key).await?;
+        let key = format!("{head}{generation}{tail}");
+        Ok((generation, self.get(&key).await?))
     }
 
     async fn generation(&self, gen_key: &str) -> Result<u64, Error> {
@@ -330,8 +368,8 @@ impl Store for RedisStore {
 }
 
 /// Reads a generation and the value of that generation in one round trip.
-/// (It builds a key the script was not given in KEYS, so it is only used on a
-/// standalone Redis; a cluster reads the two keys with two `GET`s.)
+/// (It builds a key the script was not given in KEYS, so on a cluster it is
+/// only used when a hash tag puts both keys in one slot.)
 static GET_GROUPED: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         "local g = redis.call('GET', KEYS[1]) or '0' \
