@@ -10,7 +10,8 @@
 //! raw GET on a `MultiplexedConnection` ("raw-mux", a hand-written key
 //! `bench:raw:user:{id}`), and the hit figures also with their ratio to a raw
 //! GET of redis-memo's own key on the connection type redis-memo uses
-//! ("raw-cm same key", a `ConnectionManager`): the first says what a user
+//! ("raw-mux same key", a `MultiplexedConnection`; the `raw-cm` rows show a
+//! `ConnectionManager`, what the `cached` crate uses): the first says what a user
 //! pays against hand-written code, the second what the library adds on the
 //! wire it shares with such code (same key bytes, same connection type).
 //!
@@ -25,40 +26,18 @@
 //! (use that server instead of starting one), `BENCH_CLUSTER=0` (skip the
 //! cluster run).
 
+mod common;
 use redis_memo_test_support as support;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use cached::AsyncRedisCache;
 use cached::macros::concurrent_cached;
+use common::*;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis_memo::{Cache, cached as memo};
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-    active: bool,
-    score: f64,
-}
-
-fn make_user(id: u64) -> User {
-    User {
-        id,
-        name: format!("User number {id}"),
-        email: format!("user{id}@example.com"),
-        active: !id.is_multiple_of(3),
-        score: id as f64 * 1.5,
-    }
-}
-
-const IDS: u64 = 1000;
 static URL: OnceLock<String> = OnceLock::new();
 
 // --- the variants -------------------------------------------------------------------
@@ -143,17 +122,6 @@ async fn raw_miss_mux(conn: &MultiplexedConnection, id: u64) -> User {
 
 // --- measurement --------------------------------------------------------------------
 
-/// One way of making a call, boxed so that every variant pays the same for it.
-type Variant = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
-fn variant<F, Fut>(f: F) -> Variant
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    Arc::new(move |id| Box::pin(f(id)))
-}
-
 /// Per-call latencies of each variant. The variants take turns call by call
 /// (in an order that changes every round), so that drift on a noisy machine
 /// hits every variant alike.
@@ -180,70 +148,6 @@ async fn latencies(
         s.sort_unstable();
     }
     samples
-}
-
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * q) as usize]
-}
-
-/// The order of the variants in one round: rotated and reversed from round to
-/// round, so that no variant always runs first or right after the same one.
-fn round_order(n: usize, round: u64) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    order.rotate_left(round as usize % n);
-    if round % 2 == 1 {
-        order.reverse();
-    }
-    order
-}
-
-/// Calls per second of each variant at `tasks` concurrent tasks, in alternating
-/// quarter-second rounds adding up to `seconds` per variant.
-async fn throughputs(variants: &[(&str, Variant)], tasks: usize, seconds: u64) -> Vec<f64> {
-    let mut calls = vec![0u64; variants.len()];
-    let mut elapsed = vec![0f64; variants.len()];
-    for round in 0..seconds * 4 {
-        for v in round_order(variants.len(), round) {
-            let call = &variants[v].1;
-            let done = Arc::new(AtomicU64::new(0));
-            let deadline = Instant::now() + Duration::from_millis(250);
-            let start = Instant::now();
-            let handles: Vec<_> = (0..tasks)
-                .map(|t| {
-                    let (call, done) = (call.clone(), done.clone());
-                    tokio::spawn(async move {
-                        let mut i = t as u64 * 7919;
-                        while Instant::now() < deadline {
-                            call(i % IDS).await;
-                            i += 1;
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                    })
-                })
-                .collect();
-            for handle in handles {
-                handle.await.expect("task");
-            }
-            elapsed[v] += start.elapsed().as_secs_f64();
-            calls[v] += done.load(Ordering::Relaxed);
-        }
-    }
-    calls
-        .iter()
-        .zip(&elapsed)
-        .map(|(c, e)| *c as f64 / e)
-        .collect()
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn env_or(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -320,8 +224,9 @@ async fn main() {
             }),
         ),
     ];
-    // The column "same-key" divides by this variant.
-    let same_key = 3;
+    // The column "same-key" divides by this variant (redis-memo's own keys
+    // on the connection type it uses).
+    let same_key = 2;
 
     // Hit latency, concurrency 1.
     let lat = latencies(&hit_variants, calls, 10, |_| 0).await;

@@ -17,38 +17,14 @@
 //! `BENCH_CALLS` (latency samples per variant, default 20000),
 //! `BENCH_INVALIDATIONS` (coherence samples, default 2000), `REDIS_URL`.
 
+mod common;
 use redis_memo_test_support as support;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::*;
 use redis::aio::MultiplexedConnection;
 use redis_memo::{Cache, cached as memo};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-    active: bool,
-    score: f64,
-}
-
-fn make_user(id: u64) -> User {
-    User {
-        id,
-        name: format!("User number {id}"),
-        email: format!("user{id}@example.com"),
-        active: !id.is_multiple_of(3),
-        score: id as f64 * 1.5,
-    }
-}
-
-const IDS: u64 = 1000;
 
 #[memo(ttl = 3600, key_prefix = "benchlocal:", cache = cache)]
 async fn memo_get_user(cache: &Cache, id: u64) -> User {
@@ -59,17 +35,6 @@ fn raw_key(id: u64) -> String {
     format!("benchlocal:raw:user:{id}")
 }
 
-/// One way of making a call, boxed so that every variant pays the same for it.
-type Variant = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
-fn variant<F, Fut>(f: F) -> Variant
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    Arc::new(move |id| Box::pin(f(id)))
-}
-
 fn memo_variant(cache: &Cache) -> Variant {
     let cache = cache.clone();
     variant(move |id| {
@@ -78,16 +43,6 @@ fn memo_variant(cache: &Cache) -> Variant {
             std::hint::black_box(memo_get_user(&cache, id % IDS).await);
         }
     })
-}
-
-/// The order of the variants in one round, rotated and reversed round by round.
-fn round_order(n: usize, round: u64) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    order.rotate_left(round as usize % n);
-    if round % 2 == 1 {
-        order.reverse();
-    }
-    order
 }
 
 async fn latencies(variants: &[(&str, Variant)], calls: u64, rounds: u64) -> Vec<Vec<Duration>> {
@@ -107,59 +62,6 @@ async fn latencies(variants: &[(&str, Variant)], calls: u64, rounds: u64) -> Vec
         s.sort_unstable();
     }
     samples
-}
-
-async fn throughputs(variants: &[(&str, Variant)], tasks: usize, seconds: u64) -> Vec<f64> {
-    let mut calls = vec![0u64; variants.len()];
-    let mut elapsed = vec![0f64; variants.len()];
-    for round in 0..seconds * 4 {
-        for v in round_order(variants.len(), round) {
-            let call = &variants[v].1;
-            let done = Arc::new(AtomicU64::new(0));
-            let deadline = Instant::now() + Duration::from_millis(250);
-            let start = Instant::now();
-            let handles: Vec<_> = (0..tasks)
-                .map(|t| {
-                    let (call, done) = (call.clone(), done.clone());
-                    tokio::spawn(async move {
-                        let mut i = t as u64 * 7919;
-                        let mut n = 0;
-                        while Instant::now() < deadline {
-                            call(i % IDS).await;
-                            i += 1;
-                            n += 1;
-                        }
-                        done.fetch_add(n, Ordering::Relaxed);
-                    })
-                })
-                .collect();
-            for handle in handles {
-                handle.await.expect("task");
-            }
-            elapsed[v] += start.elapsed().as_secs_f64();
-            calls[v] += done.load(Ordering::Relaxed);
-        }
-    }
-    calls
-        .iter()
-        .zip(&elapsed)
-        .map(|(c, e)| *c as f64 / e)
-        .collect()
-}
-
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * q) as usize]
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn env_or(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Reads `key` through `cache` until a read is a local hit.

@@ -17,39 +17,15 @@
 //! Environment: `BENCH_SECONDS` (throughput per variant, default 3),
 //! `BENCH_CALLS` (latency samples per variant, default 10000).
 
+mod common;
 use redis_memo_test_support as support;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::*;
 use redis::aio::MultiplexedConnection;
 use redis_memo::{Cache, cached};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-    active: bool,
-    score: f64,
-}
-
-fn make_user(id: u64) -> User {
-    User {
-        id,
-        name: format!("User number {id}"),
-        email: format!("user{id}@example.com"),
-        active: !id.is_multiple_of(3),
-        score: id as f64 * 1.5,
-    }
-}
-
-const IDS: u64 = 1000;
 
 #[cached(ttl = 3600, key_prefix = "bench:", cache = cache)]
 async fn plain(cache: &Cache, id: u64) -> User {
@@ -72,43 +48,16 @@ async fn served(cache: &Cache, id: u64) -> User {
     make_user(id)
 }
 
-type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
-type Variant = Arc<dyn Fn(u64) -> Call + Send + Sync>;
-
-fn variant<F, Fut>(f: F) -> Variant
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    Arc::new(move |id| Box::pin(f(id % IDS)))
-}
-
 fn raw_key(id: u64) -> String {
     format!("bench:raw:user:{id}")
-}
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn order(n: usize, round: u64) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    order.rotate_left(round as usize % n);
-    if round % 2 == 1 {
-        order.reverse();
-    }
-    order
 }
 
 async fn p50s(variants: &[(&str, Variant)], calls: u64) -> Vec<(Duration, Duration)> {
     let mut samples = vec![Vec::with_capacity(calls as usize); variants.len()];
     for i in 0..calls {
-        for v in order(variants.len(), i) {
+        for v in round_order(variants.len(), i) {
             let start = Instant::now();
-            variants[v].1(i).await;
+            variants[v].1(i % IDS).await;
             samples[v].push(start.elapsed());
         }
     }
@@ -118,42 +67,6 @@ async fn p50s(variants: &[(&str, Variant)], calls: u64) -> Vec<(Duration, Durati
             s.sort_unstable();
             (s[s.len() / 2], s[s.len() * 99 / 100])
         })
-        .collect()
-}
-
-async fn throughputs(variants: &[(&str, Variant)], tasks: usize, seconds: u64) -> Vec<f64> {
-    let mut calls = vec![0u64; variants.len()];
-    let mut elapsed = vec![0f64; variants.len()];
-    for round in 0..seconds * 4 {
-        for v in order(variants.len(), round) {
-            let call = variants[v].1.clone();
-            let done = Arc::new(AtomicU64::new(0));
-            let deadline = Instant::now() + Duration::from_millis(250);
-            let start = Instant::now();
-            let workers: Vec<_> = (0..tasks)
-                .map(|t| {
-                    let (call, done) = (call.clone(), done.clone());
-                    tokio::spawn(async move {
-                        let mut id = t as u64 * 7;
-                        while Instant::now() < deadline {
-                            call(id).await;
-                            id += 1;
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                    })
-                })
-                .collect();
-            for w in workers {
-                w.await.expect("worker");
-            }
-            elapsed[v] += start.elapsed().as_secs_f64();
-            calls[v] += done.load(Ordering::Relaxed);
-        }
-    }
-    calls
-        .iter()
-        .zip(&elapsed)
-        .map(|(c, e)| *c as f64 / e)
         .collect()
 }
 
@@ -259,8 +172,8 @@ async fn run() {
         ),
     ];
 
-    let calls = env("BENCH_CALLS", 10_000);
-    let seconds = env("BENCH_SECONDS", 3);
+    let calls = env_or("BENCH_CALLS", 10_000.0) as u64;
+    let seconds = env_or("BENCH_SECONDS", 3.0) as u64;
     let latency = p50s(&variants, calls).await;
     let throughput = throughputs(&variants, 64, seconds).await;
     let (base_p50, base_rate) = (latency[0].0.as_secs_f64(), throughput[0]);
