@@ -19,12 +19,13 @@
 //! started by the bench): hit throughput at 64 tasks through `#[cached]` and
 //! `get_or_set` against a hand-written GET + serde_json of the same keys on a
 //! redis-rs `cluster_async::ClusterConnection`, in the same run, variants
-//! interleaved.
+//! interleaved; and against the same client with redis-memo's default bounds
+//! (connect and response timeouts), which cost each command a timer.
 //!
 //! Environment: `BENCH_SECONDS` (throughput phase length, default 5),
 //! `BENCH_CALLS` (latency samples per variant, default 20000), `REDIS_URL`
 //! (use that server instead of starting one), `BENCH_CLUSTER=0` (skip the
-//! cluster run).
+//! cluster run) or `BENCH_CLUSTER=only` (only the cluster run).
 
 mod common;
 use redis_memo_test_support as support;
@@ -154,6 +155,10 @@ async fn latencies(
 async fn main() {
     let calls = env_or("BENCH_CALLS", 20_000.0) as u64;
     let seconds = env_or("BENCH_SECONDS", 5.0) as u64;
+    if std::env::var("BENCH_CLUSTER").is_ok_and(|v| v == "only") {
+        cluster_hits(seconds).await;
+        return;
+    }
     let redis = support::TestRedis::start();
     URL.set(redis.url().to_string()).expect("set once");
     let client = redis::Client::open(redis.url()).expect("URL");
@@ -373,6 +378,16 @@ async fn cluster_hits(seconds: u64) {
         .await
         .expect("connect to the bench cluster");
     let raw = cluster.client().await;
+    // The same client with the bounds redis-memo puts on every command by
+    // default: what the library costs beyond bounding each call.
+    let raw_bounded = redis::cluster::ClusterClient::builder(cluster.seed_urls())
+        .connection_timeout(redis_memo::DEFAULT_CONNECT_TIMEOUT)
+        .overall_response_timeout(Some(redis_memo::DEFAULT_RESPONSE_TIMEOUT))
+        .build()
+        .expect("cluster client")
+        .get_async_connection()
+        .await
+        .expect("bounded cluster connection");
     let gos_key = |id: u64| format!("bench:gos:user:{id}");
     let mut memo_keys = Vec::new();
     for id in 0..IDS {
@@ -389,6 +404,19 @@ async fn cluster_hits(seconds: u64) {
             raw_variant(&raw, move |id| keys[id as usize].clone())
         }),
         ("#[cached]", {
+            let cache = cache.clone();
+            variant(move |id| {
+                let cache = cache.clone();
+                async move {
+                    memo_get_user(&cache, id % IDS).await;
+                }
+            })
+        }),
+        ("raw cluster bounded", {
+            let keys = memo_keys.clone();
+            raw_variant(&raw_bounded, move |id| keys[id as usize].clone())
+        }),
+        ("#[cached] (again)", {
             let cache = cache.clone();
             variant(move |id| {
                 let cache = cache.clone();
