@@ -482,3 +482,75 @@ async fn a_killed_primary_costs_no_call_and_caching_resumes_after_promotion() {
 async fn sets(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
     command_counts(conn).await.get("set").copied().unwrap_or(0)
 }
+
+/// One dead primary trips the breaker of its own slots only: the other
+/// shards keep caching (a hit is still a hit there, not a skipped read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_primary_does_not_switch_off_the_healthy_shards() {
+    let mut cluster = TestCluster::start();
+    let cache = Cache::builder()
+        .cluster_nodes(cluster.seed_urls())
+        .response_timeout(Duration::from_millis(300))
+        // Long enough that no probe closes a breaker during the test.
+        .circuit_breaker(3, Duration::from_secs(600))
+        .build()
+        .await
+        .expect("connect to the test cluster");
+    let call = async |key: &str, n: u64| cache.get_or_set(key, 600, || async move { n * 11 }).await;
+    let keys: Vec<String> = (0..120).map(|n| format!("shard:{n}")).collect();
+    for (n, key) in keys.iter().enumerate() {
+        assert_eq!(call(key, n as u64).await, n as u64 * 11);
+    }
+    let victim = cluster.primary_for_key(&keys[0]).port;
+    let ranges = cluster.slot_ranges();
+    let owned_by = |slot: u16, port: u16| {
+        ranges
+            .iter()
+            .any(|&((start, end), owner)| owner == port && (start..=end).contains(&slot))
+    };
+    // Keys served by another primary whose whole range of 256 slots (one
+    // breaker) that primary serves too: no victim slot shares their breaker.
+    let healthy: Vec<(usize, &String)> = keys
+        .iter()
+        .enumerate()
+        .filter(|(_, key)| {
+            let slot = cluster.key_slot(key);
+            let first = slot / 256 * 256;
+            let owner = cluster.primary_for_key(key).port;
+            owner != victim && owned_by(first, owner) && owned_by(first + 255, owner)
+        })
+        .collect();
+    assert!(
+        healthy.len() >= 20,
+        "keys on the healthy primaries: {}",
+        healthy.len()
+    );
+
+    cluster.kill(victim);
+    until("the dead shard's breaker opens", async || {
+        assert_eq!(call(&keys[0], 0).await, 0, "fail-open");
+        cache.stats().breaker_trips > 0
+    })
+    .await;
+    assert!(cache.stats().breaker_open);
+    assert_eq!(
+        cache.stats().misconfigured,
+        0,
+        "a shard failing over is an outage, not a misconfiguration"
+    );
+
+    let before = cache.stats();
+    for &(n, key) in &healthy {
+        assert_eq!(call(key, n as u64).await, n as u64 * 11);
+    }
+    let after = cache.stats();
+    assert_eq!(
+        after.breaker_skipped, before.breaker_skipped,
+        "no healthy shard skipped: {after:?}"
+    );
+    assert_eq!(
+        after.hits - before.hits,
+        healthy.len() as u64,
+        "every call on a healthy shard is a hit: {after:?}"
+    );
+}

@@ -222,8 +222,12 @@ impl Error {
             return None;
         };
         Some(match err.kind() {
+            // (A cluster store reports the redirections it cannot follow as
+            // connection failures: a shard failing over.)
             ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
-            | ErrorKind::Server(ServerErrorKind::CrossSlot) => {
+            | ErrorKind::Server(ServerErrorKind::CrossSlot)
+                if matches!(self, Error::Redis(_)) =>
+            {
                 "the server is a Redis Cluster node: connect with Cache::connect_cluster"
             }
             ErrorKind::Server(ServerErrorKind::ReadOnly) => {

@@ -210,6 +210,20 @@ impl TestCluster {
         self.node(owner)
     }
 
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    pub fn key_slot(&self, key: &str) -> u16 {
+        let port = self.running_ports()[0];
+        query(port, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))
+            .unwrap_or_else(|err| panic!("CLUSTER KEYSLOT on {port}: {err}"))
+    }
+
+    /// Every range of slots with the port of the primary serving it
+    /// (`CLUSTER SLOTS`).
+    pub fn slot_ranges(&self) -> Vec<((u16, u16), u16)> {
+        let port = self.running_ports()[0];
+        slot_owners(port).unwrap_or_else(|err| panic!("CLUSTER SLOTS on {port}: {err}"))
+    }
+
     /// SIGKILLs the node on `port` and waits until it is gone. A primary's
     /// slots are remembered for [`wait_until_promoted`](Self::wait_until_promoted).
     pub fn kill(&mut self, port: u16) {

@@ -778,12 +778,13 @@ fn assemble_with(
     options: Options,
     (local, tracker): (Option<Arc<LocalTier>>, Option<tracking::Tracker>),
 ) -> Cache {
+    let cluster = store.redis().is_some_and(|redis| redis.is_cluster());
     Cache {
         default_version: None,
         inner: Arc::new(Inner {
             store,
             flights: Flights::default(),
-            health: Health::new(options.breaker),
+            health: Health::new(options.breaker, cluster),
             format: options.format,
             max_value_bytes: options.max_value_bytes,
             ttl_jitter: options.ttl_jitter,

@@ -223,7 +223,7 @@ impl Call {
             return Read::Local(bytes, generation);
         }
         let health = cache.health();
-        if !health.allow() {
+        if !health.allow(target.shard_key()) {
             return Read::Bypass(Outcome::BreakerSkipped);
         }
         let read = match (target, local) {
@@ -245,7 +245,7 @@ impl Call {
                 .await
                 .map(|(generation, bytes)| (bytes, generation)),
         };
-        match health.record(read) {
+        match health.record(target.shard_key(), read) {
             Ok((_, generation)) if self.refresh => Read::Run(Outcome::Refreshed, generation),
             Ok((Some(bytes), generation)) => Read::Found(bytes, generation),
             Ok((None, generation)) => Read::Run(Outcome::Miss, generation),
@@ -451,7 +451,7 @@ impl Call {
             }
             cache.announce(Change::Key(key)).await;
         }
-        match cache.health().record(written) {
+        match cache.health().record(key, written) {
             Ok(()) => cache.health().count(&self.family(), Counter::Stores, 1),
             Err(err) => {
                 cache

@@ -410,6 +410,15 @@ impl Target {
             Target::Grouped { head, tail, .. } => format!("{head}{generation}{tail}").into(),
         }
     }
+
+    /// The key whose shard a read depends on first (a grouped key: its
+    /// generation counter), for the circuit breaker.
+    pub(crate) fn shard_key(&self) -> &str {
+        match self {
+            Target::Key(key) => key,
+            Target::Grouped { gen_key, .. } => gen_key,
+        }
+    }
 }
 
 /// What `ttl = <expr>`, `lease = <expr>` and `stale = <expr>` accept: whole seconds as an

@@ -102,7 +102,7 @@ impl Call {
                 .await
             }
         };
-        match cache.health().record(read) {
+        match cache.health().record(target.shard_key(), read) {
             Ok((_, _, generation)) if self.refresh => Read::Run(Outcome::Refreshed, generation),
             Ok((Some(bytes), left, generation)) if self.is_stale(left) => {
                 Read::Stale(bytes, generation)
@@ -229,7 +229,7 @@ impl Call {
         // (the stale value stays; the next stale read tries again).
         match cache
             .health()
-            .record(cache.store().get_with_ttl(&key).await)
+            .record(&key, cache.store().get_with_ttl(&key).await)
         {
             Ok((Some(bytes), left)) if !self.is_stale(left) => {
                 lead.flight.publish(bytes.into());

@@ -5,6 +5,11 @@
 //! exactly one call through as a probe: success closes it, failure opens it
 //! again. Command errors (a wrong type, out of memory) prove Redis is
 //! reachable and do not count as failures.
+//!
+//! On a Redis Cluster one shard may be down while the others answer, so
+//! [`Breakers`] keeps one breaker per range of 256 hash slots: a dead
+//! primary opens the breakers of its slots only, and calls for the healthy
+//! shards keep using the cache.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -110,6 +115,45 @@ impl Breaker {
 
     pub(crate) fn trips(&self) -> u64 {
         self.trips.load(Relaxed)
+    }
+}
+
+/// The breakers of one cache: one, or on a cluster one per range of slots.
+pub(crate) struct Breakers {
+    all: Box<[Breaker]>,
+}
+
+/// Slots per breaker on a cluster (a cluster's primaries own contiguous
+/// ranges of slots, usually thousands each).
+const SLOTS_PER_BREAKER: u16 = 256;
+
+impl Breakers {
+    pub(crate) fn new(config: BreakerConfig, cluster: bool) -> Self {
+        let n = if cluster {
+            16384 / SLOTS_PER_BREAKER as usize
+        } else {
+            1
+        };
+        Breakers {
+            all: (0..n).map(|_| Breaker::new(config)).collect(),
+        }
+    }
+
+    /// The breaker of the shard `key` lives on.
+    pub(crate) fn of(&self, key: &str) -> &Breaker {
+        match self.all.len() {
+            1 => &self.all[0],
+            _ => &self.all[(crate::key::key_slot(key.as_bytes()) / SLOTS_PER_BREAKER) as usize],
+        }
+    }
+
+    /// Whether one of them is open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.all.iter().any(Breaker::is_open)
+    }
+
+    pub(crate) fn trips(&self) -> u64 {
+        self.all.iter().map(Breaker::trips).sum()
     }
 }
 

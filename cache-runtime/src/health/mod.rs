@@ -6,7 +6,7 @@ mod breaker;
 mod stats;
 mod warn;
 
-pub(crate) use breaker::{Breaker, BreakerConfig};
+pub(crate) use breaker::{BreakerConfig, Breakers};
 pub(crate) use stats::{Counter, Family, Outcome};
 pub use stats::{FunctionStats, Stats};
 pub(crate) use warn::{Warning, Warnings, warn_limited};
@@ -15,7 +15,7 @@ use crate::Error;
 
 /// The health of one cache, shared by its clones.
 pub(crate) struct Health {
-    breaker: Breaker,
+    breakers: Breakers,
     families: stats::ByFamily,
     warnings: Warnings,
     /// Families already warned about something that repeats on every call
@@ -24,9 +24,10 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    pub(crate) fn new(breaker: BreakerConfig) -> Self {
+    /// `cluster`: one breaker per range of slots instead of one.
+    pub(crate) fn new(breaker: BreakerConfig, cluster: bool) -> Self {
         Health {
-            breaker: Breaker::new(breaker),
+            breakers: Breakers::new(breaker, cluster),
             families: stats::ByFamily::default(),
             warnings: Warnings::new(),
             warned: Default::default(),
@@ -39,15 +40,16 @@ impl Health {
         warned.insert(family.to_string())
     }
 
-    /// Whether a call may use Redis now (the breaker is closed, or this call
-    /// is its probe).
-    pub(crate) fn allow(&self) -> bool {
-        self.breaker.allow()
+    /// Whether a call for `key` may use Redis now (the breaker of its shard
+    /// is closed, or this call is its probe).
+    pub(crate) fn allow(&self, key: &str) -> bool {
+        self.breakers.of(key).allow()
     }
 
-    /// Records the outcome of a Redis operation with the breaker; returns it unchanged.
-    pub(crate) fn record<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
-        self.breaker.record(result)
+    /// Records the outcome of a Redis operation on `key` with the breaker of
+    /// its shard; returns it unchanged.
+    pub(crate) fn record<T>(&self, key: &str, result: Result<T, Error>) -> Result<T, Error> {
+        self.breakers.of(key).record(result)
     }
 
     /// Adds `n` to one counter of a family.
@@ -62,8 +64,8 @@ impl Health {
     pub(crate) fn stats(&self) -> Stats {
         let functions = self.families.snapshot();
         let mut stats = stats::totals(&functions);
-        stats.breaker_trips = self.breaker.trips();
-        stats.breaker_open = self.breaker.is_open();
+        stats.breaker_trips = self.breakers.trips();
+        stats.breaker_open = self.breakers.is_open();
         stats.functions = functions;
         stats
     }

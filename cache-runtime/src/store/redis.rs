@@ -115,11 +115,33 @@ impl RedisStore {
             };
             Ok(redis::from_redis_value(value.extract_error()?)?)
         };
-        let result = result
-            .await
-            .map_err(|e: redis::RedisError| Error::from_redis(e, self.response_timeout));
+        let result = result.await.map_err(|e: redis::RedisError| self.error(e));
         self.observe(&result);
         result
+    }
+
+    /// The error a failed command means. On a cluster, a redirection or a
+    /// refusal that redis-rs could not follow (`MOVED` to a primary that just
+    /// died, `TRYAGAIN`, `CLUSTERDOWN`, no connection to the slot's node) is
+    /// a shard being unreachable while the cluster fails over, not a
+    /// misconfiguration: it counts for that shard's circuit breaker.
+    fn error(&self, err: redis::RedisError) -> Error {
+        use redis::{ErrorKind, ServerErrorKind};
+        let topology = matches!(
+            err.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+            ) | ErrorKind::ClusterConnectionNotFound
+        );
+        if topology && self.is_cluster() {
+            Error::Connection(err)
+        } else {
+            Error::from_redis(err, self.response_timeout)
+        }
     }
 
     /// Lets the connection see how a command ended, so that it can repair
@@ -138,7 +160,7 @@ impl RedisStore {
         pipe: &redis::Pipeline,
     ) -> Result<T, Error> {
         let result = with_connection!(self, |conn| pipe.query_async(&mut conn).await);
-        let result = result.map_err(|e| Error::from_redis(e, self.response_timeout));
+        let result = result.map_err(|e| self.error(e));
         self.observe(&result);
         result
     }
@@ -175,7 +197,7 @@ impl RedisStore {
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, Error> {
         let result = with_connection!(self, |conn| invocation.invoke_async(&mut conn).await);
-        let result = result.map_err(|e| Error::from_redis(e, self.response_timeout));
+        let result = result.map_err(|e| self.error(e));
         self.observe(&result);
         result
     }
