@@ -30,6 +30,20 @@ pub fn make_user(id: u64) -> User {
     }
 }
 
+/// Stores `user` as JSON under `key` for an hour, as a hand-written cache
+/// would.
+pub async fn store_user(conn: &redis::aio::MultiplexedConnection, key: &str, user: &User) {
+    let json = serde_json::to_vec(user).expect("JSON");
+    redis::cmd("SET")
+        .arg(key)
+        .arg(json)
+        .arg("EX")
+        .arg(3600)
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .expect("SET");
+}
+
 /// Warm ids of the hit phases.
 pub const IDS: u64 = 1000;
 

@@ -109,15 +109,7 @@ async fn raw_miss_mux(conn: &MultiplexedConnection, id: u64) -> User {
         .expect("GET");
     assert!(bytes.is_none(), "cold key");
     let user = make_user(id);
-    let json = serde_json::to_vec(&user).expect("JSON");
-    redis::cmd("SET")
-        .arg(&key)
-        .arg(json)
-        .arg("EX")
-        .arg(3600)
-        .query_async::<()>(&mut conn)
-        .await
-        .expect("SET");
+    store_user(&conn, &key, &user).await;
     user
 }
 
@@ -173,15 +165,7 @@ async fn main() {
     // Warm every variant on the same 1,000 ids, all with the same TTL (Redis
     // looks a key up once more when it has one).
     for id in 0..IDS {
-        let json = serde_json::to_vec(&make_user(id)).expect("JSON");
-        redis::cmd("SET")
-            .arg(raw_key(id))
-            .arg(&json)
-            .arg("EX")
-            .arg(3600)
-            .query_async::<()>(&mut mux.clone())
-            .await
-            .expect("SET");
+        store_user(&mux, &raw_key(id), &make_user(id)).await;
         memo_get_user(&cache, id).await;
         cached_crate_get_user(id).await.expect("cached crate warm");
     }

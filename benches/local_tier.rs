@@ -126,15 +126,7 @@ async fn main() {
     local.invalidate_prefix("benchlocal:").await.expect("clean");
 
     for id in 0..IDS {
-        let json = serde_json::to_vec(&make_user(id)).expect("JSON");
-        redis::cmd("SET")
-            .arg(raw_key(id))
-            .arg(&json)
-            .arg("EX")
-            .arg(3600)
-            .query_async::<()>(&mut mux.clone())
-            .await
-            .expect("SET");
+        store_user(&mux, &raw_key(id), &make_user(id)).await;
         memo_get_user(&local, id).await;
         memo_get_user(&memory, id).await;
         moka.get_with(id, async move { make_user(id) }).await;

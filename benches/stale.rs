@@ -84,15 +84,7 @@ async fn run() {
     let mux: MultiplexedConnection = redis.client().await;
     let mut conn = mux.clone();
     for id in 0..IDS {
-        let json = serde_json::to_vec(&make_user(id)).expect("JSON");
-        redis::cmd("SET")
-            .arg(raw_key(id))
-            .arg(json)
-            .arg("EX")
-            .arg(3600)
-            .query_async::<()>(&mut conn)
-            .await
-            .expect("SET");
+        store_user(&mux, &raw_key(id), &make_user(id)).await;
         plain(&cache, id).await;
         fresh(&cache, id).await;
         served(&cache, id).await;
