@@ -426,11 +426,7 @@ impl CacheBuilder {
                     Ok(Err(err)) => return Err(Error::from_connect(err)),
                     Err(_) => return Err(Error::Timeout(self.connect_timeout)),
                 };
-            let handle = ClusterHandle::new(conn, client, self.connect_timeout);
-            let connect_timeout = self.connect_timeout;
-            let cache = self.finish(Connection::Cluster(handle));
-            wait_for_tracking(&cache, connect_timeout).await;
-            return Ok(cache);
+            return Ok(self.finish_cluster(conn, client).await);
         }
         let client = open_client(self.url_or_default(), &self.tls)?;
         let mut this = self;
@@ -472,11 +468,7 @@ impl CacheBuilder {
             // bounds each command (see `cluster_client`).
             let config = ClusterConfig::new().set_connection_timeout(self.connect_timeout);
             let conn = client.get_pending_async_connection_with_config(config);
-            let handle = ClusterHandle::new(conn, client, self.connect_timeout);
-            let connect_timeout = self.connect_timeout;
-            let cache = self.finish(Connection::Cluster(handle));
-            wait_for_tracking(&cache, connect_timeout).await;
-            return Ok(cache);
+            return Ok(self.finish_cluster(conn, client).await);
         }
         let client = open_client(self.url_or_default(), &self.tls)?;
         let mut this = self;
@@ -537,6 +529,20 @@ impl CacheBuilder {
         AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.response_timeout))
+    }
+
+    /// The cache on a cluster connection (made or pending), once its local
+    /// tier, if any, has settled.
+    async fn finish_cluster(
+        self,
+        conn: redis::cluster_async::ClusterConnection,
+        client: ClusterClient,
+    ) -> Cache {
+        let handle = ClusterHandle::new(conn, client, self.connect_timeout);
+        let connect_timeout = self.connect_timeout;
+        let cache = self.finish(Connection::Cluster(handle));
+        wait_for_tracking(&cache, connect_timeout).await;
+        cache
     }
 
     fn finish(self, conn: Connection) -> Cache {

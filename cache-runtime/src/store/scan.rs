@@ -52,6 +52,17 @@ use crate::key::key_slot;
 /// How many keys one `SCAN` step asks for.
 const SCAN_COUNT: usize = 1000;
 
+/// One step of `SCAN`: `SCAN cursor MATCH pattern COUNT 1000`.
+fn scan_cmd(pattern: &str, cursor: u64) -> redis::Cmd {
+    let mut cmd = redis::cmd("SCAN");
+    cmd.arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(SCAN_COUNT);
+    cmd
+}
+
 /// Escapes the glob characters of a Redis `MATCH` pattern (`* ? [ ] \`), so that
 /// the pattern `escape_glob(prefix) + "*"` matches exactly the keys that start
 /// with `prefix`.
@@ -73,15 +84,7 @@ pub(crate) async fn redis_delete_prefix(
     filter: &KeyFilter<'_>,
 ) -> Result<u64, Error> {
     let pattern = format!("{}*", escape_glob(prefix));
-    let scan = |cursor: u64| {
-        let mut cmd = redis::cmd("SCAN");
-        cmd.arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT);
-        cmd
-    };
+    let scan = |cursor: u64| scan_cmd(&pattern, cursor);
     let mut deleted = 0u64;
     let (mut cursor, mut keys): (u64, Vec<String>) = store.query(&scan(0)).await?;
     loop {
@@ -374,12 +377,7 @@ impl Node<'_> {
 
     /// One `SCAN` step on this node.
     async fn scan(&self, pattern: &str, cursor: u64) -> Result<(u64, Vec<String>), Error> {
-        let mut cmd = redis::cmd("SCAN");
-        cmd.arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT);
+        let cmd = scan_cmd(pattern, cursor);
         let reply = self
             .conn
             .clone()
