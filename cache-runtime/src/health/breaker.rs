@@ -9,9 +9,14 @@
 //! On a Redis Cluster one shard may be down while the others answer, so
 //! [`Breakers`] keeps one breaker per range of 256 hash slots: a dead
 //! primary opens the breakers of its slots only, and calls for the healthy
-//! shards keep using the cache.
+//! shards keep using the cache. Finding a key's breaker costs a CRC16 of
+//! the key, so [`Breakers`] skips it while every breaker is closed and has
+//! seen no failure: the healthy path of a call on a cluster hashes nothing.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::time::{Duration, Instant};
 
 use crate::{Error, log};
@@ -113,6 +118,11 @@ impl Breaker {
         self.open_until.load(Relaxed) != 0
     }
 
+    /// Closed, with no failure since the last success.
+    fn is_healthy(&self) -> bool {
+        self.failures.load(Relaxed) == 0 && !self.is_open()
+    }
+
     pub(crate) fn trips(&self) -> u64 {
         self.trips.load(Relaxed)
     }
@@ -121,6 +131,10 @@ impl Breaker {
 /// The breakers of one cache: one, or on a cluster one per range of slots.
 pub(crate) struct Breakers {
     all: Box<[Breaker]>,
+    /// On a cluster: failures recorded since every breaker was last seen
+    /// healthy. While it is 0 no breaker is open or counting, so a call
+    /// needs not find (hash) its own.
+    troubled: AtomicU64,
 }
 
 /// Slots per breaker on a cluster (a cluster's primaries own contiguous
@@ -136,15 +150,50 @@ impl Breakers {
         };
         Breakers {
             all: (0..n).map(|_| Breaker::new(config)).collect(),
+            troubled: AtomicU64::new(0),
         }
     }
 
     /// The breaker of the shard `key` lives on.
-    pub(crate) fn of(&self, key: &str) -> &Breaker {
-        match self.all.len() {
-            1 => &self.all[0],
-            _ => &self.all[(crate::key::key_slot(key.as_bytes()) / SLOTS_PER_BREAKER) as usize],
+    fn of(&self, key: &str) -> &Breaker {
+        match &*self.all {
+            [one] => one,
+            all => &all[(crate::key::key_slot(key.as_bytes()) / SLOTS_PER_BREAKER) as usize],
         }
+    }
+
+    /// Whether a call for `key` may use Redis now.
+    pub(crate) fn allow(&self, key: &str) -> bool {
+        match &*self.all {
+            [one] => one.allow(),
+            _ if self.troubled.load(Relaxed) == 0 => true,
+            _ => self.of(key).allow(),
+        }
+    }
+
+    /// Records the outcome of a Redis operation on `key` with the breaker of
+    /// its shard; returns it unchanged.
+    pub(crate) fn record<T>(&self, key: &str, result: Result<T, Error>) -> Result<T, Error> {
+        if let [one] = &*self.all {
+            return one.record(result);
+        }
+        if matches!(result, Err(Error::Connection(_) | Error::Timeout(_))) {
+            let result = self.of(key).record(result);
+            // After the breaker's own update: whoever reads this sees it.
+            self.troubled.fetch_add(1, SeqCst);
+            return result;
+        }
+        let seen = self.troubled.load(SeqCst);
+        if seen == 0 {
+            return result;
+        }
+        let result = self.of(key).record(result);
+        // Every breaker healthy again: back to the fast path, unless a
+        // failure was recorded since `seen` was read (then it stays).
+        if self.all.iter().all(Breaker::is_healthy) {
+            let _ = self.troubled.compare_exchange(seen, 0, SeqCst, Relaxed);
+        }
+        result
     }
 
     /// Whether one of them is open.
@@ -200,6 +249,36 @@ mod tests {
         assert!(breaker.allow(), "and after the cool-down, another probe");
         let _ = breaker.record(Ok(()));
         assert!(!breaker.is_open());
+    }
+
+    #[test]
+    fn cluster_breakers_open_for_the_failing_shard_only_and_close_again() {
+        let breakers = Breakers::new(
+            BreakerConfig {
+                threshold: 2,
+                cooldown: Duration::ZERO,
+            },
+            true,
+        );
+        // "a" is in slot 15495, "b" in slot 3300: different breakers.
+        assert!(breakers.allow("a") && breakers.allow("b"));
+        let _ = breakers.record::<()>("a", Err(down()));
+        let _ = breakers.record::<()>("b", Ok(()));
+        let _ = breakers.record::<()>("a", Err(down()));
+        assert!(breakers.is_open());
+        assert!(breakers.allow("b"), "another shard's calls go on");
+        assert!(breakers.allow("a"), "the probe of the open one");
+        assert!(!breakers.allow("a"), "one probe at a time");
+        let _ = breakers.record("a", Ok(()));
+        assert!(!breakers.is_open());
+        assert_eq!(breakers.troubled.load(Relaxed), 0, "back to the fast path");
+        assert!(breakers.allow("a") && breakers.allow("b"));
+        // A single failure, then a success of that shard: healthy again.
+        let _ = breakers.record::<()>("b", Err(down()));
+        assert_ne!(breakers.troubled.load(Relaxed), 0);
+        let _ = breakers.record("b", Ok(()));
+        assert_eq!(breakers.troubled.load(Relaxed), 0);
+        assert_eq!(breakers.trips(), 1);
     }
 
     #[test]

@@ -43,13 +43,13 @@ impl Health {
     /// Whether a call for `key` may use Redis now (the breaker of its shard
     /// is closed, or this call is its probe).
     pub(crate) fn allow(&self, key: &str) -> bool {
-        self.breakers.of(key).allow()
+        self.breakers.allow(key)
     }
 
     /// Records the outcome of a Redis operation on `key` with the breaker of
     /// its shard; returns it unchanged.
     pub(crate) fn record<T>(&self, key: &str, result: Result<T, Error>) -> Result<T, Error> {
-        self.breakers.of(key).record(result)
+        self.breakers.record(key, result)
     }
 
     /// Adds `n` to one counter of a family.
