@@ -117,8 +117,8 @@ async fn a_local_hit_makes_no_network_call_and_is_counted() {
     assert_eq!(stats.local_entries, 1);
     assert_eq!(
         stats.local_bytes,
-        ("k:1".len() + "0".len()) as u64,
-        "key + value bytes"
+        ("k:1".len() + 2 * "0".len()) as u64,
+        "key + value bytes + the decoded copy, weighed as the value"
     );
 }
 

@@ -313,25 +313,37 @@ impl Model {
         if args.stale.is_some() {
             return self.run_stale(args, call, body);
         }
-        match (args.result, args.cache_none) {
-            (Some((true, _)), _) => {
-                quote_spanned!(ret_span=> ::redis_memo::__private::result(#call, #body).await)
-            }
-            (_, Some((false, _))) => {
-                quote_spanned!(ret_span=> ::redis_memo::__private::option(#call, #body).await)
-            }
-            (Some((false, _)), _) => {
-                quote_spanned!(ret_span=> ::redis_memo::__private::plain(#call, #body).await)
-            }
+        // `reuse`: how hits held in this process reuse a decoded value,
+        // picked by the cached type (`Some` for `Clone` types).
+        let returns =
+            quote_spanned!(ret_span=> ::redis_memo::__private::Returns::<#ret_type>::new());
+        let (runner, kept) = match (args.result, args.cache_none) {
+            (Some((true, _)), _) => (quote!(result), quote!(#returns.kept_ok())),
+            (_, Some((false, _))) => (quote!(option), quote!(#returns.kept_some())),
+            (Some((false, _)), _) => (
+                quote!(plain),
+                quote_spanned!(ret_span=> ::redis_memo::__private::Keep::<#ret_type>::new()),
+            ),
             // By the type, not by its name: `Result` and any alias of it
             // cache only `Ok`; every other type is cached as it is.
-            _ => quote_spanned! {ret_span=>
-                {
-                    #[allow(unused_imports)]
-                    use ::redis_memo::__private::{ReturnsPlain as _, ReturnsResult as _};
-                    (&::redis_memo::__private::Returns::<#ret_type>::new()).run(#call, #body).await
-                }
-            },
+            _ => {
+                return quote_spanned! {ret_span=>
+                    {
+                        #[allow(unused_imports)]
+                        use ::redis_memo::__private::{
+                            KeepClone as _, KeepNone as _, ReturnsPlain as _, ReturnsResult as _,
+                        };
+                        (&#returns).run(#call, #body, (&(&#returns).kept()).reuse()).await
+                    }
+                };
+            }
+        };
+        quote_spanned! {ret_span=>
+            {
+                #[allow(unused_imports)]
+                use ::redis_memo::__private::{KeepClone as _, KeepNone as _};
+                ::redis_memo::__private::#runner(#call, #body, (&#kept).reuse()).await
+            }
         }
     }
 

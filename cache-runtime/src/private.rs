@@ -9,7 +9,9 @@ use serde::{Serialize, de::DeserializeOwned};
 
 pub use crate::call::Ttl;
 pub use crate::call::helpers::{invalidate_call, invalidate_function, key_of, prime_call};
+pub use crate::call::reuse::{Keep, KeepClone, KeepNone, Reuse};
 pub use crate::call::run::Call;
+use crate::call::run::{self as run, Shape};
 pub use crate::call::spec::{IntoTtl, Spec};
 pub use crate::key::{FnName, KeyBuilder};
 use crate::{Cache, log};
@@ -37,35 +39,44 @@ pub fn default_cache() -> Option<Cache> {
 /// A function returning a plain value: every value is cached.
 ///
 /// Not an `async fn`: it returns the call's future itself, so the caller's
-/// future does not wrap it in one more layer.
-pub fn plain<T, B, Fut>(call: Call, body: B) -> impl Future<Output = T>
+/// future does not wrap it in one more layer. `reuse` comes from
+/// `(&Keep::<T>::new()).reuse()`.
+pub fn plain<T, B, Fut>(call: Call, body: B, reuse: Option<Reuse<T>>) -> impl Future<Output = T>
 where
     T: Serialize + DeserializeOwned,
     B: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
-    crate::call::run::run(call, body, |v| Some(v), std::convert::identity)
+    run::run(call, body, Shape::plain(reuse))
 }
 
 /// A function returning `Result<T, E>`: only `Ok(T)` is cached, stored as `T`.
-pub fn result<T, E, B, Fut>(call: Call, body: B) -> impl Future<Output = Result<T, E>>
+pub fn result<T, E, B, Fut>(
+    call: Call,
+    body: B,
+    reuse: Option<Reuse<T>>,
+) -> impl Future<Output = Result<T, E>>
 where
     T: Serialize + DeserializeOwned,
     B: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    crate::call::run::run(call, body, |r| r.as_ref().ok(), Ok)
+    run::run(call, body, Shape::result(reuse))
 }
 
 /// A function returning `Option<T>` with `cache_none = false`: only `Some(T)`
 /// is cached, stored as `T`.
-pub fn option<T, B, Fut>(call: Call, body: B) -> impl Future<Output = Option<T>>
+pub fn option<T, B, Fut>(
+    call: Call,
+    body: B,
+    reuse: Option<Reuse<T>>,
+) -> impl Future<Output = Option<T>>
 where
     T: Serialize + DeserializeOwned,
     B: FnOnce() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    crate::call::run::run(call, body, Option::as_ref, Some)
+    run::run(call, body, Shape::option(reuse))
 }
 
 /// [`plain`] for a function with `stale`: a stale value is returned while
@@ -76,7 +87,7 @@ where
     B: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = T> + Send + 'static,
 {
-    crate::call::run::stale::run(call, body, |v| Some(v), std::convert::identity)
+    run::stale::run(call, body, Shape::plain(None))
 }
 
 /// [`result`] for a function with `stale`.
@@ -87,7 +98,7 @@ where
     B: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
-    crate::call::run::stale::run(call, body, |r| r.as_ref().ok(), Ok)
+    run::stale::run(call, body, Shape::result(None))
 }
 
 /// [`option`] for a function with `stale`.
@@ -97,15 +108,16 @@ where
     B: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = Option<T>> + Send + 'static,
 {
-    crate::call::run::stale::run(call, body, Option::as_ref, Some)
+    run::stale::run(call, body, Shape::option(None))
 }
 
 /// Picks [`result`] or [`plain`] by the return type `R` itself, so that an
 /// alias of `Result` (`type AppResult<T> = Result<T, AppError>`) caches only
-/// `Ok` like `Result` does: `(&Returns::<R>::new()).run(call, body)` resolves
-/// to [`ReturnsResult::run`] when `R` is a `Result` (method lookup tries the
-/// receiver as it is before taking another reference), and to
-/// [`ReturnsPlain::run`] otherwise.
+/// `Ok` like `Result` does: `(&Returns::<R>::new()).run(call, body, ..)`
+/// resolves to [`ReturnsResult::run`] when `R` is a `Result` (method lookup
+/// tries the receiver as it is before taking another reference), and to
+/// [`ReturnsPlain::run`] otherwise. `.kept()` is the [`Keep`] selector of
+/// the cached type, `T` or `R`.
 pub struct Returns<R>(PhantomData<fn() -> R>);
 
 impl<R> Returns<R> {
@@ -121,10 +133,32 @@ impl<R> Default for Returns<R> {
     }
 }
 
+impl<T, E> Returns<Result<T, E>> {
+    /// The [`Keep`] selector of `T`, for `result = true`.
+    pub const fn kept_ok(&self) -> Keep<T> {
+        Keep::new()
+    }
+}
+
+impl<T> Returns<Option<T>> {
+    /// The [`Keep`] selector of `T`, for `cache_none = false`.
+    pub const fn kept_some(&self) -> Keep<T> {
+        Keep::new()
+    }
+}
+
 /// `R` is a `Result<T, E>`: only `Ok(T)` is cached.
 pub trait ReturnsResult<T, E> {
+    /// The [`Keep`] selector of the cached type, `T`.
+    fn kept(&self) -> Keep<T>;
+
     /// Runs the call through [`result`].
-    fn run<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = Result<T, E>>
+    fn run<B, Fut>(
+        &self,
+        call: Call,
+        body: B,
+        reuse: Option<Reuse<T>>,
+    ) -> impl Future<Output = Result<T, E>>
     where
         T: Serialize + DeserializeOwned,
         B: FnOnce() -> Fut,
@@ -140,13 +174,22 @@ pub trait ReturnsResult<T, E> {
 }
 
 impl<T, E> ReturnsResult<T, E> for Returns<Result<T, E>> {
-    fn run<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = Result<T, E>>
+    fn kept(&self) -> Keep<T> {
+        Keep::new()
+    }
+
+    fn run<B, Fut>(
+        &self,
+        call: Call,
+        body: B,
+        reuse: Option<Reuse<T>>,
+    ) -> impl Future<Output = Result<T, E>>
     where
         T: Serialize + DeserializeOwned,
         B: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        result(call, body)
+        result(call, body, reuse)
     }
 
     fn run_stale<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = Result<T, E>>
@@ -162,8 +205,11 @@ impl<T, E> ReturnsResult<T, E> for Returns<Result<T, E>> {
 
 /// Any other `R`: every value is cached.
 pub trait ReturnsPlain<R> {
+    /// The [`Keep`] selector of the cached type, `R`.
+    fn kept(&self) -> Keep<R>;
+
     /// Runs the call through [`plain`].
-    fn run<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = R>
+    fn run<B, Fut>(&self, call: Call, body: B, reuse: Option<Reuse<R>>) -> impl Future<Output = R>
     where
         R: Serialize + DeserializeOwned,
         B: FnOnce() -> Fut,
@@ -178,13 +224,17 @@ pub trait ReturnsPlain<R> {
 }
 
 impl<R> ReturnsPlain<R> for &Returns<R> {
-    fn run<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = R>
+    fn kept(&self) -> Keep<R> {
+        Keep::new()
+    }
+
+    fn run<B, Fut>(&self, call: Call, body: B, reuse: Option<Reuse<R>>) -> impl Future<Output = R>
     where
         R: Serialize + DeserializeOwned,
         B: FnOnce() -> Fut,
         Fut: Future<Output = R>,
     {
-        plain(call, body)
+        plain(call, body, reuse)
     }
 
     fn run_stale<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = R>

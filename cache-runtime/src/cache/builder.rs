@@ -38,7 +38,8 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// println!("{:?}", redis_memo::DEFAULT_MAX_VALUE_BYTES);
 /// ```
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
-/// Default size bound of the in-memory backend, in bytes of keys and values.
+/// Default size bound of the in-memory backend, in bytes (see
+/// [`CacheBuilder::memory_capacity`]).
 ///
 /// ```
 /// println!("{:?}", redis_memo::DEFAULT_MEMORY_CAPACITY);
@@ -292,7 +293,9 @@ impl CacheBuilder {
     }
 
     /// The size bound of the in-memory cache built by
-    /// [`build_in_memory`](Self::build_in_memory), in bytes of keys and values.
+    /// [`build_in_memory`](Self::build_in_memory), in bytes: an entry weighs
+    /// its key, its encoded value, and as much again for the decoded copy
+    /// that the hits of a `Clone` type return clones of.
     /// Default: [`DEFAULT_MEMORY_CAPACITY`].
     pub fn memory_capacity(mut self, bytes: u64) -> Self {
         self.options.memory_capacity = bytes;
@@ -326,12 +329,14 @@ impl CacheBuilder {
         self
     }
 
-    /// Keeps up to `max_bytes` (keys plus encoded values) of hot entries in
-    /// this process, in front of Redis, for every function and `get_or_set`
-    /// of this cache (`#[cached(local = false)]` and
+    /// Keeps up to `max_bytes` of hot entries in this process, in front of
+    /// Redis, for every function and `get_or_set` of this cache
+    /// (`#[cached(local = false)]` and
     /// [`Policy::local(false)`](crate::Policy::local) opt one out). A local hit
     /// makes no network call; [`Stats::local_hits`](crate::Stats::local_hits)
-    /// counts them.
+    /// counts them. An entry weighs its key, its encoded value, and as much
+    /// again for the decoded copy that the hits of a `Clone` type return
+    /// clones of (only the first hit of an entry decodes it).
     ///
     /// Entries stay coherent with Redis through server-assisted client-side
     /// caching: a dedicated RESP3 connection (`CLIENT TRACKING ON BCAST`,

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::run::{Call, run, stale};
+use super::run::{Call, Shape, run, stale};
 use super::spec::Policy;
 use crate::health::{Counter, Family, Warning, warn_limited};
 use crate::local::broadcast::Change;
@@ -55,7 +55,7 @@ impl Cache {
         Fut: Future<Output = T>,
     {
         let call = Call::direct(self, key, &policy.into());
-        run(call, f, |v| Some(v), std::convert::identity).await
+        run(call, f, Shape::plain(None)).await
     }
 
     /// Like [`get_or_set`](Self::get_or_set) for a function that can fail:
@@ -92,7 +92,7 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let call = Call::direct(self, key, &policy.into());
-        run(call, f, |result| result.as_ref().ok(), Ok).await
+        run(call, f, Shape::result(None)).await
     }
 
     /// [`get_or_set`](Self::get_or_set) for a [`Policy`] with
@@ -128,7 +128,7 @@ impl Cache {
         Fut: Future<Output = T> + Send + 'static,
     {
         let call = Call::direct(self, key, &policy.into());
-        stale::run(call, f, |v| Some(v), std::convert::identity).await
+        stale::run(call, f, Shape::plain(None)).await
     }
 
     /// [`try_get_or_set`](Self::try_get_or_set) for a [`Policy`] with
@@ -164,7 +164,7 @@ impl Cache {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         let call = Call::direct(self, key, &policy.into());
-        stale::run(call, f, |result| result.as_ref().ok(), Ok).await
+        stale::run(call, f, Shape::result(None)).await
     }
 
     /// The value stored under `key`, decoded with the cache's codec.

@@ -10,17 +10,17 @@ use std::sync::Arc;
 
 use super::spec::Target;
 use crate::local::LocalTier;
-use crate::store::Store;
+use crate::store::{Held, Store};
 use crate::{Cache, Error};
 
 /// The local copy of the call's value, and the generation it belongs to.
-pub(crate) fn hit(local: &LocalTier, target: &Target) -> Option<(Arc<[u8]>, u64)> {
+pub(crate) fn hit(local: &LocalTier, target: &Target) -> Option<(Arc<Held>, u64)> {
     match target {
-        Target::Key(key) => local.get(key).map(|bytes| (bytes, 0)),
+        Target::Key(key) => local.get(key).map(|held| (held, 0)),
         Target::Grouped { gen_key, .. } => {
             let generation = generation(local, gen_key)?;
-            let bytes = local.get(&target.key(generation))?;
-            Some((bytes, generation))
+            let held = local.get(&target.key(generation))?;
+            Some((held, generation))
         }
     }
 }
@@ -61,5 +61,8 @@ pub(crate) async fn read_through(
 
 /// The generation counter `gen_key` as the tier holds it.
 fn generation(local: &LocalTier, gen_key: &str) -> Option<u64> {
-    std::str::from_utf8(&local.get(gen_key)?).ok()?.parse().ok()
+    std::str::from_utf8(local.get(gen_key)?.bytes())
+        .ok()?
+        .parse()
+        .ok()
 }

@@ -8,6 +8,7 @@ mod api;
 pub(crate) mod helpers;
 mod local;
 pub(crate) mod refresh;
+pub(crate) mod reuse;
 pub(crate) mod run;
 pub(crate) mod spec;
 

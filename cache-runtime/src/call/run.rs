@@ -30,6 +30,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tracing::{Instrument, Span};
 
 use super::refresh::take_refresh;
+use super::reuse::{self, Reuse};
 use super::spec::{Jitter, Policy, Spec, Target};
 use crate::codec::Format;
 use crate::flight::{Leader, Outcome as FlightOutcome, Role};
@@ -37,7 +38,7 @@ use crate::health::{CallStart, Counter, Family, Outcome, Warning, warn_limited};
 use crate::key::{FnName, KeyBuilder};
 use crate::local::LocalTier;
 use crate::local::broadcast::Change;
-use crate::store::Store;
+use crate::store::{Held, Store};
 use crate::{Cache, Error, lease, log};
 
 /// Stale-while-revalidate: serving a value past its TTL while one background
@@ -83,8 +84,10 @@ enum CallFamily {
 
 /// What the read found.
 enum Read {
-    /// The local tier's copy of the value, and its generation (grouped keys).
-    Local(Arc<[u8]>, u64),
+    /// A value held in this process (the local tier, the in-memory store),
+    /// its generation (grouped keys), and what finding it is (a local hit,
+    /// a hit).
+    Held(Arc<Held>, u64, Outcome),
     /// Stored bytes, and the generation they were read under (grouped keys).
     Found(Vec<u8>, u64),
     /// Stored bytes past their TTL, within the `stale` window.
@@ -220,8 +223,26 @@ impl Call {
             // No I/O: take part in cooperative scheduling, like an await
             // on a socket would.
             tokio::task::consume_budget().await;
-            return Read::Local(bytes, generation);
+            return Read::Held(bytes, generation, Outcome::LocalHit);
         }
+        if let (Some(memory), Target::Key(key), false, None) =
+            (cache.store().memory(), target, self.refresh, self.stale)
+        {
+            // In this process: no bytes to copy, maybe nothing to decode.
+            return match memory.held(key).await {
+                Some(held) => Read::Held(held, 0, Outcome::Hit),
+                None => Read::Run(Outcome::Miss, 0),
+            };
+        }
+        // Out of line: the future of a read that waits on Redis is large,
+        // and the future of a hit in this process, moved on every call,
+        // stays small without it.
+        Box::pin(self.read_store(cache, target, local)).await
+    }
+
+    /// Reads the stored value from Redis (or a grouped, stale or refreshed
+    /// one from the in-memory store), through the circuit breaker.
+    async fn read_store(&self, cache: &Cache, target: &Target, local: Option<&LocalTier>) -> Read {
         let health = cache.health();
         if !health.allow(target.shard_key()) {
             return Read::Bypass(Outcome::BreakerSkipped);
@@ -229,7 +250,7 @@ impl Call {
         let read = match (target, local) {
             (Target::Key(_), _) if self.refresh => return Read::Run(Outcome::Refreshed, 0),
             _ if self.stale.is_some() => return self.read_stale(cache, target).await,
-            (_, Some(local)) => Box::pin(super::local::read_through(cache, local, target)).await,
+            (_, Some(local)) => super::local::read_through(cache, local, target).await,
             (Target::Key(key), None) => cache.store().get(key).await.map(|bytes| (bytes, 0)),
             // A grouped call reads the generation, and the value of that
             // generation unless it refreshes (the generation is still needed
@@ -241,7 +262,9 @@ impl Call {
                     tail,
                 },
                 None,
-            ) => Box::pin(cache.store().get_grouped(gen_key, head, tail))
+            ) => cache
+                .store()
+                .get_grouped(gen_key, head, tail)
                 .await
                 .map(|(generation, bytes)| (bytes, generation)),
         };
@@ -485,14 +508,60 @@ impl Call {
     }
 }
 
+/// How a call's return value `R` relates to the cached value `T`.
+pub(crate) struct Shape<T, R> {
+    /// The part of a returned value to cache, if any (`Ok`, `Some`, or the value).
+    pub(crate) cacheable: fn(&R) -> Option<&T>,
+    /// The value to return for a cached one.
+    pub(crate) from_cached: fn(T) -> R,
+    /// How hits held in this process reuse decoded values (`Clone` types).
+    pub(crate) reuse: Option<Reuse<T>>,
+}
+
+impl<T, R> Clone for Shape<T, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, R> Copy for Shape<T, R> {}
+
+impl<T> Shape<T, T> {
+    /// Every value is cached as it is.
+    pub(crate) fn plain(reuse: Option<Reuse<T>>) -> Self {
+        Shape {
+            cacheable: |v| Some(v),
+            from_cached: std::convert::identity,
+            reuse,
+        }
+    }
+}
+
+impl<T, E> Shape<T, Result<T, E>> {
+    /// Only `Ok` is cached.
+    pub(crate) fn result(reuse: Option<Reuse<T>>) -> Self {
+        Shape {
+            cacheable: |r| r.as_ref().ok(),
+            from_cached: Ok,
+            reuse,
+        }
+    }
+}
+
+impl<T> Shape<T, Option<T>> {
+    /// Only `Some` is cached.
+    pub(crate) fn option(reuse: Option<Reuse<T>>) -> Self {
+        Shape {
+            cacheable: Option::as_ref,
+            from_cached: Some,
+            reuse,
+        }
+    }
+}
+
 /// Runs a call: the cached value when there is one, else the body (creating
-/// its future only then), caching what `cacheable` picks from its result.
-pub(crate) fn run<T, R, B, Fut>(
-    call: Call,
-    body: B,
-    cacheable: fn(&R) -> Option<&T>,
-    from_cached: fn(T) -> R,
-) -> impl Future<Output = R>
+/// its future only then), caching what `shape` picks from its result.
+pub(crate) fn run<T, R, B, Fut>(call: Call, body: B, shape: Shape<T, R>) -> impl Future<Output = R>
 where
     T: Serialize + DeserializeOwned,
     B: FnOnce() -> Fut,
@@ -500,7 +569,8 @@ where
 {
     OutOfLine {
         inner: async move {
-            let (outcome, value) = drive(&call, body, cacheable, from_cached).await;
+            let read = call.read().await;
+            let (outcome, value) = resolve(&call, read, body, shape).await;
             call.finish(outcome);
             value
         },
@@ -529,30 +599,8 @@ impl<F: Future> Future for OutOfLine<F> {
     }
 }
 
-/// The typed part of a call, between its non-generic steps.
-async fn drive<T, R, B, Fut>(
-    call: &Call,
-    body: B,
-    cacheable: fn(&R) -> Option<&T>,
-    from_cached: fn(T) -> R,
-) -> (Outcome, R)
-where
-    T: Serialize + DeserializeOwned,
-    B: FnOnce() -> Fut,
-    Fut: Future<Output = R>,
-{
-    let read = call.read().await;
-    resolve(call, read, body, cacheable, from_cached).await
-}
-
 /// What a call does after its read.
-async fn resolve<T, R, B, Fut>(
-    call: &Call,
-    read: Read,
-    body: B,
-    cacheable: fn(&R) -> Option<&T>,
-    from_cached: fn(T) -> R,
-) -> (Outcome, R)
+async fn resolve<T, R, B, Fut>(call: &Call, read: Read, body: B, shape: Shape<T, R>) -> (Outcome, R)
 where
     T: Serialize + DeserializeOwned,
     B: FnOnce() -> Fut,
@@ -560,15 +608,15 @@ where
 {
     let format = call.format;
     let (outcome, generation, seen) = match read {
-        Read::Local(bytes, generation) => match format.decode::<T>(&bytes) {
-            Ok(value) => return (Outcome::LocalHit, from_cached(value)),
+        Read::Held(held, generation, outcome) => match reuse::decode(format, &held, shape.reuse) {
+            Ok(value) => return (outcome, (shape.from_cached)(value)),
             Err(err) => {
                 call.corrupt(generation, &err);
-                (Outcome::Corrupt, generation, Some(bytes.to_vec()))
+                (Outcome::Corrupt, generation, Some(held.bytes().to_vec()))
             }
         },
         Read::Found(bytes, generation) => match format.decode::<T>(&bytes) {
-            Ok(value) => return (Outcome::Hit, from_cached(value)),
+            Ok(value) => return (Outcome::Hit, (shape.from_cached)(value)),
             Err(err) => {
                 call.corrupt(generation, &err);
                 (Outcome::Corrupt, generation, Some(bytes))
@@ -583,16 +631,7 @@ where
     };
     // The miss path in its own allocation: the future of a hit, moved and
     // polled on every call, stays small.
-    Box::pin(miss(
-        call,
-        outcome,
-        generation,
-        seen,
-        body,
-        cacheable,
-        from_cached,
-    ))
-    .await
+    Box::pin(miss(call, outcome, generation, seen, body, shape)).await
 }
 
 /// After a read that gave no value: join the other callers of the key, run
@@ -603,8 +642,7 @@ async fn miss<T, R, B, Fut>(
     generation: u64,
     seen: Option<Vec<u8>>,
     body: B,
-    cacheable: fn(&R) -> Option<&T>,
-    from_cached: fn(T) -> R,
+    shape: Shape<T, R>,
 ) -> (Outcome, R)
 where
     T: Serialize + DeserializeOwned,
@@ -618,7 +656,7 @@ where
     let key = target.key(generation);
     let lead = match call.join(cache, &key, seen.as_deref()).await {
         Join::Shared(bytes) => match format.decode::<T>(&bytes) {
-            Ok(value) => return (Outcome::Shared, from_cached(value)),
+            Ok(value) => return (Outcome::Shared, (shape.from_cached)(value)),
             // A type whose encoding does not round-trip (NaN floats, ...):
             // run the body, uncached.
             Err(err) => {
@@ -629,7 +667,7 @@ where
         Join::Lead(lead) => lead,
     };
     let value = call.body(body).await;
-    let encoded = cacheable(&value).map(|cached| format.encode_round_trip(cached));
+    let encoded = (shape.cacheable)(&value).map(|cached| format.encode_round_trip(cached));
     call.store(cache, &key, lead, encoded).await;
     (outcome, value)
 }

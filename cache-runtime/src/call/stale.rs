@@ -33,7 +33,7 @@ use std::future::Future;
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument;
 
-use super::{Call, Lead, OutOfLine, Read, resolve};
+use super::{Call, Lead, OutOfLine, Read, Shape, resolve};
 use crate::call::spec::Target;
 use crate::health::{CallStart, Outcome, Warning, warn_limited};
 use crate::store::{KeyTtl, Store};
@@ -41,12 +41,7 @@ use crate::{Cache, Error, lease};
 
 /// Runs a call of a function with `stale`: like [`run`](super::run), and a
 /// stale value is returned at once while a background run replaces it.
-pub(crate) fn run<T, R, B, Fut>(
-    call: Call,
-    body: B,
-    cacheable: fn(&R) -> Option<&T>,
-    from_cached: fn(T) -> R,
-) -> impl Future<Output = R>
+pub(crate) fn run<T, R, B, Fut>(call: Call, body: B, shape: Shape<T, R>) -> impl Future<Output = R>
 where
     T: Serialize + DeserializeOwned + 'static,
     R: 'static,
@@ -58,16 +53,16 @@ where
             let (outcome, value) = match call.read().await {
                 Read::Stale(bytes, generation) => match call.format.decode::<T>(&bytes) {
                     Ok(value) => {
-                        call.revalidate(generation, body, cacheable);
-                        (Outcome::Stale, from_cached(value))
+                        call.revalidate(generation, body, shape.cacheable);
+                        (Outcome::Stale, (shape.from_cached)(value))
                     }
                     // Decoded again there, and reported as corrupt.
                     Err(_) => {
                         let read = Read::Found(bytes, generation);
-                        resolve(&call, read, body, cacheable, from_cached).await
+                        resolve(&call, read, body, shape).await
                     }
                 },
-                read => resolve(&call, read, body, cacheable, from_cached).await,
+                read => resolve(&call, read, body, shape).await,
             };
             call.finish(outcome);
             value

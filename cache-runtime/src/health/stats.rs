@@ -207,7 +207,9 @@ pub struct Stats {
     pub local_hits: u64,
     /// Entries in the local tier now (0 without one).
     pub local_entries: u64,
-    /// Bytes of keys and values in the local tier now, at most its `max_bytes`.
+    /// The weight of the local tier's entries now (keys, encoded values and
+    /// their decoded copies, counted at the size of the encoded value), at
+    /// most its `max_bytes`.
     pub local_bytes: u64,
     /// Whether the local tier is kept coherent by Redis tracking now. `false`
     /// with a local tier means its entries are served for at most

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{KeyFilter, KeyTtl, Store};
+use super::{Held, KeyFilter, KeyTtl, Store};
 use crate::Error;
 
 #[derive(Clone)]
 struct Entry {
-    bytes: Arc<[u8]>,
+    held: Arc<Held>,
     ttl: Option<Duration>,
     expires_at: Option<Instant>,
 }
@@ -30,15 +30,20 @@ impl MemoryStore {
     pub(crate) fn new(max_bytes: u64) -> Self {
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|key: &String, entry: &Entry| {
-                u32::try_from(key.len() + entry.bytes.len()).unwrap_or(u32::MAX)
-            })
+            .weigher(|key: &String, entry: &Entry| Held::weight(key, entry.held.bytes()))
             .expire_after(super::OwnLifetime)
             .build_with_hasher(foldhash::quality::RandomState::default());
         MemoryStore {
             entries,
             generations: Default::default(),
         }
+    }
+
+    /// The entry of `key`, without copying its bytes: the hit path of a
+    /// call. Like [`get`](Store::get), it takes part in cooperative scheduling.
+    pub(crate) async fn held(&self, key: &str) -> Option<Arc<Held>> {
+        tokio::task::consume_budget().await;
+        self.entries.get(key).map(|entry| entry.held)
     }
 }
 
@@ -48,12 +53,12 @@ impl Store for MemoryStore {
     /// budget is spent, so it cannot starve the other tasks of its worker.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         tokio::task::consume_budget().await;
-        Ok(self.entries.get(key).map(|e| e.bytes.to_vec()))
+        Ok(self.entries.get(key).map(|e| e.held.bytes().to_vec()))
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
         let entry = Entry {
-            bytes: value.into(),
+            held: Arc::new(Held::new(value)),
             ttl,
             expires_at: ttl.and_then(|ttl| Instant::now().checked_add(ttl)),
         };
@@ -82,7 +87,7 @@ impl Store for MemoryStore {
                     None => KeyTtl::Persistent,
                     Some(at) => KeyTtl::ExpiresIn(at.saturating_duration_since(Instant::now())),
                 };
-                (Some(entry.bytes.to_vec()), left)
+                (Some(entry.held.bytes().to_vec()), left)
             }
         })
     }

@@ -5,6 +5,7 @@
 //! layer. Generated code never sees which store a [`Cache`](crate::Cache) uses.
 
 mod cluster;
+mod held;
 mod jitter;
 mod managed;
 mod memory;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use crate::Error;
 
 pub(crate) use cluster::ClusterHandle;
+pub(crate) use held::Held;
 pub(crate) use jitter::Jitter;
 pub(crate) use managed::{Connect, Managed};
 pub(crate) use memory::MemoryStore;
@@ -125,6 +127,14 @@ impl Backend {
             Backend::Redis(store) if store.is_sentinel() => "redis-sentinel",
             Backend::Redis(_) => "redis",
             Backend::Memory(_) => "in-memory",
+        }
+    }
+
+    /// The in-memory store, when this is one: its hits need no copy.
+    pub(crate) fn memory(&self) -> Option<&MemoryStore> {
+        match self {
+            Backend::Memory(store) => Some(store),
+            Backend::Redis(_) => None,
         }
     }
 
