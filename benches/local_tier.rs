@@ -7,7 +7,8 @@
 //! `cargo bench -p redis-memo-benches --bench local_tier`
 //!
 //! Workload: `get_user(id)` returning a ~90-byte struct, 1,000 warm ids.
-//! Phases: hit latency at concurrency 1 (variants taking turns call by call),
+//! Phases: hit latency at concurrency 1 (variants taking turns call by call,
+//! then every 500 calls),
 //! hit throughput at 64 tasks (alternating quarter-second rounds), and
 //! coherence: a `DEL` on a plain connection (another process, as far as the
 //! cache can tell), timed until the handle with a local tier serves the new
@@ -45,23 +46,60 @@ fn memo_variant(cache: &Cache) -> Variant {
     })
 }
 
-async fn latencies(variants: &[(&str, Variant)], calls: u64, rounds: u64) -> Vec<Vec<Duration>> {
+/// Per-call latencies of each variant, the variants taking turns every
+/// `streak` calls: with 1 every call follows another variant's (caches and
+/// branch predictors cold, as for a hit amid other work); with more, a call
+/// mostly follows one of its own (warm, as in a loop of hits).
+async fn latencies(
+    variants: &[(&str, Variant)],
+    calls: u64,
+    rounds: u64,
+    streak: u64,
+) -> Vec<Vec<Duration>> {
     let mut samples = vec![Vec::with_capacity(calls as usize); variants.len()];
     let per_round = calls / rounds;
     for round in 0..rounds {
         let order = round_order(variants.len(), round);
-        for i in 0..per_round {
+        let mut done = 0;
+        while done < per_round {
+            let n = streak.min(per_round - done);
             for &v in &order {
-                let start = Instant::now();
-                variants[v].1(round * per_round + i).await;
-                samples[v].push(start.elapsed());
+                for i in done..done + n {
+                    let start = Instant::now();
+                    variants[v].1(round * per_round + i).await;
+                    samples[v].push(start.elapsed());
+                }
             }
+            done += n;
         }
     }
     for s in &mut samples {
         s.sort_unstable();
     }
     samples
+}
+
+/// Prints the latency table of one [`latencies`] run.
+fn print_latencies(
+    variants: &[(&str, Variant)],
+    lat: &[Vec<Duration>],
+    raw_mux: usize,
+    raw_moka: usize,
+) {
+    let p = |v: usize, q: f64| us(quantile(&lat[v], q));
+    println!(
+        "{:<12} {:>8} {:>9} {:>9} {:>8}",
+        "variant", "p50 us", "/raw-mux", "/moka", "p99 us"
+    );
+    for (v, (name, _)) in variants.iter().enumerate() {
+        println!(
+            "{name:<12} {:>8.2} {:>8.3}x {:>8.3}x {:>8.2}",
+            p(v, 0.5),
+            p(v, 0.5) / p(raw_mux, 0.5),
+            p(v, 0.5) / p(raw_moka, 0.5),
+            p(v, 0.99),
+        );
+    }
 }
 
 /// Reads `key` through `cache` until a read is a local hit.
@@ -181,22 +219,16 @@ async fn main() {
     ];
     let (raw_mux, raw_moka) = (0, 1);
 
-    let lat = latencies(&variants, calls, 10).await;
-    let p = |v: usize, q: f64| us(quantile(&lat[v], q));
-    println!("\nhit latency, concurrency 1, {calls} calls per variant, taking turns call by call");
+    let lat = latencies(&variants, calls, 10, 1).await;
     println!(
-        "{:<12} {:>8} {:>9} {:>9} {:>8}",
-        "variant", "p50 us", "/raw-mux", "/moka", "p99 us"
+        "\nhit latency, concurrency 1, {calls} calls per variant, taking turns call by call (cold)"
     );
-    for (v, (name, _)) in variants.iter().enumerate() {
-        println!(
-            "{name:<12} {:>8.2} {:>8.3}x {:>8.3}x {:>8.2}",
-            p(v, 0.5),
-            p(v, 0.5) / p(raw_mux, 0.5),
-            p(v, 0.5) / p(raw_moka, 0.5),
-            p(v, 0.99),
-        );
-    }
+    print_latencies(&variants, &lat, raw_mux, raw_moka);
+    let lat = latencies(&variants, calls, 10, 500).await;
+    println!(
+        "\nhit latency, concurrency 1, {calls} calls per variant, taking turns every 500 calls (warm)"
+    );
+    print_latencies(&variants, &lat, raw_mux, raw_moka);
 
     println!("\nhit throughput, 64 tasks, {seconds} s per variant in 0.25 s alternating rounds");
     let rates = throughputs(&variants, 64, seconds).await;
