@@ -120,6 +120,28 @@ impl RedisStore {
         result
     }
 
+    /// On a cluster: runs `cmd`, whose key is `key`, on the primary of the
+    /// key's slot, bounded like [`query`](Self::query). The route is given,
+    /// so redis-rs neither works it out from the command again nor copies
+    /// the command to own it.
+    async fn query_in_slot<T: redis::FromRedisValue>(
+        &self,
+        handle: &ClusterHandle,
+        cmd: redis::Cmd,
+        key: &str,
+    ) -> Result<T, Error> {
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+        let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+        let result = async {
+            let value = handle.current().route_command(cmd, route).await?;
+            Ok(redis::from_redis_value(value.extract_error()?)?)
+        };
+        let result = result.await.map_err(|e: redis::RedisError| self.error(e));
+        self.observe(&result);
+        result
+    }
+
     /// The error a failed command means. On a cluster, a redirection or a
     /// refusal that redis-rs could not follow (`MOVED` to a primary that just
     /// died, `TRYAGAIN`, `CLUSTERDOWN`, no connection to the slot's node) is
@@ -304,7 +326,10 @@ impl Store for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         let mut cmd = redis::Cmd::with_capacity(2, "GET".len() + key.len());
         cmd.arg("GET").arg(key);
-        self.query(&cmd).await
+        match &self.conn {
+            Connection::Cluster(handle) => self.query_in_slot(handle, cmd, key).await,
+            _ => self.query(&cmd).await,
+        }
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
