@@ -127,13 +127,13 @@ mod tests {
     fn a_clone_type_is_decoded_once_and_an_other_type_every_time() {
         let held = Held::new(b"[1,2,3]");
         let format = Format::default();
-        let reuse = (&Keep::<Vec<u32>>::new()).reuse();
+        let reuse = Keep::<Vec<u32>>::new().reuse();
         assert!(reuse.is_some());
         assert_eq!(decode(format, &held, reuse).unwrap(), vec![1, 2, 3]);
         assert!(held.decoded().is_some(), "kept");
         assert_eq!(decode(format, &held, reuse).unwrap(), vec![1, 2, 3]);
         // Another type reading the same bytes decodes them.
-        let other = (&Keep::<Vec<u64>>::new()).reuse();
+        let other = Keep::<Vec<u64>>::new().reuse();
         assert_eq!(decode(format, &held, other).unwrap(), vec![1u64, 2, 3]);
 
         struct NotClone;
