@@ -3,15 +3,15 @@
 //! that value afterwards; other types decode on every hit. Either way every
 //! hit returns the stored value, and a new value replaces the kept one.
 //!
-//! Decodes are counted by a `Deserialize` impl, per test (tests run in
-//! parallel).
+//! Decodes are counted when a stored value becomes the returned type, per
+//! test (tests run in parallel).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use redis_memo::{Cache, cached};
 use redis_memo_test_support::{TestRedis, until};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// Decodes so far, by test.
 static DECODES: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
@@ -33,6 +33,7 @@ fn count_decode(test: &str) {
         .or_default() += 1;
 }
 
+/// What is stored; decoding it into [`Shared`] or [`Unique`] counts.
 #[derive(Deserialize)]
 struct Fields {
     test: String,
@@ -40,32 +41,32 @@ struct Fields {
 }
 
 /// A `Clone` value whose decodes are counted.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Fields")]
 struct Shared {
     test: String,
     items: Vec<u64>,
 }
 
-impl<'de> Deserialize<'de> for Shared {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let Fields { test, items } = Fields::deserialize(d)?;
+impl From<Fields> for Shared {
+    fn from(Fields { test, items }: Fields) -> Self {
         count_decode(&test);
-        Ok(Shared { test, items })
+        Shared { test, items }
     }
 }
 
 /// The same, without `Clone`.
-#[derive(Debug, PartialEq, Serialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Fields")]
 struct Unique {
     test: String,
     items: Vec<u64>,
 }
 
-impl<'de> Deserialize<'de> for Unique {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let Fields { test, items } = Fields::deserialize(d)?;
+impl From<Fields> for Unique {
+    fn from(Fields { test, items }: Fields) -> Self {
         count_decode(&test);
-        Ok(Unique { test, items })
+        Unique { test, items }
     }
 }
 
@@ -118,8 +119,8 @@ async fn generic<T: Clone + Send + Sync + 'static>(cache: &Cache, test: &str, n:
     }
 }
 
-fn expected(test: &str, n: u64) -> Vec<u64> {
-    let _ = test;
+/// The items of a value computed for `n`.
+fn expected(n: u64) -> Vec<u64> {
     (0..n).collect()
 }
 
@@ -127,11 +128,11 @@ fn expected(test: &str, n: u64) -> Vec<u64> {
 async fn in_memory_hits_of_a_clone_type_decode_once_per_entry() {
     let test = "memory-clone";
     let cache = Cache::in_memory();
-    assert_eq!(shared(&cache, test, 3).await.items, expected(test, 3));
+    assert_eq!(shared(&cache, test, 3).await.items, expected(3));
     assert_eq!(decodes(test), 0, "a miss returns the body's value");
     for _ in 0..5 {
         let mut value = shared(&cache, test, 3).await;
-        assert_eq!(value.items, expected(test, 3));
+        assert_eq!(value.items, expected(3));
         // The caller owns its value: changing it changes no later hit.
         value.items.push(99);
     }
@@ -161,7 +162,7 @@ async fn in_memory_hits_of_other_types_decode_every_time() {
     let cache = Cache::in_memory();
     unique(&cache, test, 2).await;
     for _ in 0..4 {
-        assert_eq!(unique(&cache, test, 2).await.items, expected(test, 2));
+        assert_eq!(unique(&cache, test, 2).await.items, expected(2));
     }
     assert_eq!(decodes(test), 4);
 }
@@ -211,13 +212,13 @@ async fn local_tier_hits_decode_once_and_follow_other_writers() {
     shared(&cache, test, 4).await;
     until("the value is held locally", async || {
         let before = cache.stats().local_hits;
-        assert_eq!(shared(&cache, test, 4).await.items, expected(test, 4));
+        assert_eq!(shared(&cache, test, 4).await.items, expected(4));
         cache.stats().local_hits > before
     })
     .await;
     let after_fill = decodes(test);
     for _ in 0..10 {
-        assert_eq!(shared(&cache, test, 4).await.items, expected(test, 4));
+        assert_eq!(shared(&cache, test, 4).await.items, expected(4));
     }
     assert!(
         decodes(test) <= after_fill + 1,
