@@ -203,16 +203,14 @@ impl Call {
         self.cache.as_ref().zip(self.target.as_ref())
     }
 
-    /// Reads the stored value, in the call's span.
+    /// Reads the stored value. Counts nothing; warns (rate-limited) on
+    /// errors. What reads Redis runs in the call's span; a hit in this
+    /// process does not enter it (wrapping the whole read would move its
+    /// large future on every call).
     ///
     /// This and the other steps are compiled once for all cached functions:
     /// only the driver that awaits them is typed.
-    fn read(&self) -> impl Future<Output = Read> + '_ {
-        self.read_inner().instrument(self.span.clone())
-    }
-
-    /// Reads the stored value. Counts nothing; warns (rate-limited) on errors.
-    async fn read_inner(&self) -> Read {
+    async fn read(&self) -> Read {
         let Some((cache, target)) = self.parts() else {
             return Read::Bypass(self.bypass);
         };
@@ -242,11 +240,23 @@ impl Call {
         if !health.allow(target.shard_key()) {
             return Read::Bypass(Outcome::BreakerSkipped);
         }
+        let span = self.span.clone();
         let read = match (target, local) {
             (Target::Key(_), _) if self.refresh => return Read::Run(Outcome::Refreshed, 0),
-            _ if self.stale.is_some() => return self.read_stale(cache, target).await,
-            (_, Some(local)) => Box::pin(super::local::read_through(cache, local, target)).await,
-            (Target::Key(key), None) => cache.store().get(key).await.map(|bytes| (bytes, 0)),
+            _ if self.stale.is_some() => {
+                return self.read_stale(cache, target).instrument(span).await;
+            }
+            (_, Some(local)) => {
+                Box::pin(super::local::read_through(cache, local, target))
+                    .instrument(span)
+                    .await
+            }
+            (Target::Key(key), None) => cache
+                .store()
+                .get(key)
+                .instrument(span)
+                .await
+                .map(|bytes| (bytes, 0)),
             // A grouped call reads the generation, and the value of that
             // generation unless it refreshes (the generation is still needed
             // to write).
@@ -258,10 +268,15 @@ impl Call {
                 },
                 None,
             ) => Box::pin(cache.store().get_grouped(gen_key, head, tail))
+                .instrument(span)
                 .await
                 .map(|(generation, bytes)| (bytes, generation)),
         };
-        match health.record(target.shard_key(), read) {
+        let recorded = {
+            let _span = self.span.enter();
+            health.record(target.shard_key(), read)
+        };
+        match recorded {
             Ok((_, generation)) if self.refresh => Read::Run(Outcome::Refreshed, generation),
             Ok((Some(bytes), generation)) => Read::Found(bytes, generation),
             Ok((None, generation)) => Read::Run(Outcome::Miss, generation),
