@@ -52,8 +52,7 @@ impl Store for MemoryStore {
     /// cooperative scheduling: a task looping over hits yields once its
     /// budget is spent, so it cannot starve the other tasks of its worker.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        tokio::task::consume_budget().await;
-        Ok(self.entries.get(key).map(|e| e.held.bytes().to_vec()))
+        Ok(self.held(key).await.map(|held| held.bytes().to_vec()))
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {

@@ -103,19 +103,29 @@ impl RedisStore {
     ) -> Result<T, Error> {
         // What `Cmd::query_async` does, through the connection's own method:
         // the `ConnectionLike` path boxes the future of every command.
-        let result = async {
-            let value = match &self.conn {
+        let reply = async {
+            match &self.conn {
                 Connection::Single(handle) => {
-                    handle.connection().await?.send_packed_command(cmd).await?
+                    handle.connection().await?.send_packed_command(cmd).await
                 }
                 Connection::Sentinel(handle) => {
-                    handle.connection().await?.send_packed_command(cmd).await?
+                    handle.connection().await?.send_packed_command(cmd).await
                 }
-                Connection::Cluster(handle) => handle.current().req_packed_command(cmd).await?,
-            };
-            Ok(redis::from_redis_value(value.extract_error()?)?)
+                Connection::Cluster(handle) => handle.current().req_packed_command(cmd).await,
+            }
         };
-        let result = result.await.map_err(|e: redis::RedisError| self.error(e));
+        self.settle(reply.await)
+    }
+
+    /// A command's reply as `T`, or the error it means; the connection sees
+    /// how the command ended (see [`observe`](Self::observe)).
+    fn settle<T: redis::FromRedisValue>(
+        &self,
+        reply: redis::RedisResult<redis::Value>,
+    ) -> Result<T, Error> {
+        let result = reply
+            .and_then(|value| Ok(redis::from_redis_value(value.extract_error()?)?))
+            .map_err(|e| self.error(e));
         self.observe(&result);
         result
     }
@@ -133,13 +143,7 @@ impl RedisStore {
         use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
         let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
         let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-        let result = async {
-            let value = handle.current().route_command(cmd, route).await?;
-            Ok(redis::from_redis_value(value.extract_error()?)?)
-        };
-        let result = result.await.map_err(|e: redis::RedisError| self.error(e));
-        self.observe(&result);
-        result
+        self.settle(handle.current().route_command(cmd, route).await)
     }
 
     /// The error a failed command means. On a cluster, a redirection or a
