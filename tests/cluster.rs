@@ -316,13 +316,7 @@ fn process(seeds: Vec<String>, probe: Arc<Probe>) -> std::thread::JoinHandle<u64
 async fn a_lease_across_two_caches_runs_the_body_once() {
     let cluster = TestCluster::start();
     let key = leased_key(&Cache::in_memory(), 1).await.unwrap();
-    let lease = support::reference::lease_key(&key);
-    let owner = cluster.primary_for_key(&lease);
-    assert_eq!(
-        owner.port,
-        cluster.primary_for_key(&key).port,
-        "the lease is in its value key's slot"
-    );
+    let owner = cluster.primary_for_key(&key);
     let mut node = cluster.node_client(owner.port).await;
     let probe = Arc::new(Probe {
         runs: AtomicUsize::new(0),
@@ -330,18 +324,22 @@ async fn a_lease_across_two_caches_runs_the_body_once() {
     });
 
     let first = process(cluster.seed_urls(), probe.clone());
-    until("the first cache holds the lease", async || {
-        redis::cmd("EXISTS")
-            .arg(&lease)
-            .query_async::<bool>(&mut node)
-            .await
-            .unwrap()
-    })
+    until(
+        "the first cache holds the key with its placeholder (the lease)",
+        async || {
+            let held: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut node)
+                .await
+                .unwrap();
+            held.is_some_and(|bytes| redis_memo::is_placeholder(&bytes))
+        },
+    )
     .await;
-    let sets_before = sets(&mut node).await;
+    let gets_before = gets(&mut node).await;
     let second = process(cluster.seed_urls(), probe.clone());
-    until("the second cache found the lease taken", async || {
-        sets(&mut node).await > sets_before
+    until("the second cache waits, polling the key", async || {
+        gets(&mut node).await > gets_before + 2
     })
     .await;
 
@@ -349,12 +347,16 @@ async fn a_lease_across_two_caches_runs_the_body_once() {
     assert_eq!(first.join().unwrap(), 100);
     assert_eq!(second.join().unwrap(), 100);
     assert_eq!(probe.runs.load(SeqCst), 1, "one run across both caches");
-    let lease_left: bool = redis::cmd("EXISTS")
-        .arg(&lease)
+    let stored: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(&key)
         .query_async(&mut node)
         .await
         .unwrap();
-    assert!(!lease_left, "the holder released its lease");
+    assert_eq!(
+        stored.as_deref(),
+        Some(&b"100"[..]),
+        "the value replaced the placeholder"
+    );
 }
 #[cached(ttl = 300, key_prefix = "cl:load:", cache = cache, ignore(runs))]
 async fn under_load(cache: &Cache, runs: &AtomicUsize, id: u64) -> Result<u64, String> {
@@ -478,9 +480,9 @@ async fn a_killed_primary_costs_no_call_and_caching_resumes_after_promotion() {
         .expect("every primary of the new topology answers");
 }
 
-/// How many `SET`s the server ran.
-async fn sets(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    command_counts(conn).await.get("set").copied().unwrap_or(0)
+/// How many `GET`s the server ran.
+async fn gets(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    command_counts(conn).await.get("get").copied().unwrap_or(0)
 }
 
 /// One dead primary trips the breaker of its own slots only: the other

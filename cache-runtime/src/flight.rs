@@ -8,6 +8,17 @@
 //! first waiter to notice takes over and the others keep waiting, now for it.
 //! An entry lives only while a body runs or callers wait: the map holds no
 //! state for keys that are not in flight.
+//!
+//! A flight belongs to what its key held when its leader looked: the
+//! placeholder it claimed or found, or the value it will replace (see
+//! `store::placeholder`). A caller joins a flight only if it saw the same: one
+//! that saw something else (the key was invalidated and claimed afresh since
+//! the flight began) starts a new flight, which takes the key's place in the
+//! map, so that no call waits for a body that began before the key last
+//! changed. The flight it replaced runs on for the callers already waiting
+//! for it. An invalidation in this process also takes the flights of its
+//! keys out of the map ([`Flights::detach`]), for the callers whose read
+//! failed and who saw nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +40,8 @@ enum State {
 struct Flight {
     tx: watch::Sender<State>,
     has_leader: bool,
+    /// What the key held when the flight began (`None`: unknown, the read failed).
+    seen: Option<Arc<[u8]>>,
 }
 
 type Running = HashMap<String, Flight>;
@@ -44,25 +57,35 @@ pub(crate) enum Role<'a> {
 }
 
 impl Flights {
-    /// Joins the flight of `key`, leading it if it has no leader.
-    pub(crate) fn join<'a>(&'a self, key: &str) -> Role<'a> {
+    /// Joins the flight of `key` for a caller that saw the key hold `seen`
+    /// (`None`: it could not read it). It waits for a flight that began from
+    /// the same (any flight, when it saw nothing), and leads otherwise: a
+    /// flight that began from something else is from before the key changed,
+    /// and a new one takes its place.
+    pub(crate) fn join<'a>(&'a self, key: &str, seen: Option<&Arc<[u8]>>) -> Role<'a> {
         let mut running = self.lock();
-        match running.get_mut(key) {
-            Some(flight) if flight.has_leader => Role::Waiter(Waiter {
-                flights: self,
-                key: key.to_owned(),
-                rx: flight.tx.subscribe(),
-            }),
-            Some(flight) => Role::Leader(self.claim(flight, key)),
-            None => {
-                let (tx, _) = watch::channel(State::Running);
-                let flight = running.entry(key.to_owned()).or_insert(Flight {
-                    tx,
-                    has_leader: false,
+        if let Some(flight) = running.get_mut(key)
+            && (seen.is_none() || flight.seen.as_ref() == seen)
+        {
+            if flight.has_leader {
+                return Role::Waiter(Waiter {
+                    flights: self,
+                    key: key.to_owned(),
+                    rx: flight.tx.subscribe(),
                 });
-                Role::Leader(self.claim(flight, key))
             }
+            return Role::Leader(self.claim(flight, key));
         }
+        let (tx, _) = watch::channel(State::Running);
+        let flight = Flight {
+            tx,
+            has_leader: false,
+            seen: seen.cloned(),
+        };
+        // Replaces a flight from before the key changed, if any.
+        running.insert(key.to_owned(), flight);
+        let flight = running.get_mut(key).expect("just inserted");
+        Role::Leader(self.claim(flight, key))
     }
 
     fn claim<'a>(&'a self, flight: &mut Flight, key: &str) -> Leader<'a> {
@@ -73,14 +96,22 @@ impl Flights {
             key: key.to_owned(),
             tx: flight.tx.clone(),
             published: false,
+            seen: flight.seen.clone(),
         }
+    }
+
+    /// Takes the flights of the keys `detach` picks out of the map: callers
+    /// that join later start a flight of their own. Those running go on for
+    /// the callers already waiting.
+    pub(crate) fn detach(&self, detach: impl Fn(&str) -> bool) {
+        self.lock().retain(|key, _| !detach(key));
     }
 
     /// Claims the flight of `key` for a run that starts later (a background
     /// refresh), unless the key is already in flight. The claim is taken
     /// over with [`adopt`](Self::adopt); until then callers that miss wait
     /// for it like for any leader.
-    pub(crate) fn try_claim(&self, key: &str) -> bool {
+    pub(crate) fn try_claim(&self, key: &str, seen: Arc<[u8]>) -> bool {
         let mut running = self.lock();
         if running.contains_key(key) {
             return false;
@@ -91,6 +122,7 @@ impl Flights {
             Flight {
                 tx,
                 has_leader: true,
+                seen: Some(seen),
             },
         );
         true
@@ -107,6 +139,7 @@ impl Flights {
             key: key.to_owned(),
             tx: flight.tx.clone(),
             published: false,
+            seen: flight.seen.clone(),
         })
     }
 
@@ -133,9 +166,33 @@ pub(crate) struct Leader<'a> {
     key: String,
     tx: watch::Sender<State>,
     published: bool,
+    seen: Option<Arc<[u8]>>,
 }
 
 impl Leader<'_> {
+    /// What the key held when the flight began: what its value replaces.
+    pub(crate) fn seen(&self) -> Option<&Arc<[u8]>> {
+        self.seen.as_ref()
+    }
+
+    /// The flight now begins from `seen` (a leader that found the key
+    /// changed while it waited for another process's value).
+    pub(crate) fn rebase(&mut self, seen: Arc<[u8]>) {
+        let mut running = self.flights.lock();
+        if let Some(flight) = running.get_mut(&self.key)
+            && flight.tx.same_channel(&self.tx)
+        {
+            flight.seen = Some(seen.clone());
+        }
+        self.seen = Some(seen);
+    }
+
+    /// Whether, dropped now without a value, the flight would pass to a
+    /// waiter, who would run the body from the same key state.
+    pub(crate) fn hands_over(&self) -> bool {
+        !self.published && self.tx.receiver_count() > 0
+    }
+
     /// Hands the encoded value to every waiter. The flight ends when the
     /// leader is dropped, after it stored the value.
     pub(crate) fn publish(&mut self, bytes: Arc<[u8]>) {
@@ -231,7 +288,7 @@ impl<'a> Waiter<'a> {
         if let State::Done(bytes) = &*self.rx.borrow() {
             return Ok(Outcome::Value(bytes.clone()));
         }
-        match flights.join(&self.key) {
+        match flights.join(&self.key, None) {
             Role::Leader(leader) => Ok(Outcome::Lead(leader)),
             Role::Waiter(next) => Err(next),
         }
@@ -245,10 +302,12 @@ mod tests {
     #[test]
     fn a_waiter_that_finds_the_flight_over_takes_the_published_value() {
         let flights = Flights::default();
-        let Role::Leader(first) = flights.join("k") else {
+        let seen: Arc<[u8]> = Arc::from(&b"placeholder"[..]);
+        let Role::Leader(first) = flights.join("k", Some(&seen)) else {
             panic!("the first caller leads");
         };
-        let (Role::Waiter(late), Role::Waiter(other)) = (flights.join("k"), flights.join("k"))
+        let (Role::Waiter(late), Role::Waiter(other)) =
+            (flights.join("k", Some(&seen)), flights.join("k", None))
         else {
             panic!("the next callers wait");
         };
@@ -265,6 +324,66 @@ mod tests {
             Ok(Outcome::Value(bytes)) => assert_eq!(&bytes[..], b"value"),
             _ => panic!("the late waiter must take the value, not run the body again"),
         }
+        assert_eq!(flights.len(), 0);
+    }
+
+    #[test]
+    fn a_caller_that_saw_the_key_change_starts_a_flight_of_its_own() {
+        let flights = Flights::default();
+        let (old, new): (Arc<[u8]>, Arc<[u8]>) = (Arc::from(&b"old"[..]), Arc::from(&b"new"[..]));
+        let Role::Leader(mut first) = flights.join("k", Some(&old)) else {
+            panic!("the first caller leads");
+        };
+        let Role::Waiter(early) = flights.join("k", Some(&old)) else {
+            panic!("a caller that saw the same waits");
+        };
+        let Role::Leader(mut second) = flights.join("k", Some(&new)) else {
+            panic!("a caller that saw the key change leads a flight of its own");
+        };
+        assert_eq!(flights.len(), 1);
+        let Role::Waiter(late) = flights.join("k", Some(&new)) else {
+            panic!("callers that saw the new state wait for the new flight");
+        };
+        second.publish(Arc::from(&b"second"[..]));
+        first.publish(Arc::from(&b"first"[..]));
+        drop(first); // leaves the new flight in place
+        assert_eq!(flights.len(), 1);
+        drop(second);
+        assert_eq!(flights.len(), 0);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            match early.outcome().await {
+                Outcome::Value(bytes) => assert_eq!(&bytes[..], b"first"),
+                Outcome::Lead(_) => panic!("the early waiter gets the first value"),
+            }
+            match late.outcome().await {
+                Outcome::Value(bytes) => assert_eq!(&bytes[..], b"second"),
+                Outcome::Lead(_) => panic!("the late waiter gets the second value"),
+            }
+        });
+    }
+
+    #[test]
+    fn a_detached_flight_is_not_joined() {
+        let flights = Flights::default();
+        let seen: Arc<[u8]> = Arc::from(&b"p"[..]);
+        let Role::Leader(first) = flights.join("a:1", Some(&seen)) else {
+            panic!("leads");
+        };
+        flights.detach(|key| key.starts_with("a:"));
+        assert_eq!(flights.len(), 0);
+        let Role::Leader(second) = flights.join("a:1", None) else {
+            panic!("a caller after the invalidation leads");
+        };
+        drop(first);
+        assert_eq!(
+            flights.len(),
+            1,
+            "the old leader leaves the new flight alone"
+        );
+        drop(second);
         assert_eq!(flights.len(), 0);
     }
 }

@@ -1,31 +1,37 @@
-//! Cross-process stampede control: a short lease in Redis.
+//! Cross-process stampede control (`lease = N`).
 //!
-//! The process that misses first takes `SET <lease key> <token> NX PX <lease>`
-//! and runs the body; the others see the lease taken and poll `GET {key}` until
-//! a value appears or the lease duration has passed, then run the body
-//! themselves. The holder releases the lease with a compare-and-delete script,
-//! so it never deletes a lease that expired and was taken by another process.
+//! A miss claims its key with a placeholder (see `store::placeholder`), so a
+//! process that misses while another runs the body finds that process's
+//! placeholder instead of nothing: with a lease it waits for the value,
+//! polling `GET {key}` (5 to 50 ms apart) until a value replaces the
+//! placeholder, the key goes away (the holder's body failed, or the key was
+//! invalidated: this process then claims it and runs the body), or `lease`
+//! has passed (it runs the body itself, and its value may replace that
+//! placeholder like the holder's would). The placeholder is the lease: a
+//! process that dies mid-body holds the others up for `lease` at most.
 //!
-//! The lease key starts with its value key, so it is under the function's
-//! `key_prefix` (a Redis user limited to `~{key_prefix}*` may take it), and it
-//! is in the value key's Redis Cluster slot (so the poll below is one pipeline
-//! on a cluster too): `{key}:lease` when the key has a hash tag, else
-//! `{key}:lease{t}`, where the tag `t` is chosen to hash to the key's slot
-//! (see `key::slot`).
+//! The background refresh of a stale value keeps the old value readable, so
+//! it cannot hold a placeholder: it takes a separate lease key with `SET
+//! <lease key> <token> NX PX <lease>` and gives it back with a
+//! compare-and-delete, so it never deletes a lease that expired and was taken
+//! by another process. The lease key starts with its value key, so it is under
+//! the function's `key_prefix` (a Redis user limited to `~{key_prefix}*` may
+//! take it), and it is in the value key's Redis Cluster slot: `{key}:lease`
+//! when the key has a hash tag, else `{key}:lease{t}`, where the tag `t` is
+//! chosen to hash to the key's slot (see `key::slot`).
 //!
 //! Nothing here logs: the call path decides what is worth a (rate-limited)
 //! warning.
 
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::key::{same_slot, with_suffix_in_slot};
-use crate::store::RedisStore;
+use crate::key::with_suffix_in_slot;
+use crate::store::{RedisStore, Seen, Store, new_placeholder};
 
-/// The lease this process holds on a key.
-pub(crate) struct Token(String);
+/// The lease this process holds on a key: bytes no other holder writes.
+pub(crate) struct Token(Arc<[u8]>);
 
 pub(crate) enum Acquire {
     /// This process holds the lease.
@@ -33,14 +39,6 @@ pub(crate) enum Acquire {
     /// Another process holds it.
     Busy,
 }
-
-/// Compare-and-delete: delete the lease only if it still holds our token. It
-/// touches only its one key, so it runs on a cluster too.
-static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
-    )
-});
 
 /// First and last wait between two polls of a busy lease.
 const POLL_MIN: Duration = Duration::from_millis(5);
@@ -50,25 +48,16 @@ fn lease_key(key: &str) -> String {
     with_suffix_in_slot(key, ":lease")
 }
 
-fn token() -> Token {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    Token(format!("{}:{nanos:x}:{n}", std::process::id()))
-}
-
 /// Tries to take the lease of `key` for `lease`.
 pub(crate) async fn acquire(
     store: &RedisStore,
     key: &str,
     lease: Duration,
 ) -> Result<Acquire, Error> {
-    let token = token();
+    let token = Token(new_placeholder());
     let mut cmd = redis::cmd("SET");
     cmd.arg(lease_key(key))
-        .arg(&token.0)
+        .arg(&*token.0)
         .arg("NX")
         .arg("PX")
         .arg(lease.as_millis().max(1) as u64);
@@ -80,70 +69,41 @@ pub(crate) async fn acquire(
 
 /// Gives the lease back, if it is still ours. A lease that cannot be released
 /// expires by itself.
-///
-/// Without `+@scripting` (an ACL user), the compare-and-delete is `GET` then
-/// `DEL`: a lease that expires between the two and is taken by another
-/// process in that instant is deleted, which at worst lets one more process
-/// run the body.
 pub(crate) async fn release(store: &RedisStore, key: &str, token: Token) -> Result<(), Error> {
-    let lease = lease_key(key);
-    if store.scripts_allowed() {
-        let mut invocation = RELEASE.prepare_invoke();
-        invocation.key(&lease).arg(&token.0);
-        match store.invoke::<i64>(&invocation).await {
-            Err(err) if store.denies_scripts(&err) => {}
-            result => return result.map(drop),
-        }
-    }
-    let holder: Option<String> = store.query(redis::cmd("GET").arg(&lease)).await?;
-    if holder.as_deref() == Some(token.0.as_str()) {
-        store.query::<i64>(redis::cmd("DEL").arg(&lease)).await?;
-    }
-    Ok(())
+    store.delete_if(&lease_key(key), &token.0).await.map(drop)
 }
 
-/// Polls for the value the process holding the lease is computing, for at
-/// most `lease`: the first stored bytes other than `seen` (what this process
-/// read before, if anything: a value that did not decode). `None` when the
-/// holder finished without storing a value, or the time is up.
-pub(crate) async fn wait_for_value(
+/// How waiting for another process's value ended.
+pub(crate) enum Awaited {
+    /// Its value.
+    Value(Vec<u8>),
+    /// The key went away: its body failed, or the key was invalidated.
+    Gone,
+    /// `lease` passed first; the key holds this placeholder.
+    TimedOut(Arc<[u8]>),
+}
+
+/// Waits up to `lease` for the value of the call that holds `placeholder`
+/// on `key` (another process: this one's callers share its flight).
+pub(crate) async fn await_value(
     store: &RedisStore,
     key: &str,
+    placeholder: Arc<[u8]>,
     lease: Duration,
-    seen: Option<&[u8]>,
-) -> Option<Vec<u8>> {
+) -> Awaited {
     let deadline = Instant::now() + lease;
     let mut pause = POLL_MIN;
+    let mut holder = placeholder;
     while Instant::now() < deadline {
         tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         pause = (pause * 2).min(POLL_MAX);
-        // The value, and whether the lease is still held: the holder may have
-        // finished without a cacheable value (an `Err`), and once the lease
-        // is gone there is nothing to wait for.
-        match poll(store, key).await {
-            Ok((Some(bytes), _)) if Some(bytes.as_slice()) != seen => return Some(bytes),
-            Ok((_, false)) => return None,
-            _ => {}
+        match store.get(key).await.map(Seen::of) {
+            Ok(Seen::Value(bytes)) => return Awaited::Value(bytes),
+            Ok(Seen::Absent) => return Awaited::Gone,
+            // Another process may have taken over the key meanwhile.
+            Ok(Seen::Placeholder(now)) => holder = now,
+            Err(_) => {}
         }
     }
-    None
-}
-
-/// The value of `key` and whether its lease is still held: one pipelined
-/// round trip, the lease key being in the value key's slot. (A key with a `{`
-/// but no hash tag cannot have its lease in its slot: on a cluster that is
-/// two commands, each sent to its key's primary.)
-async fn poll(store: &RedisStore, key: &str) -> Result<(Option<Vec<u8>>, bool), Error> {
-    let lease = lease_key(key);
-    if store.is_cluster() && !same_slot(key, &lease) {
-        let value: Option<Vec<u8>> = store.query(redis::cmd("GET").arg(key)).await?;
-        if value.is_some() {
-            return Ok((value, true));
-        }
-        let held: bool = store.query(redis::cmd("EXISTS").arg(lease)).await?;
-        return Ok((None, held));
-    }
-    let mut pipe = redis::pipe();
-    pipe.cmd("GET").arg(key).cmd("EXISTS").arg(lease);
-    store.query_pipe(&pipe).await
+    Awaited::TimedOut(holder)
 }

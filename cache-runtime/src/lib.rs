@@ -38,11 +38,12 @@ pub mod private;
 
 pub use cache::{
     Cache, CacheBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES, DEFAULT_MEMORY_CAPACITY,
-    DEFAULT_RESPONSE_TIMEOUT, clear_default_cache, default_cache, set_default_cache,
+    DEFAULT_PLACEHOLDER_TTL, DEFAULT_RESPONSE_TIMEOUT, clear_default_cache, default_cache,
+    set_default_cache,
 };
 pub use call::{DEFAULT_TTL, Policy, Ttl, refresh};
 pub use codec::Codec;
 pub use error::{Error, Result};
 pub use health::{FunctionStats, Stats};
 pub use local::DEFAULT_LOCAL_TTL;
-pub use store::KeyTtl;
+pub use store::{KeyTtl, is_placeholder};

@@ -178,6 +178,17 @@ async fn list(conn: &mut Conn, prefix: &str, limit: Option<usize>) -> Result<(),
             .query::<u64>(redis::cmd("STRLEN").arg(key))
             .await
             .map_or_else(|_| "-".to_string(), |n| format!("{n}B"));
+        let pending = conn
+            .query::<Option<Vec<u8>>>(redis::cmd("GETRANGE").arg(key).arg(0).arg(15))
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|head| redis_memo::is_placeholder(&head));
+        let size = if pending {
+            "(being computed)".to_string()
+        } else {
+            size
+        };
         let _ = writeln!(out, "{key}\t{}\t{size}", describe_ttl(ttl));
     }
     let _ = writeln!(out, "{shown} of {total} keys under {prefix:?}");
@@ -191,6 +202,15 @@ async fn show(conn: &mut Conn, key: &str) -> Result<(), String> {
         .map_err(|e| format!("GET failed: {e}"))?;
     let value = value.ok_or_else(|| format!("no such key: {key}"))?;
     let ttl: i64 = conn.query(redis::cmd("PTTL").arg(key)).await.unwrap_or(-2);
+    if redis_memo::is_placeholder(&value) {
+        println!(
+            "key:  {key}\nttl:  {}\na call is running the function for this key (it holds a \
+             placeholder: {})",
+            describe_ttl(ttl),
+            String::from_utf8_lossy(&value[1..])
+        );
+        return Ok(());
+    }
     println!(
         "key:  {key}\nttl:  {}\nsize: {} bytes",
         describe_ttl(ttl),

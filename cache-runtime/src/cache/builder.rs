@@ -13,8 +13,8 @@ use crate::flight::Flights;
 use crate::health::{BreakerConfig, Health};
 use crate::local::{Coherence, DEFAULT_LOCAL_TTL, LocalTier, tracking};
 use crate::store::{
-    Backend, ClusterHandle, Connection, Jitter, Managed, MemoryStore, RedisStore, Standalone,
-    watch_failovers,
+    Backend, ClusterHandle, Connection, Jitter, Managed, MemoryStore, Placeholders, RedisStore,
+    Standalone, watch_failovers,
 };
 
 mod sentinel;
@@ -45,6 +45,13 @@ pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 /// println!("{:?}", redis_memo::DEFAULT_MEMORY_CAPACITY);
 /// ```
 pub const DEFAULT_MEMORY_CAPACITY: u64 = 64 * 1024 * 1024;
+/// Default life of the placeholder a miss writes into its key while the body
+/// runs (see [`CacheBuilder::placeholder_ttl`]).
+///
+/// ```
+/// assert_eq!(redis_memo::DEFAULT_PLACEHOLDER_TTL.as_secs(), 30);
+/// ```
+pub const DEFAULT_PLACEHOLDER_TTL: Duration = Duration::from_secs(30);
 
 /// The options a backend is built with, beyond its connection.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +65,7 @@ struct Options {
     local_bytes: Option<u64>,
     /// `local_ttl`: how long local entries live without tracking.
     local_ttl: Duration,
+    placeholder_ttl: Duration,
 }
 
 impl Default for Options {
@@ -70,6 +78,7 @@ impl Default for Options {
             ttl_jitter: Jitter::default(),
             local_bytes: None,
             local_ttl: DEFAULT_LOCAL_TTL,
+            placeholder_ttl: DEFAULT_PLACEHOLDER_TTL,
         }
     }
 }
@@ -387,6 +396,27 @@ impl CacheBuilder {
     /// ```
     pub fn local_ttl(mut self, ttl: Duration) -> Self {
         self.options.local_ttl = ttl;
+        self
+    }
+
+    /// How long the placeholder a miss writes into its key lives (default
+    /// [`DEFAULT_PLACEHOLDER_TTL`]; at least 3 ms). While the body runs, the
+    /// key holds a placeholder that its value replaces only if nothing
+    /// deleted or rewrote the key meanwhile (so an invalidation during the
+    /// body wins); a body that runs longer renews it every third of this
+    /// time. It bounds how long a placeholder outlives a process that died
+    /// mid-body. Other calls never wait on a placeholder without `lease`:
+    /// they run the body and their value replaces it just the same; with
+    /// `lease` they wait for the lease, then do the same.
+    ///
+    /// ```
+    /// let cache = redis_memo::Cache::builder()
+    ///     .placeholder_ttl(std::time::Duration::from_secs(10))
+    ///     .build_in_memory();
+    /// # let _ = cache;
+    /// ```
+    pub fn placeholder_ttl(mut self, ttl: Duration) -> Self {
+        self.options.placeholder_ttl = ttl.max(Duration::from_millis(3));
         self
     }
 
@@ -799,6 +829,8 @@ fn assemble_with(
             format: options.format,
             max_value_bytes: options.max_value_bytes,
             ttl_jitter: options.ttl_jitter,
+            placeholder_ttl: options.placeholder_ttl,
+            placeholders: Placeholders::new(),
             local,
             _tracker: tracker,
         }),

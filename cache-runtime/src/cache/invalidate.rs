@@ -1,11 +1,10 @@
 //! Dropping entries: by prefix, by group, every key, or named keys.
 
-use super::Cache;
+use super::{Cache, Write};
 use crate::Error;
-use crate::health::{Counter, Family};
+use crate::health::Family;
 use crate::key::{generation_key, is_generation_key};
-use crate::local::broadcast::Change;
-use crate::store::{KeyFilter, Store, every_key};
+use crate::store::KeyFilter;
 
 impl Cache {
     /// Deletes every key that starts with `prefix` and returns how many it deleted.
@@ -34,14 +33,8 @@ impl Cache {
             return Err(Error::EmptyPrefix);
         }
         let not_generation = |key: &str| !is_generation_key(key);
-        let deleted = self.store().delete_prefix(prefix, &not_generation).await;
-        if let Some(local) = self.local() {
-            local.invalidate_prefix(prefix);
-            self.announce(Change::Prefix(prefix)).await;
-        }
-        let deleted = deleted?;
-        self.count_invalidations(&Family::of_key(prefix), deleted);
-        Ok(deleted)
+        self.delete_prefix_counted(prefix, &not_generation, &Family::of_key(prefix))
+            .await
     }
 
     /// Deletes every key of the database, cache entries or not, and returns
@@ -60,14 +53,10 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn invalidate_all_keys(&self) -> Result<u64, Error> {
-        let deleted = self.store().delete_prefix("", &every_key).await;
-        if let Some(local) = self.local() {
-            local.clear();
-            self.announce(Change::All).await;
-        }
-        let deleted = deleted?;
-        self.count_invalidations(&Family::of_key(""), deleted);
-        Ok(deleted)
+        let written = self
+            .write(Write::DeleteAll, Some(&Family::of_key("")))
+            .await?;
+        Ok(written.number())
     }
 
     /// Drops every entry of the functions declared with
@@ -87,18 +76,9 @@ impl Cache {
     /// ```
     pub async fn invalidate_group(&self, prefix: &str) -> Result<u64, Error> {
         let gen_key = generation_key(prefix);
-        let generation = self.store().bump_generation(&gen_key).await;
-        if let Some(local) = self.local() {
-            // Read-your-own-writes: the next call uses the new generation.
-            match &generation {
-                Ok(generation) => local.wrote(&gen_key, generation.to_string().as_bytes(), None),
-                Err(_) => local.invalidate(&gen_key),
-            }
-            self.announce(Change::Key(&gen_key)).await;
-        }
-        let generation = generation?;
-        self.count_invalidations(&Family::of_key(prefix), 1);
-        Ok(generation)
+        let family = Family::of_key(prefix);
+        let written = self.write(Write::BumpGeneration(&gen_key), Some(&family));
+        Ok(written.await?.number())
     }
 
     /// Deletes the given keys and returns how many existed.
@@ -134,14 +114,8 @@ impl Cache {
         filter: &KeyFilter<'_>,
         family: &Family<'_>,
     ) -> Result<u64, Error> {
-        let deleted = self.store().delete_prefix(prefix, filter).await;
-        if let Some(local) = self.local() {
-            local.invalidate_prefix(prefix);
-            self.announce(Change::Prefix(prefix)).await;
-        }
-        let deleted = deleted?;
-        self.count_invalidations(family, deleted);
-        Ok(deleted)
+        let write = Write::DeletePrefix { prefix, filter };
+        Ok(self.write(write, Some(family)).await?.number())
     }
 
     /// Deletes `keys`, counting the deleted ones as invalidations of `family`.
@@ -150,21 +124,9 @@ impl Cache {
         keys: &[&str],
         family: &Family<'_>,
     ) -> Result<u64, Error> {
-        let deleted = self.store().delete(keys).await;
-        if let Some(local) = self.local() {
-            for key in keys {
-                local.invalidate(key);
-                self.announce(Change::Key(key)).await;
-            }
-        }
-        let deleted = deleted?;
-        self.count_invalidations(family, deleted);
-        Ok(deleted)
-    }
-
-    fn count_invalidations(&self, family: &Family<'_>, n: u64) {
-        if n > 0 {
-            self.health().count(family, Counter::Invalidations, n);
-        }
+        Ok(self
+            .write(Write::Delete(keys), Some(family))
+            .await?
+            .number())
     }
 }

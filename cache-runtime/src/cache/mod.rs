@@ -5,22 +5,24 @@
 mod builder;
 mod default;
 mod invalidate;
+mod write;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use builder::{
     CacheBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES, DEFAULT_MEMORY_CAPACITY,
-    DEFAULT_RESPONSE_TIMEOUT,
+    DEFAULT_PLACEHOLDER_TTL, DEFAULT_RESPONSE_TIMEOUT,
 };
 pub use default::{clear_default_cache, default_cache, set_default_cache};
+pub(crate) use write::{Write, Written};
 
 use crate::codec::Format;
 use crate::flight::Flights;
 use crate::health::{Health, Stats};
 use crate::local::broadcast::{CHANNEL, Change};
 use crate::local::{Coherence, LocalTier, tracking::Tracker};
-use crate::store::{Backend, Jitter, KeyTtl, Store};
+use crate::store::{Backend, Jitter, KeyTtl, Placeholders, Store, is_placeholder};
 use crate::{Error, log};
 
 /// A handle to one cache: Redis, or the embedded in-memory store.
@@ -61,6 +63,8 @@ struct Inner {
     format: Format,
     max_value_bytes: Option<usize>,
     ttl_jitter: Jitter,
+    placeholder_ttl: Duration,
+    placeholders: Placeholders,
     /// The local tier, when `local_cache` is set (Redis backends only).
     local: Option<Arc<LocalTier>>,
     /// Keeps the local tier's tracking connection open.
@@ -348,7 +352,9 @@ impl Cache {
     }
 
     /// The raw stored bytes of `key`, if any: what a cached function stored
-    /// (the JSON its return value encodes to). Not counted in [`stats`](Self::stats).
+    /// (the JSON its return value encodes to). `None` too while the key holds
+    /// the placeholder of a call running its body (see
+    /// [`CacheBuilder::placeholder_ttl`]). Not counted in [`stats`](Self::stats).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
@@ -357,11 +363,20 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.inner.store.get(key).await
+        Ok(self
+            .inner
+            .store
+            .get(key)
+            .await?
+            .filter(|bytes| !is_placeholder(bytes)))
     }
 
-    /// Stores raw bytes under `key`; `ttl = None` means no expiry. Not counted
-    /// in [`stats`](Self::stats); [`set`](Self::set) stores a typed value.
+    /// Stores raw bytes under `key`; `ttl = None` means no expiry. Like
+    /// [`set`](Self::set) (which stores a typed value), it wins over any body
+    /// running for the key, whose value is then not stored, and fails with
+    /// [`Error::ValueTooLarge`] above
+    /// [`max_value_bytes`](CacheBuilder::max_value_bytes). Not counted in
+    /// [`stats`](Self::stats).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
@@ -376,12 +391,13 @@ impl Cache {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), Error> {
-        let written = self.inner.store.set(key, value, ttl).await;
-        if let Some(local) = self.local() {
-            local.invalidate(key);
-            self.announce(Change::Key(key)).await;
-        }
-        written
+        let write = Write::Put {
+            key,
+            bytes: value,
+            ttl,
+            local: false,
+        };
+        self.write(write, None).await.map(drop)
     }
 
     /// How long `key` has left to live.
@@ -465,5 +481,15 @@ impl Cache {
     /// How stored TTLs are spread unless a function says otherwise.
     pub(crate) fn ttl_jitter(&self) -> Jitter {
         self.inner.ttl_jitter
+    }
+
+    /// How long a miss's placeholder lives (see [`CacheBuilder::placeholder_ttl`]).
+    pub(crate) fn placeholder_ttl(&self) -> Duration {
+        self.inner.placeholder_ttl
+    }
+
+    /// The placeholders this cache claims keys with.
+    pub(crate) fn placeholders(&self) -> &Placeholders {
+        &self.inner.placeholders
     }
 }

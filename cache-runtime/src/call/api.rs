@@ -7,9 +7,9 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::run::{Call, Shape, run, stale};
 use super::spec::Policy;
+use crate::cache::Write;
 use crate::health::{Counter, Family, Warning, warn_limited};
-use crate::local::broadcast::Change;
-use crate::store::Store;
+use crate::store::{Seen, Store};
 use crate::{Cache, Error};
 
 impl Cache {
@@ -168,7 +168,8 @@ impl Cache {
     }
 
     /// The value stored under `key`, decoded with the cache's codec.
-    /// `Ok(None)` when there is none, and when what is stored does not decode
+    /// `Ok(None)` when there is none (or the key holds the placeholder of a
+    /// call running its body), and when what is stored does not decode
     /// into `T` (counted as corrupt, with a rate-limited warning naming the
     /// key); `Err` when the cache cannot be read.
     ///
@@ -184,9 +185,9 @@ impl Cache {
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         let family = Family::of_key(key);
         let health = self.health();
-        let bytes = match self.store().get(key).await {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => {
+        let bytes = match self.store().get(key).await.map(Seen::of) {
+            Ok(Seen::Value(bytes)) => bytes,
+            Ok(Seen::Absent | Seen::Placeholder(_)) => {
                 health.count(&family, Counter::Misses, 1);
                 return Ok(None);
             }
@@ -216,7 +217,9 @@ impl Cache {
 
     /// Stores `value` under `key` for `policy` (a TTL in seconds or a
     /// `Duration`, `0` for no expiry, or a [`Policy`]), encoded as
-    /// `get_or_set` would. Fails with [`Error::ValueTooLarge`] above
+    /// `get_or_set` would. It wins over a body running for the key (a miss
+    /// of `get_or_set` or of a `#[cached]` function), whose value is then not
+    /// stored. Fails with [`Error::ValueTooLarge`] above
     /// [`max_value_bytes`](crate::CacheBuilder::max_value_bytes), and when the
     /// cache cannot be written.
     ///
@@ -248,36 +251,12 @@ impl Cache {
         policy: &Policy,
         family: &Family<'_>,
     ) -> Result<(), Error> {
-        if let Some(limit) = self.max_value_bytes()
-            && bytes.len() > limit
-        {
-            return Err(Error::ValueTooLarge {
-                size: bytes.len(),
-                limit,
-            });
-        }
-        let ttl = policy.stored_ttl(self);
-        let written = self.store().set(key, bytes, ttl).await;
-        if let Some(local) = self.local() {
-            // Read-your-own-writes: the entry is this value once the write returns.
-            match &written {
-                Ok(()) if policy.uses_local() && policy.stale_window().is_none() => {
-                    local.wrote(key, bytes, ttl)
-                }
-                _ => local.invalidate(key),
-            }
-            self.announce(Change::Key(key)).await;
-        }
-        let counter = match &written {
-            Ok(()) => Counter::Stores,
-            Err(err) => {
-                if err.misconfiguration().is_some() {
-                    self.health().count(family, Counter::Misconfigured, 1);
-                }
-                Counter::WriteErrors
-            }
+        let write = Write::Put {
+            key,
+            bytes,
+            ttl: policy.stored_ttl(self),
+            local: policy.uses_local() && policy.stale_window().is_none(),
         };
-        self.health().count(family, counter, 1);
-        written
+        self.write(write, Some(family)).await.map(drop)
     }
 }

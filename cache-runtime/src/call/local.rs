@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::spec::Target;
 use crate::local::LocalTier;
-use crate::store::{Held, Store};
+use crate::store::{Held, Store, is_placeholder};
 use crate::{Cache, Error};
 
 /// The local copy of the call's value, and the generation it belongs to.
@@ -53,7 +53,9 @@ pub(crate) async fn read_through(
     };
     let fill = local.begin(&key);
     let read = cache.store().get(&key).await;
-    if let Ok(Some(bytes)) = &read {
+    if let Ok(Some(bytes)) = &read
+        && !is_placeholder(bytes)
+    {
         fill.finish(bytes);
     }
     read.map(|bytes| (bytes, generation))

@@ -1,27 +1,41 @@
 //! The get-or-run path of one call.
 //!
 //! ```text
-//! local tier (opt-in) ── hit, decodes ───────────────────► value (no I/O)
+//! local tier (opt-in) ── hit, decodes ───────────────────────► value (no I/O)
 //!    │ no local entry (the read below fills it)
 //!    ▼
-//! read ── hit, decodes ──────────────────────────────────► value
-//!    │ nothing / does not decode / cache error (counted, warned)
+//! read: GET ── a value that decodes ─────────────────────────► value
+//!    │ nothing: claim the key, SET key <placeholder> NX PX ── taken meanwhile:
+//!    │                                      a value ─────────► value
+//!    │ a placeholder: another call runs the body (in this process or another)
+//!    │ a value that does not decode, or one `refresh` replaces
+//!    │ the read failed (counted, warned): run, store nothing
 //!    ▼
-//! join: single-flight in this process ── waiter ─────────► the leader's value
+//! join: single-flight in this process, among the callers that saw the key
+//!       hold the same ─────────────────────────── waiter ────► the leader's value
 //!    │ leader
 //!    ▼
-//!       lease across processes (opt-in) ── busy: poll ───► that process's value
-//!    │ acquired, or not configured, or waited too long
+//!       with `lease`, another process's placeholder: wait ─► that process's value
+//!    │ our placeholder, or the wait ended without a value
 //!    ▼
-//! run the body ── cacheable? ── store: SET key value EX ttl ► value
+//! run the body (renewing the placeholder) ── cacheable? ── store it, only if
+//!       the key still holds what the read saw ──────────────► value
 //! ```
 //!
+//! The value replaces what the key held when the call looked (its placeholder,
+//! another process's, or the undecodable value) with a compare-and-set, so an
+//! invalidation, a `set` or another client's `DEL` during the body wins: the
+//! caller gets its value, the store is refused (`fills_refused`). Callers join
+//! only a flight that began from what they saw themselves, so none receives
+//! the value of a body that began before the key last changed.
+//!
 //! Only [`run`] depends on the value's type: it decodes, runs the body and
-//! encodes. Everything else (reads, writes, single-flight, leases, counters,
-//! warnings) is in [`Call`]'s methods, compiled once for every cached
-//! function, so that each one adds little to a build.
+//! encodes. Everything else (reads, claims, writes, single-flight, leases,
+//! counters, warnings) is in [`Call`]'s methods, compiled once for every
+//! cached function, so that each one adds little to a build.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,13 +46,13 @@ use tracing::{Instrument, Span};
 use super::refresh::take_refresh;
 use super::reuse::{self, Reuse};
 use super::spec::{Jitter, Policy, Spec, Target};
+use crate::cache::{Write, Written};
 use crate::codec::Format;
 use crate::flight::{Leader, Outcome as FlightOutcome, Role};
-use crate::health::{CallStart, Counter, Family, Outcome, Warning, warn_limited};
+use crate::health::{CallStart, Counter, Family, Outcome, Warning, info_limited, warn_limited};
 use crate::key::{FnName, KeyBuilder};
 use crate::local::LocalTier;
-use crate::local::broadcast::Change;
-use crate::store::{Held, Store};
+use crate::store::{Claim, Held, Seen, Store, is_placeholder};
 use crate::{Cache, Error, lease, log};
 
 /// Stale-while-revalidate: serving a value past its TTL while one background
@@ -92,8 +106,13 @@ enum Read {
     Found(Vec<u8>, u64),
     /// Stored bytes past their TTL, within the `stale` window.
     Stale(Vec<u8>, u64),
-    /// Run the body and store its value (under that generation).
-    Run(Outcome, u64),
+    /// Run the body and store its value (under that generation) over what
+    /// the key held, `seen` (`None`: unknown, the read failed: store nothing).
+    Run {
+        outcome: Outcome,
+        generation: u64,
+        seen: Option<Seen>,
+    },
     /// Run the body without the cache.
     Bypass(Outcome),
 }
@@ -106,10 +125,21 @@ enum Join<'a> {
     Lead(Lead<'a>),
 }
 
-/// The caller that runs the body: its flight, and its lease if it holds one.
+/// The caller that runs the body: its flight, and the lease key it holds
+/// (a stale value's background refresh, with `lease`).
 struct Lead<'a> {
     flight: Leader<'a>,
     lease: Option<lease::Token>,
+}
+
+/// How claiming the key of a call that read nothing went.
+enum Claimed {
+    /// The key holds this placeholder, this call's or another's.
+    Placeholder(Arc<[u8]>),
+    /// A value appeared in between.
+    Value(Vec<u8>),
+    /// The claim failed: run the body, store nothing.
+    Failed,
 }
 
 impl Call {
@@ -184,6 +214,7 @@ impl Call {
             "redis_memo::call",
             function = %self.family(),
             outcome = tracing::field::Empty,
+            fill = tracing::field::Empty,
         );
         self
     }
@@ -229,7 +260,12 @@ impl Call {
             // In this process: no bytes to copy, maybe nothing to decode.
             return match memory.held(key).await {
                 Some(held) => Read::Held(held, 0, Outcome::Hit),
-                None => Read::Run(Outcome::Miss, 0),
+                // Nothing, or a placeholder: the claim tells which.
+                None => Read::Run {
+                    outcome: Outcome::Miss,
+                    generation: 0,
+                    seen: Some(Seen::Absent),
+                },
             };
         }
         // The GET below is not boxed: its future is large (redis-rs's alone
@@ -242,10 +278,16 @@ impl Call {
         }
         let span = self.span.clone();
         let read = match (target, local) {
-            (Target::Key(_), _) if self.refresh => return Read::Run(Outcome::Refreshed, 0),
             _ if self.stale.is_some() => {
                 return self.read_stale(cache, target).instrument(span).await;
             }
+            // A refresh reads what its value replaces, and fills no tier.
+            (Target::Key(key), _) if self.refresh => cache
+                .store()
+                .get(key)
+                .instrument(span)
+                .await
+                .map(|bytes| (bytes, 0)),
             (_, Some(local)) => {
                 Box::pin(super::local::read_through(cache, local, target))
                     .instrument(span)
@@ -257,9 +299,6 @@ impl Call {
                 .instrument(span)
                 .await
                 .map(|bytes| (bytes, 0)),
-            // A grouped call reads the generation, and the value of that
-            // generation unless it refreshes (the generation is still needed
-            // to write).
             (
                 Target::Grouped {
                     gen_key,
@@ -277,15 +316,60 @@ impl Call {
             health.record(target.shard_key(), read)
         };
         match recorded {
-            Ok((_, generation)) if self.refresh => Read::Run(Outcome::Refreshed, generation),
-            Ok((Some(bytes), generation)) => Read::Found(bytes, generation),
-            Ok((None, generation)) => Read::Run(Outcome::Miss, generation),
+            Ok((bytes, generation)) => self.found(Seen::of(bytes), generation),
+            Err(err) if is_wrong_type(&err) => Box::pin(self.wrong_type(cache, target)).await,
             Err(err) => {
                 self.failed(Warning::ReadFailed, &err);
                 match target {
-                    Target::Key(_) => Read::Run(Outcome::Error, 0),
+                    Target::Key(_) => Read::Run {
+                        outcome: Outcome::Error,
+                        generation: 0,
+                        seen: None,
+                    },
                     // No generation to write under.
                     Target::Grouped { .. } => Read::Bypass(Outcome::Error),
+                }
+            }
+        }
+    }
+
+    /// What a read that found `seen` under `generation` leads to.
+    fn found(&self, seen: Seen, generation: u64) -> Read {
+        let outcome = if self.refresh {
+            Outcome::Refreshed
+        } else {
+            Outcome::Miss
+        };
+        match seen {
+            Seen::Value(bytes) if !self.refresh => Read::Found(bytes, generation),
+            seen => Read::Run {
+                outcome,
+                generation,
+                seen: Some(seen),
+            },
+        }
+    }
+
+    /// The key is of another Redis type (a hash, a list, ...): not a value
+    /// any codec wrote. It is reported like a value that does not decode and
+    /// deleted, so that the body's value can take its place.
+    async fn wrong_type(&self, cache: &Cache, target: &Target) -> Read {
+        let Target::Key(key) = target else {
+            return Read::Bypass(Outcome::Error);
+        };
+        self.corrupt(0, &Error::Decode("the key holds another Redis type".into()));
+        match cache.write(Write::Delete(&[key]), None).await {
+            Ok(_) => Read::Run {
+                outcome: Outcome::Corrupt,
+                generation: 0,
+                seen: Some(Seen::Absent),
+            },
+            Err(err) => {
+                self.failed(Warning::ReadFailed, &err);
+                Read::Run {
+                    outcome: Outcome::Corrupt,
+                    generation: 0,
+                    seen: None,
                 }
             }
         }
@@ -296,13 +380,16 @@ impl Call {
         cache.local().filter(|_| self.local)
     }
 
-    /// Warns, rate-limited, about a cache operation that failed.
+    /// Warns, rate-limited, about a cache operation that failed (and counts
+    /// a read that failed for misconfiguration; writes count themselves).
     fn failed(&self, kind: Warning, err: &Error) {
         let Some(cache) = &self.cache else { return };
         if let Some(advice) = err.misconfiguration() {
-            cache
-                .health()
-                .count(&self.family(), Counter::Misconfigured, 1);
+            if kind != Warning::WriteFailed {
+                cache
+                    .health()
+                    .count(&self.family(), Counter::Misconfigured, 1);
+            }
             let _span = self.span.enter();
             warn_limited!(
                 cache.health().warnings(),
@@ -343,13 +430,44 @@ impl Call {
         );
     }
 
-    /// Joins the callers of `key` in this process, and with `lease` the
-    /// processes sharing the cache: one runs the body, the others get its value.
+    /// Makes the key of a call that read nothing hold a placeholder, so
+    /// that Redis can tell whether the key changes while the body runs.
+    async fn claim(&self, cache: &Cache, key: &str) -> Claimed {
+        // The key may go away between a lost claim and the read after it:
+        // try again, a few times.
+        // The invalidation Redis sends back for the placeholder is this
+        // process's own, not a change to keep the value from the tier for.
+        let _echo = self.local_tier(cache).map(|tier| tier.begin_write(key));
+        for _ in 0..3 {
+            let placeholder = cache.placeholders().next();
+            let claim = cache
+                .store()
+                .claim(key, &placeholder, cache.placeholder_ttl())
+                .await;
+            match cache.health().record(key, claim) {
+                Ok(Claim::Won) => return Claimed::Placeholder(placeholder),
+                Ok(Claim::Lost(Seen::Placeholder(theirs))) => return Claimed::Placeholder(theirs),
+                Ok(Claim::Lost(Seen::Value(bytes))) => return Claimed::Value(bytes),
+                Ok(Claim::Lost(Seen::Absent)) => {}
+                Err(err) => {
+                    cache.count_write(Some(&self.family()), Err(&err));
+                    self.failed(Warning::WriteFailed, &err);
+                    return Claimed::Failed;
+                }
+            }
+        }
+        Claimed::Failed
+    }
+
+    /// Joins the callers of `key` in this process that saw it hold `seen`:
+    /// one runs the body, the others get its value. With `lease`, a leader
+    /// that found another process's placeholder first waits for that
+    /// process's value.
     fn join<'a>(
         &'a self,
         cache: &'a Cache,
         key: &'a str,
-        seen: Option<&'a [u8]>,
+        seen: Option<Arc<[u8]>>,
     ) -> impl Future<Output = Join<'a>> + 'a {
         self.join_inner(cache, key, seen)
             .instrument(self.span.clone())
@@ -359,53 +477,87 @@ impl Call {
         &'a self,
         cache: &'a Cache,
         key: &str,
-        seen: Option<&[u8]>,
+        seen: Option<Arc<[u8]>>,
     ) -> Join<'a> {
-        let mut flight = match cache.flights().join(key) {
+        let mut flight = match cache.flights().join(key, seen.as_ref()) {
             Role::Leader(leader) => leader,
             Role::Waiter(waiter) => match waiter.outcome().await {
                 FlightOutcome::Lead(leader) => leader,
                 FlightOutcome::Value(bytes) => return Join::Shared(bytes),
             },
         };
-        let mut held = None;
-        if let (Some(duration), Some(store)) = (self.lease, cache.store().redis()) {
-            match lease::acquire(store, key, duration).await {
-                Ok(lease::Acquire::Held(token)) => held = Some(token),
-                Ok(lease::Acquire::Busy) => {
-                    if let Some(bytes) = lease::wait_for_value(store, key, duration, seen).await {
-                        let bytes: Arc<[u8]> = bytes.into();
-                        flight.publish(bytes.clone());
-                        return Join::Shared(bytes);
-                    }
-                    let _span = self.span.enter();
-                    warn_limited!(
-                        cache.health().warnings(),
-                        Warning::Lease,
-                        key,
-                        "redis-memo: no value from the process holding the lease in time; running the function"
-                    );
+        let (Some(duration), Some(store)) = (self.lease, cache.store().redis()) else {
+            return Join::Lead(Lead {
+                flight,
+                lease: None,
+            });
+        };
+        let Some(theirs) = flight
+            .seen()
+            .filter(|seen| is_placeholder(seen) && !cache.placeholders().is_own(seen))
+            .cloned()
+        else {
+            return Join::Lead(Lead {
+                flight,
+                lease: None,
+            });
+        };
+        match lease::await_value(store, key, theirs, duration).await {
+            lease::Awaited::Value(bytes) => {
+                let bytes: Arc<[u8]> = bytes.into();
+                flight.publish(bytes.clone());
+                return Join::Shared(bytes);
+            }
+            // Its body failed, or the key was invalidated: claim it afresh.
+            lease::Awaited::Gone => match self.claim(cache, key).await {
+                Claimed::Placeholder(placeholder) => flight.rebase(placeholder),
+                Claimed::Value(bytes) => {
+                    let bytes: Arc<[u8]> = bytes.into();
+                    flight.publish(bytes.clone());
+                    return Join::Shared(bytes);
                 }
-                Err(err) => {
-                    let _span = self.span.enter();
-                    warn_limited!(
-                        cache.health().warnings(),
-                        Warning::Lease,
-                        key,
-                        error = %err,
-                        "redis-memo: cannot take the lease; running without it"
-                    );
-                }
+                Claimed::Failed => {}
+            },
+            lease::Awaited::TimedOut(placeholder) => {
+                flight.rebase(placeholder);
+                let _span = self.span.enter();
+                warn_limited!(
+                    cache.health().warnings(),
+                    Warning::Lease,
+                    key,
+                    "redis-memo: no value from the process holding the lease in time; running the \
+                     function (its value may replace that process's placeholder)"
+                );
             }
         }
         Join::Lead(Lead {
             flight,
-            lease: held,
+            lease: None,
         })
     }
 
+    /// Runs the leader's body, renewing the placeholder it holds the key with
+    /// (if any) every third of `placeholder_ttl`, so that a body of any length
+    /// keeps its key claimed.
+    async fn run_body<R, B, Fut>(&self, cache: &Cache, key: &str, lead: &Lead<'_>, body: B) -> R
+    where
+        B: FnOnce() -> Fut,
+        Fut: Future<Output = R>,
+    {
+        let body = self.body(body);
+        let Some(placeholder) = lead.flight.seen().filter(|seen| is_placeholder(seen)) else {
+            return body.await;
+        };
+        tokio::select! {
+            biased;
+            value = body => value,
+            never = renew_forever(cache, key, placeholder) => match never {},
+        }
+    }
+
     /// Stores what the leader's body gave (`None`: nothing cacheable, such as
-    /// an `Err`), hands it to the waiters, releases the lease and ends the flight.
+    /// an `Err`) over what the key held when the flight began, hands it to
+    /// the waiters, releases the lease and ends the flight.
     fn store<'a>(
         &'a self,
         cache: &'a Cache,
@@ -425,11 +577,14 @@ impl Call {
         encoded: Option<Result<Vec<u8>, Error>>,
     ) {
         let Lead { mut flight, lease } = lead;
+        let mut stored = false;
         match encoded {
             Some(Ok(bytes)) => {
                 let bytes: Arc<[u8]> = bytes.into();
                 flight.publish(bytes.clone());
-                self.write(cache, key, &bytes).await;
+                if let Some(seen) = flight.seen() {
+                    stored = self.fill(cache, key, seen, &bytes).await;
+                }
             }
             // The same type fails the same way on every call: one warning
             // per function.
@@ -445,6 +600,18 @@ impl Call {
             Some(Err(_)) => {}
             None => {}
         }
+        // A placeholder of this cache that nothing replaced (the body failed,
+        // or its value was not stored) would keep processes with a lease
+        // waiting: take it back, unless a waiter takes the flight over (and
+        // runs the body against it).
+        if let Some(seen) = flight.seen()
+            && !stored
+            && !flight.hands_over()
+            && cache.placeholders().is_own(seen)
+            && let Err(err) = cache.store().delete_if(key, seen).await
+        {
+            log::debug!(key, error = %err, "redis-memo: placeholder not removed; it expires by itself");
+        }
         if let (Some(token), Some(store)) = (lease, cache.store().redis())
             && let Err(err) = lease::release(store, key, token).await
         {
@@ -453,42 +620,56 @@ impl Call {
         drop(flight); // ends the flight, after the write
     }
 
-    /// Writes encoded bytes under `key`, within the size limit; counts the
-    /// store, or the failure (logged, never returned).
-    async fn write(&self, cache: &Cache, key: &str, bytes: &[u8]) {
-        if let Some(limit) = cache.max_value_bytes()
-            && bytes.len() > limit
-        {
-            let _span = self.span.enter();
-            warn_limited!(
-                cache.health().warnings(),
-                Warning::NotStored,
-                key,
-                size = bytes.len(),
-                limit,
-                "redis-memo: value larger than max_value_bytes; returned but not cached"
-            );
-            return;
-        }
+    /// Stores the body's encoded value over `seen`, what the key held when
+    /// the call looked; whether it did. Counted and logged, never returned.
+    async fn fill(&self, cache: &Cache, key: &str, seen: &[u8], bytes: &[u8]) -> bool {
         let jitter = self.jitter.unwrap_or(cache.ttl_jitter());
         let window = self.stale.unwrap_or_default();
         let ttl = self.ttl.map(|ttl| jitter.apply(ttl).saturating_add(window));
-        let written = cache.store().set(key, bytes, ttl).await;
-        if let Some(local) = cache.local() {
-            // Read-your-own-writes: the entry is this value once the write returns.
-            match &written {
-                Ok(()) if self.local => local.wrote(key, bytes, ttl),
-                _ => local.invalidate(key),
+        let write = Write::Fill {
+            key,
+            seen,
+            bytes,
+            ttl,
+            local: self.local,
+        };
+        match cache.write(write, Some(&self.family())).await {
+            Ok(Written::Refused) => {
+                self.span.record("fill", "refused");
+                let _span = self.span.enter();
+                info_limited!(
+                    cache.health().warnings(),
+                    Warning::FillRefused,
+                    key,
+                    "redis-memo: a value was returned but not stored, because its key was \
+                     invalidated or rewritten while the function ran (an invalidation wins over \
+                     a body that began before it; stats().fills_refused counts these). Expected \
+                     now and then; if it is frequent, the function's data changes faster than \
+                     the function runs"
+                );
+                false
             }
-            cache.announce(Change::Key(key)).await;
-        }
-        match cache.health().record(key, written) {
-            Ok(()) => cache.health().count(&self.family(), Counter::Stores, 1),
+            Ok(_) => {
+                self.span.record("fill", "stored");
+                true
+            }
+            Err(Error::ValueTooLarge { size, limit }) => {
+                self.span.record("fill", "too_large");
+                let _span = self.span.enter();
+                warn_limited!(
+                    cache.health().warnings(),
+                    Warning::NotStored,
+                    key,
+                    size,
+                    limit,
+                    "redis-memo: value larger than max_value_bytes; returned but not cached"
+                );
+                false
+            }
             Err(err) => {
-                cache
-                    .health()
-                    .count(&self.family(), Counter::WriteErrors, 1);
+                self.span.record("fill", "failed");
                 self.failed(Warning::WriteFailed, &err);
+                false
             }
         }
     }
@@ -514,6 +695,25 @@ impl Call {
     {
         Box::pin(body()).instrument(self.span.clone())
     }
+}
+
+/// Renews the placeholder `key` holds every third of `placeholder_ttl`,
+/// until dropped (when the body is done).
+async fn renew_forever(cache: &Cache, key: &str, placeholder: &[u8]) -> Infallible {
+    let ttl = cache.placeholder_ttl();
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + ttl / 3, ttl / 3);
+    loop {
+        every.tick().await;
+        if let Err(err) = cache.store().renew(key, placeholder, ttl).await {
+            log::debug!(key, error = %err, "redis-memo: placeholder not renewed");
+        }
+    }
+}
+
+/// Whether a command failed because its key is of another Redis type.
+fn is_wrong_type(err: &Error) -> bool {
+    err.redis_error()
+        .is_some_and(|err| err.code() == Some("WRONGTYPE"))
 }
 
 /// How a call's return value `R` relates to the cached value `T`.
@@ -620,21 +820,25 @@ where
             Ok(value) => return (outcome, (shape.from_cached)(value)),
             Err(err) => {
                 call.corrupt(generation, &err);
-                (Outcome::Corrupt, generation, Some(held.bytes().to_vec()))
+                let seen = Seen::Value(held.bytes().to_vec());
+                (Outcome::Corrupt, generation, Some(seen))
             }
         },
         Read::Found(bytes, generation) => match format.decode::<T>(&bytes) {
             Ok(value) => return (Outcome::Hit, (shape.from_cached)(value)),
             Err(err) => {
                 call.corrupt(generation, &err);
-                (Outcome::Corrupt, generation, Some(bytes))
+                (Outcome::Corrupt, generation, Some(Seen::Value(bytes)))
             }
         },
         // A caller that cannot refresh in the background (`get_or_set`)
-        // treats a stale value as expired; with a lease it waits for a value
-        // other than this one.
-        Read::Stale(bytes, generation) => (Outcome::Miss, generation, Some(bytes)),
-        Read::Run(outcome, generation) => (outcome, generation, None),
+        // treats a stale value as expired, and replaces it.
+        Read::Stale(bytes, generation) => (Outcome::Miss, generation, Some(Seen::Value(bytes))),
+        Read::Run {
+            outcome,
+            generation,
+            seen,
+        } => (outcome, generation, seen),
         Read::Bypass(outcome) => return (outcome, call.body(body).await),
     };
     // The miss path in its own allocation: the future of a hit, moved and
@@ -642,13 +846,14 @@ where
     Box::pin(miss(call, outcome, generation, seen, body, shape)).await
 }
 
-/// After a read that gave no value: join the other callers of the key, run
-/// the body if this caller leads, store its value.
+/// After a read that gave no value: claim the key if it held nothing, join
+/// the other callers of the key that saw it hold the same, run the body if
+/// this caller leads, store its value over what the key held.
 async fn miss<T, R, B, Fut>(
     call: &Call,
     outcome: Outcome,
     generation: u64,
-    seen: Option<Vec<u8>>,
+    seen: Option<Seen>,
     body: B,
     shape: Shape<T, R>,
 ) -> (Outcome, R)
@@ -662,7 +867,32 @@ where
         return (outcome, call.body(body).await);
     };
     let key = target.key(generation);
-    let lead = match call.join(cache, &key, seen.as_deref()).await {
+    // The invalidation Redis sends the local tier for the placeholder is this
+    // process's own, not a change to keep the body's value out of the tier
+    // for: expected until the value is stored.
+    let _claim = match (&seen, call.local_tier(cache)) {
+        (Some(Seen::Absent), Some(tier)) => Some(tier.begin_write(&key)),
+        _ => None,
+    };
+    let (outcome, seen): (Outcome, Option<Arc<[u8]>>) = match seen {
+        Some(Seen::Absent) => match call.claim(cache, &key).await {
+            Claimed::Placeholder(placeholder) => (outcome, Some(placeholder)),
+            // Stored between the read and the claim.
+            Claimed::Value(bytes) => match format.decode::<T>(&bytes) {
+                Ok(value) if !call.refresh => return (Outcome::Hit, (shape.from_cached)(value)),
+                Ok(_) => (outcome, Some(bytes.into())),
+                Err(err) => {
+                    call.corrupt(generation, &err);
+                    (Outcome::Corrupt, Some(bytes.into()))
+                }
+            },
+            Claimed::Failed => (outcome, None),
+        },
+        Some(Seen::Placeholder(placeholder)) => (outcome, Some(placeholder)),
+        Some(Seen::Value(bytes)) => (outcome, Some(bytes.into())),
+        None => (outcome, None),
+    };
+    let lead = match call.join(cache, &key, seen).await {
         Join::Shared(bytes) => match format.decode::<T>(&bytes) {
             Ok(value) => return (Outcome::Shared, (shape.from_cached)(value)),
             // A type whose encoding does not round-trip (NaN floats, ...):
@@ -674,7 +904,7 @@ where
         },
         Join::Lead(lead) => lead,
     };
-    let value = call.body(body).await;
+    let value = call.run_body(cache, &key, &lead, body).await;
     let encoded = (shape.cacheable)(&value).map(|cached| format.encode_round_trip(cached));
     call.store(cache, &key, lead, encoded).await;
     (outcome, value)

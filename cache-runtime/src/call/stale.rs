@@ -3,6 +3,7 @@
 //! ```text
 //! read: GET key + PTTL key (one round trip)
 //!    │ left > window: fresh ─────────────────────────────────► value (a hit)
+//!    │ nothing, or a placeholder: a miss (see `run`)
 //!    │ left ≤ window: stale
 //!    ▼
 //! claim the key's flight ── taken (a refresh or a miss runs) ─► stale value
@@ -11,7 +12,9 @@
 //! spawn the refresh ──────────────────────────────────────────► stale value
 //!       lease (opt-in) ── busy: another process refreshes ──► done
 //!       read again ── fresh: someone refreshed already ─────► done
-//!       run the body ── cacheable: SET key EX ttl + window ─► done
+//!                  └─ gone, or a placeholder: invalidated ──► done
+//!       run the body ── cacheable: store it for ttl + window,
+//!                       if the key still holds the stale value ► done
 //!                    └─ not (an `Err`): warn; the stale value stays
 //! ```
 //!
@@ -33,10 +36,12 @@ use std::future::Future;
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument;
 
-use super::{Call, Lead, OutOfLine, Read, Shape, resolve};
+use std::sync::Arc;
+
+use super::{Call, Lead, OutOfLine, Read, Shape, is_wrong_type, resolve};
 use crate::call::spec::Target;
 use crate::health::{CallStart, Outcome, Warning, warn_limited};
-use crate::store::{KeyTtl, Store};
+use crate::store::{KeyTtl, Seen, Store};
 use crate::{Cache, Error, lease};
 
 /// Runs a call of a function with `stale`: like [`run`](super::run), and a
@@ -53,7 +58,7 @@ where
             let (outcome, value) = match call.read().await {
                 Read::Stale(bytes, generation) => match call.format.decode::<T>(&bytes) {
                     Ok(value) => {
-                        call.revalidate(generation, body, shape.cacheable);
+                        call.revalidate(generation, bytes.into(), body, shape.cacheable);
                         (Outcome::Stale, (shape.from_cached)(value))
                     }
                     // Decoded again there, and reported as corrupt.
@@ -98,16 +103,21 @@ impl Call {
             }
         };
         match cache.health().record(target.shard_key(), read) {
-            Ok((_, _, generation)) if self.refresh => Read::Run(Outcome::Refreshed, generation),
-            Ok((Some(bytes), left, generation)) if self.is_stale(left) => {
-                Read::Stale(bytes, generation)
-            }
-            Ok((Some(bytes), _, generation)) => Read::Found(bytes, generation),
-            Ok((None, _, generation)) => Read::Run(Outcome::Miss, generation),
+            Ok((bytes, left, generation)) => match Seen::of(bytes) {
+                Seen::Value(bytes) if !self.refresh && self.is_stale(left) => {
+                    Read::Stale(bytes, generation)
+                }
+                seen => self.found(seen, generation),
+            },
+            Err(err) if is_wrong_type(&err) => Box::pin(self.wrong_type(cache, target)).await,
             Err(err) => {
                 self.failed(Warning::ReadFailed, &err);
                 match target {
-                    Target::Key(_) => Read::Run(Outcome::Error, 0),
+                    Target::Key(_) => Read::Run {
+                        outcome: Outcome::Error,
+                        generation: 0,
+                        seen: None,
+                    },
                     // No generation to write under.
                     Target::Grouped { .. } => Read::Bypass(Outcome::Error),
                 }
@@ -129,10 +139,16 @@ impl Call {
         }
     }
 
-    /// Starts the background refresh of the key read under `generation`,
-    /// unless the key is in flight already (a refresh, or a miss's run).
-    fn revalidate<T, R, B, Fut>(&self, generation: u64, body: B, cacheable: fn(&R) -> Option<&T>)
-    where
+    /// Starts the background refresh of the key read under `generation`
+    /// (holding `stale`), unless the key is in flight already (a refresh, or
+    /// a miss's run).
+    fn revalidate<T, R, B, Fut>(
+        &self,
+        generation: u64,
+        stale: Arc<[u8]>,
+        body: B,
+        cacheable: fn(&R) -> Option<&T>,
+    ) where
         T: Serialize + DeserializeOwned + 'static,
         R: 'static,
         B: FnOnce() -> Fut + Send + 'static,
@@ -142,7 +158,7 @@ impl Call {
             return;
         };
         let key = target.key(generation).into_owned();
-        if !cache.flights().try_claim(&key) {
+        if !cache.flights().try_claim(&key, stale) {
             return;
         }
         let claim = Claim {
@@ -219,19 +235,28 @@ impl Call {
             }
         }
         // Refreshed since it was read (by this process just before the claim,
-        // or by another): hand that value to whoever waits, and stop. A cache
-        // that cannot be read now would not take the value either: stop too
-        // (the stale value stays; the next stale read tries again).
+        // or by another): hand that value to whoever waits, and stop. Gone,
+        // or a placeholder (invalidated since, and maybe being filled): stop,
+        // the next call misses. A cache that cannot be read now would not
+        // take the value either: stop too (the stale value stays; the next
+        // stale read tries again). Otherwise the refreshed value replaces the
+        // stale one only if the key still holds it when the body is done.
         match cache
             .health()
             .record(&key, cache.store().get_with_ttl(&key).await)
         {
-            Ok((Some(bytes), left)) if !self.is_stale(left) => {
-                lead.flight.publish(bytes.into());
-                self.store(&cache, &key, lead, None).await;
-                return;
-            }
-            Ok(_) => {}
+            Ok((bytes, left)) => match Seen::of(bytes) {
+                Seen::Value(bytes) if !self.is_stale(left) => {
+                    lead.flight.publish(bytes.into());
+                    self.store(&cache, &key, lead, None).await;
+                    return;
+                }
+                Seen::Value(bytes) => lead.flight.rebase(bytes.into()),
+                Seen::Absent | Seen::Placeholder(_) => {
+                    self.store(&cache, &key, lead, None).await;
+                    return;
+                }
+            },
             Err(err) => {
                 self.failed(Warning::ReadFailed, &err);
                 self.store(&cache, &key, lead, None).await;

@@ -88,9 +88,10 @@ pub(crate) enum Counter {
     Misconfigured,
     Stale,
     LocalHits,
+    FillsRefused,
 }
 
-const COUNTERS: usize = Counter::LocalHits as usize + 1;
+const COUNTERS: usize = Counter::FillsRefused as usize + 1;
 
 /// Who counters belong to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -190,6 +191,11 @@ pub struct Stats {
     pub stores: u64,
     /// Writes that failed: the value was returned but not cached.
     pub write_errors: u64,
+    /// Values a body returned that were not stored because their key was
+    /// invalidated or rewritten while the body ran (by this process or any
+    /// other client): an invalidation always wins over a body that began
+    /// before it. The caller still got its value.
+    pub fills_refused: u64,
     /// Entries dropped: keys deleted by any invalidation (`invalidate_prefix`,
     /// `invalidate_all_keys`, `delete`, `{fn}_invalidate`) plus one per
     /// `invalidate_group`.
@@ -288,6 +294,8 @@ pub struct FunctionStats {
     pub stores: u64,
     /// See [`Stats::write_errors`].
     pub write_errors: u64,
+    /// See [`Stats::fills_refused`].
+    pub fills_refused: u64,
     /// See [`Stats::invalidations`].
     pub invalidations: u64,
     /// See [`Stats::misconfigured`].
@@ -328,6 +336,7 @@ impl FunctionStats {
             misconfigured,
             stale,
             local_hits,
+            fills_refused,
         ] = counts;
         FunctionStats {
             name,
@@ -341,6 +350,7 @@ impl FunctionStats {
             breaker_skipped,
             stores,
             write_errors,
+            fills_refused,
             invalidations,
             misconfigured,
             local_hits,
@@ -465,6 +475,7 @@ pub(crate) fn totals(functions: &[FunctionStats]) -> Stats {
         stats.breaker_skipped += f.breaker_skipped;
         stats.stores += f.stores;
         stats.write_errors += f.write_errors;
+        stats.fills_refused += f.fills_refused;
         stats.invalidations += f.invalidations;
         stats.misconfigured += f.misconfigured;
         stats.local_hits += f.local_hits;

@@ -26,9 +26,11 @@ pub(crate) enum Warning {
     Misconfigured,
     /// A background refresh of a stale value stored nothing, or could not start.
     StaleRefresh,
+    /// A body's value was not stored: its key changed during the body (info level).
+    FillRefused,
 }
 
-const KINDS: usize = Warning::StaleRefresh as usize + 1;
+const KINDS: usize = Warning::FillRefused as usize + 1;
 
 impl Warning {
     fn index(self) -> usize {
@@ -61,6 +63,17 @@ macro_rules! warn_limited {
     };
 }
 pub(crate) use warn_limited;
+
+/// [`warn_limited!`] at info level: for what is expected now and then but
+/// worth a line when it repeats.
+macro_rules! info_limited {
+    ($warnings:expr, $kind:expr, $($fields:tt)+) => {
+        if let Some(suppressed) = $warnings.permit($kind) {
+            $crate::log::info!(suppressed, $($fields)+);
+        }
+    };
+}
+pub(crate) use info_limited;
 
 /// At most one permit a second; the refusals are counted and the count is
 /// handed to the next permit.

@@ -53,7 +53,7 @@ use serde::ser::{self, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use encoding::{encode_value, sorted_set};
-pub(crate) use slot::{has_hash_tag, same_slot, slot as key_slot, with_suffix_in_slot};
+pub(crate) use slot::{has_hash_tag, slot as key_slot, with_suffix_in_slot};
 
 /// The version of the canonical argument encoding, the first byte hashed.
 ///

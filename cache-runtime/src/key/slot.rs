@@ -72,7 +72,7 @@ fn base36(mut n: u32, out: &mut String) {
 /// `key` followed by `suffix`, and by a hash tag when needed so that the
 /// result is in the slot of `key`. A key with a `{` but no hash tag (`a{b`,
 /// `a{}b`) cannot be followed by a tag that would decide the slot; it gets
-/// `suffix` alone, in another slot (see [`same_slot`]).
+/// `suffix` alone, in another slot.
 pub(crate) fn with_suffix_in_slot(key: &str, suffix: &str) -> String {
     let mut out = String::with_capacity(key.len() + suffix.len() + 6);
     out.push_str(key);
@@ -88,15 +88,14 @@ pub(crate) fn with_suffix_in_slot(key: &str, suffix: &str) -> String {
     out
 }
 
-/// Whether two keys are in the same slot.
-pub(crate) fn same_slot(a: &str, b: &str) -> bool {
-    slot(a.as_bytes()) == slot(b.as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use redis::cluster_routing::Slot;
+
+    fn same_slot(a: &str, b: &str) -> bool {
+        slot(a.as_bytes()) == slot(b.as_bytes())
+    }
 
     #[test]
     fn slots_are_the_ones_redis_computes() {

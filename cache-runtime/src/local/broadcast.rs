@@ -53,7 +53,7 @@ mod tests {
     fn messages_round_trip_and_garbage_clears() {
         let tier = LocalTier::new(1 << 20, DEFAULT_LOCAL_TTL, Coherence::Bounded);
         for key in ["a:1", "a:2", "b:1", "c:1"] {
-            tier.wrote(key, b"v", None);
+            tier.begin(key).stored(b"v", None);
         }
         apply(&tier, &Change::Key("a:1").encode());
         assert!(tier.get("a:1").is_none() && tier.get("a:2").is_some());
@@ -61,7 +61,7 @@ mod tests {
         assert!(tier.get("a:2").is_none() && tier.get("b:1").is_some());
         apply(&tier, b"?");
         assert!(tier.get("b:1").is_none());
-        tier.wrote("c:1", b"v", None);
+        tier.begin("c:1").stored(b"v", None);
         apply(&tier, &Change::All.encode());
         assert!(tier.get("c:1").is_none());
     }

@@ -8,6 +8,7 @@
 //! Redis GET ── value ── finish: insert unless an invalidation of the key
 //!                       (or a clear) arrived since the fill began
 //! write / delete in this process ── update or drop the entry, synchronously
+//!                       (a write begins like a fill, before it is sent)
 //! invalidation from Redis (tracking connection) ── drop the entry
 //! tracking connection lost or reset ── drop everything
 //! ```
@@ -93,6 +94,9 @@ struct Sync {
 struct Pending {
     fills: usize,
     changed_at: u64,
+    /// Writes of this process in progress whose own invalidation (Redis
+    /// tracks every client's writes, this one's too) has not arrived yet.
+    echoes: usize,
 }
 
 /// The local tier of one cache.
@@ -118,6 +122,8 @@ pub(crate) struct Fill<'a> {
     key: Option<String>,
     began: u64,
     coherence: Coherence,
+    /// A write of this process, whose invalidation comes back from Redis.
+    echoes: bool,
 }
 
 impl LocalTier {
@@ -169,15 +175,30 @@ impl LocalTier {
 
     /// Begins a fill of `key`: call it before the Redis read.
     pub(crate) fn begin(&self, key: &str) -> Fill<'_> {
+        self.begin_fill(key, false)
+    }
+
+    /// Begins a write of `key` by this process: call it before the write is
+    /// sent, and end it with [`Fill::stored`] once it returned. The
+    /// invalidation Redis sends back for this write is told apart from other
+    /// clients' changes, so that the value written stays in the tier.
+    pub(crate) fn begin_write(&self, key: &str) -> Fill<'_> {
+        self.begin_fill(key, true)
+    }
+
+    fn begin_fill(&self, key: &str, echoes: bool) -> Fill<'_> {
         let coherence = self.coherence();
         let mut sync = self.lock();
         let began = sync.seq;
-        sync.pending.entry(key.to_owned()).or_default().fills += 1;
+        let pending = sync.pending.entry(key.to_owned()).or_default();
+        pending.fills += 1;
+        pending.echoes += usize::from(echoes && coherence == Coherence::Tracking);
         Fill {
             tier: self,
             key: Some(key.to_owned()),
             began,
             coherence,
+            echoes: echoes && coherence == Coherence::Tracking,
         }
     }
 
@@ -187,7 +208,7 @@ impl LocalTier {
         let Some(key) = fill.key.take() else { return };
         let lifetime = self.lifetime(fill.coherence, None);
         let mut sync = self.lock();
-        let changed_at = release(&mut sync, &key);
+        let changed_at = release(&mut sync, &key, fill.echoes);
         if changed_at <= fill.began && sync.cleared_at <= fill.began {
             let entry = Entry {
                 held: Arc::new(Held::new(bytes)),
@@ -197,18 +218,43 @@ impl LocalTier {
         }
     }
 
-    /// This process wrote `bytes` under `key` (stored for `ttl`), and the
-    /// write returned: the entry is replaced, and fills that began before
-    /// will not insert what they read.
-    pub(crate) fn wrote(&self, key: &str, bytes: &[u8], ttl: Option<Duration>) {
-        let lifetime = self.lifetime(self.coherence(), ttl);
+    /// Ends a fill begun before this process stored `bytes` under `key`
+    /// (for `ttl`), once the store returned: the entry is replaced, and fills
+    /// that began before will not insert what they read. When the key was
+    /// invalidated or written meanwhile, whose change reached the server last
+    /// is unknown: the entry is dropped instead (the next read goes to Redis).
+    pub(crate) fn stored(&self, mut fill: Fill<'_>, bytes: &[u8], ttl: Option<Duration>) {
+        let Some(key) = fill.key.take() else { return };
+        let lifetime = self.lifetime(fill.coherence, ttl);
         let mut sync = self.lock();
-        changed(&mut sync, key);
-        let entry = Entry {
-            held: Arc::new(Held::new(bytes)),
-            lifetime,
-        };
-        self.entries.insert(key.to_owned(), entry);
+        let changed_at = release(&mut sync, &key, fill.echoes);
+        let unchanged = changed_at <= fill.began && sync.cleared_at <= fill.began;
+        changed(&mut sync, &key);
+        if unchanged {
+            let entry = Entry {
+                held: Arc::new(Held::new(bytes)),
+                lifetime,
+            };
+            self.entries.insert(key, entry);
+        } else {
+            self.entries.invalidate(&key);
+        }
+    }
+
+    /// Redis says `key` changed (a tracking push). The entry is dropped. When
+    /// this process has a write of the key in progress whose own push has not
+    /// arrived yet, this is taken to be that push: pushes come in the order
+    /// the server ran the writes, so a change that came after this process's
+    /// write arrives after its push, and one before it is overwritten by it
+    /// (the write, if stored, is then kept). Otherwise fills in progress will
+    /// not insert what they read.
+    pub(crate) fn pushed(&self, key: &str) {
+        let mut sync = self.lock();
+        match sync.pending.get_mut(key) {
+            Some(pending) if pending.echoes > 0 => pending.echoes -= 1,
+            _ => changed(&mut sync, key),
+        }
+        self.entries.invalidate(key);
     }
 
     /// `key` changed in Redis (or this process deleted it): the entry is
@@ -299,12 +345,17 @@ fn changed(sync: &mut Sync, key: &str) {
     }
 }
 
-/// Ends one fill of `key`, returning when the key last changed.
-fn release(sync: &mut Sync, key: &str) -> u64 {
+/// Ends one fill of `key`, returning when the key last changed. A write
+/// whose push has not come (it changed nothing, or the push is late) stops
+/// waiting for it: a late push then counts as another client's change.
+fn release(sync: &mut Sync, key: &str, echoes: bool) -> u64 {
     let Some(pending) = sync.pending.get_mut(key) else {
         return u64::MAX;
     };
     let changed_at = pending.changed_at;
+    if echoes {
+        pending.echoes = pending.echoes.saturating_sub(1);
+    }
     pending.fills -= 1;
     if pending.fills == 0 {
         sync.pending.remove(key);
@@ -317,12 +368,17 @@ impl Fill<'_> {
     pub(crate) fn finish(self, bytes: &[u8]) {
         self.tier.finish(self, bytes);
     }
+
+    /// Ends the fill with what this process stored; see [`LocalTier::stored`].
+    pub(crate) fn stored(self, bytes: &[u8], ttl: Option<Duration>) {
+        self.tier.stored(self, bytes, ttl);
+    }
 }
 
 impl Drop for Fill<'_> {
     fn drop(&mut self) {
         if let Some(key) = &self.key {
-            release(&mut self.tier.lock(), key);
+            release(&mut self.tier.lock(), key, self.echoes);
         }
     }
 }
@@ -341,7 +397,7 @@ mod tests {
             if i % 2 == 0 {
                 tier.begin(&key).finish(&value);
             } else {
-                tier.wrote(&key, &value, None);
+                tier.begin(&key).stored(&value, None);
             }
             if i % 100_000 == 99_999 {
                 let (bytes, entries) = tier.size();
@@ -373,12 +429,18 @@ mod tests {
     fn a_fill_that_began_before_a_write_or_a_clear_inserts_nothing() {
         let tier = LocalTier::new(1 << 20, DEFAULT_LOCAL_TTL, Coherence::Tracking);
         let fill = tier.begin("k");
-        tier.wrote("k", b"mine", None);
+        tier.begin("k").stored(b"mine", None);
         fill.finish(b"older");
         assert_eq!(
             tier.get("k").as_deref().map(Held::bytes),
             Some(&b"mine"[..])
         );
+
+        // A write whose key was invalidated while it was sent is dropped.
+        let write = tier.begin("k");
+        tier.invalidate("k");
+        write.stored(b"raced", None);
+        assert!(tier.get("k").is_none());
 
         let fill = tier.begin("j");
         tier.clear();
@@ -395,6 +457,31 @@ mod tests {
         tier.set_coherence(Coherence::Connecting);
         fill.finish(b"old");
         assert!(tier.get("m").is_none());
+    }
+
+    #[test]
+    fn the_push_of_an_own_write_does_not_drop_it_but_a_later_change_does() {
+        let tier = LocalTier::new(1 << 20, DEFAULT_LOCAL_TTL, Coherence::Tracking);
+        let write = tier.begin_write("k");
+        tier.pushed("k"); // this write's own push, before its reply
+        write.stored(b"mine", None);
+        assert_eq!(
+            tier.get("k").as_deref().map(Held::bytes),
+            Some(&b"mine"[..])
+        );
+
+        // Another client's change after the write: its push comes second.
+        let write = tier.begin_write("k");
+        tier.pushed("k");
+        tier.pushed("k");
+        write.stored(b"mine again", None);
+        assert!(tier.get("k").is_none());
+
+        // A push after the write returned drops the entry.
+        tier.begin_write("j").stored(b"v", None);
+        tier.pushed("j");
+        assert!(tier.get("j").is_none());
+        assert!(tier.lock().pending.is_empty());
     }
 
     #[test]

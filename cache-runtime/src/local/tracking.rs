@@ -336,9 +336,9 @@ fn apply(tier: &LocalTier, data: Vec<Value>) {
         Some(Value::Array(keys)) | Some(Value::Set(keys)) => {
             for key in keys {
                 match key {
-                    Value::BulkString(key) => tier.invalidate(&String::from_utf8_lossy(&key)),
-                    Value::SimpleString(key) => tier.invalidate(&key),
-                    Value::VerbatimString { text, .. } => tier.invalidate(&text),
+                    Value::BulkString(key) => tier.pushed(&String::from_utf8_lossy(&key)),
+                    Value::SimpleString(key) => tier.pushed(&key),
+                    Value::VerbatimString { text, .. } => tier.pushed(&text),
                     // Not a key name: it could have been anything.
                     _ => tier.clear(),
                 }

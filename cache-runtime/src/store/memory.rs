@@ -1,10 +1,19 @@
 //! An embedded store in this process (moka), with Redis's TTL semantics.
+//!
+//! Reads are lock-free moka lookups. Everything that changes a key (a write,
+//! a delete, a claim, a compare-and-set) takes the lock of the key's stripe
+//! first, so that a compare-and-set and a write of the same key happen one
+//! after the other, as they would in Redis.
 
-use std::sync::Arc;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Held, KeyFilter, KeyTtl, Store};
+use super::{Claim, Held, KeyFilter, KeyTtl, Seen, Store, is_placeholder};
 use crate::Error;
+
+/// How many locks the keys are spread over.
+const STRIPES: usize = 64;
 
 #[derive(Clone)]
 struct Entry {
@@ -24,6 +33,8 @@ impl super::Lifetime for Entry {
 pub(crate) struct MemoryStore {
     entries: moka::sync::Cache<String, Entry, foldhash::quality::RandomState>,
     generations: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    stripes: Box<[Mutex<()>]>,
+    hasher: foldhash::quality::RandomState,
 }
 
 impl MemoryStore {
@@ -36,13 +47,42 @@ impl MemoryStore {
         MemoryStore {
             entries,
             generations: Default::default(),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            hasher: foldhash::quality::RandomState::default(),
         }
     }
 
-    /// The entry of `key`, without copying its bytes: the hit path of a
-    /// call. Like [`get`](Store::get), it takes part in cooperative scheduling.
+    /// The value of `key`, without copying its bytes: the hit path of a
+    /// call (`None` also for a placeholder). Like [`get`](Store::get), it
+    /// takes part in cooperative scheduling.
     pub(crate) async fn held(&self, key: &str) -> Option<Arc<Held>> {
         tokio::task::consume_budget().await;
+        self.entries
+            .get(key)
+            .map(|entry| entry.held)
+            .filter(|held| !is_placeholder(held.bytes()))
+    }
+
+    /// The lock every change of `key` takes.
+    fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
+        let stripe = (self.hasher.hash_one(key) as usize) % STRIPES;
+        // Guards no data: a panic cannot leave anything half-done.
+        self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, key: &str, value: &[u8], ttl: Option<Duration>) {
+        let entry = Entry {
+            held: Arc::new(Held::new(value)),
+            ttl,
+            expires_at: ttl.and_then(|ttl| Instant::now().checked_add(ttl)),
+        };
+        self.entries.insert(key.to_owned(), entry);
+    }
+
+    /// The bytes `key` holds now.
+    fn current(&self, key: &str) -> Option<Arc<Held>> {
         self.entries.get(key).map(|entry| entry.held)
     }
 }
@@ -56,18 +96,15 @@ impl Store for MemoryStore {
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
-        let entry = Entry {
-            held: Arc::new(Held::new(value)),
-            ttl,
-            expires_at: ttl.and_then(|ttl| Instant::now().checked_add(ttl)),
-        };
-        self.entries.insert(key.to_owned(), entry);
+        let _lock = self.lock(key);
+        self.insert(key, value, ttl);
         Ok(())
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64, Error> {
         let mut n = 0;
         for key in keys {
+            let _lock = self.lock(key);
             n += u64::from(self.entries.remove(*key).is_some());
         }
         Ok(n)
@@ -100,6 +137,7 @@ impl Store for MemoryStore {
             .collect();
         let mut deleted = 0;
         for key in keys {
+            let _lock = self.lock(&key);
             deleted += u64::from(self.entries.remove(&key).is_some());
         }
         // Generation counters are keys as well on Redis.
@@ -130,5 +168,54 @@ impl Store for MemoryStore {
         let generation = generations.entry(gen_key.to_owned()).or_insert(0);
         *generation += 1;
         Ok(*generation)
+    }
+
+    async fn claim(&self, key: &str, placeholder: &[u8], ttl: Duration) -> Result<Claim, Error> {
+        let _lock = self.lock(key);
+        match self.current(key) {
+            Some(held) => Ok(Claim::Lost(Seen::of(Some(held.bytes().to_vec())))),
+            None => {
+                self.insert(key, placeholder, Some(ttl));
+                Ok(Claim::Won)
+            }
+        }
+    }
+
+    async fn fill(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, Error> {
+        let _lock = self.lock(key);
+        if self
+            .current(key)
+            .is_none_or(|held| held.bytes() != expected)
+        {
+            return Ok(false);
+        }
+        self.insert(key, value, ttl);
+        Ok(true)
+    }
+
+    async fn renew(&self, key: &str, placeholder: &[u8], ttl: Duration) -> Result<bool, Error> {
+        let _lock = self.lock(key);
+        if self
+            .current(key)
+            .is_none_or(|held| held.bytes() != placeholder)
+        {
+            return Ok(false);
+        }
+        self.insert(key, placeholder, Some(ttl));
+        Ok(true)
+    }
+
+    async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, Error> {
+        let _lock = self.lock(key);
+        if self.current(key).is_none_or(|held| held.bytes() != value) {
+            return Ok(false);
+        }
+        Ok(self.entries.remove(key).is_some())
     }
 }

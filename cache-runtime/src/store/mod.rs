@@ -9,6 +9,7 @@ mod held;
 mod jitter;
 mod managed;
 mod memory;
+mod placeholder;
 mod redis;
 mod scan;
 mod sentinel;
@@ -23,6 +24,8 @@ pub(crate) use held::Held;
 pub(crate) use jitter::Jitter;
 pub(crate) use managed::{Connect, Managed};
 pub(crate) use memory::MemoryStore;
+pub use placeholder::is_placeholder;
+pub(crate) use placeholder::{Claim, Placeholders, Seen, new_placeholder};
 pub(crate) use redis::{Connection, RedisStore};
 pub(crate) use sentinel::{SentinelConnector, watch_failovers};
 pub(crate) use standalone::Standalone;
@@ -112,6 +115,24 @@ pub(crate) trait Store {
     async fn generation(&self, gen_key: &str) -> Result<u64, Error>;
     /// Increments the generation counter `gen_key`, returning the new value.
     async fn bump_generation(&self, gen_key: &str) -> Result<u64, Error>;
+
+    /// Writes `placeholder` under `key` for `ttl`, unless the key exists
+    /// (see [`placeholder`]).
+    async fn claim(&self, key: &str, placeholder: &[u8], ttl: Duration) -> Result<Claim, Error>;
+    /// Stores `value` (for `ttl`; `None`: no expiry) if `key` still holds
+    /// `expected`; whether it did.
+    async fn fill(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, Error>;
+    /// Makes `key` live `ttl` from now if it still holds `placeholder`;
+    /// whether it did (`false` also where that cannot be done atomically).
+    async fn renew(&self, key: &str, placeholder: &[u8], ttl: Duration) -> Result<bool, Error>;
+    /// Deletes `key` if it holds `value`; whether it did.
+    async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, Error>;
 }
 
 /// The store a [`Cache`](crate::Cache) uses.
@@ -196,6 +217,28 @@ impl Store for Backend {
 
     async fn bump_generation(&self, gen_key: &str) -> Result<u64, Error> {
         dispatch!(self, s => s.bump_generation(gen_key).await)
+    }
+
+    async fn claim(&self, key: &str, placeholder: &[u8], ttl: Duration) -> Result<Claim, Error> {
+        dispatch!(self, s => s.claim(key, placeholder, ttl).await)
+    }
+
+    async fn fill(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, Error> {
+        dispatch!(self, s => s.fill(key, expected, value, ttl).await)
+    }
+
+    async fn renew(&self, key: &str, placeholder: &[u8], ttl: Duration) -> Result<bool, Error> {
+        dispatch!(self, s => s.renew(key, placeholder, ttl).await)
+    }
+
+    async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, Error> {
+        dispatch!(self, s => s.delete_if(key, value).await)
     }
 }
 

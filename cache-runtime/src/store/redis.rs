@@ -11,7 +11,7 @@ use redis::aio::ConnectionLike;
 use super::cluster::ClusterHandle;
 use super::sentinel::SentinelHandle;
 use super::standalone::StandaloneHandle;
-use super::{KeyFilter, KeyTtl, Store, parse_generation};
+use super::{Claim, KeyFilter, KeyTtl, Seen, Store, parse_generation};
 use crate::Error;
 use crate::key::has_hash_tag;
 
@@ -210,8 +210,12 @@ impl RedisStore {
         if !self.scripts_denied.swap(true, Ordering::Relaxed) {
             crate::log::info!(
                 error = %err,
-                "redis-memo: the Redis user may not run scripts (no +@scripting): grouped \
-                 reads use two GETs and leases are released with GET + DEL"
+                "redis-memo: the Redis user may not run scripts (no +@scripting): a miss's value \
+                 replaces its placeholder with SET XX GET (a rewrite of the key by another \
+                 client during the body is then undone by deleting the key, not refused), \
+                 placeholders of bodies that outlive placeholder_ttl are not renewed, grouped \
+                 reads use two GETs and leases are released with GET + DEL; grant +@scripting \
+                 on the cache's keys to avoid this"
             );
         }
         true
@@ -416,7 +420,126 @@ impl Store for RedisStore {
     async fn bump_generation(&self, gen_key: &str) -> Result<u64, Error> {
         self.query(redis::cmd("INCR").arg(gen_key)).await
     }
+
+    /// `SET key placeholder NX PX ttl`; when the key exists, a `GET` says
+    /// what it holds (a second round trip, only then: `SET NX GET` would do
+    /// both at once, but needs Redis 7).
+    async fn claim(&self, key: &str, placeholder: &[u8], ttl: Duration) -> Result<Claim, Error> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key)
+            .arg(placeholder)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl));
+        if self.query::<Option<String>>(&cmd).await?.is_some() {
+            return Ok(Claim::Won);
+        }
+        Ok(Claim::Lost(Seen::of(self.get(key).await?)))
+    }
+
+    /// A compare-and-set script. Without `+@scripting`: `SET key value XX
+    /// GET`, which never recreates a deleted key; when what it replaced was
+    /// not `expected` (another client rewrote the key during the body), the
+    /// key is deleted, so the older value is seen for one round trip at most
+    /// and the next call reads afresh.
+    async fn fill(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, Error> {
+        let ms = ttl.map_or(0, millis);
+        if self.scripts_allowed() {
+            let mut invocation = FILL.prepare_invoke();
+            invocation.key(key).arg(expected).arg(value).arg(ms);
+            match self.invoke::<i64>(&invocation).await {
+                Ok(stored) => return Ok(stored == 1),
+                Err(err) if self.denies_scripts(&err) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("XX").arg("GET");
+        if ms > 0 {
+            cmd.arg("PX").arg(ms);
+        }
+        match self.query::<Option<Vec<u8>>>(&cmd).await? {
+            Some(old) if old == expected => Ok(true),
+            None => Ok(false),
+            Some(_) => {
+                self.query::<i64>(redis::cmd("DEL").arg(key)).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// A compare-and-expire script; nothing without `+@scripting`.
+    async fn renew(&self, key: &str, placeholder: &[u8], ttl: Duration) -> Result<bool, Error> {
+        if !self.scripts_allowed() {
+            return Ok(false);
+        }
+        let mut invocation = RENEW.prepare_invoke();
+        invocation.key(key).arg(placeholder).arg(millis(ttl));
+        match self.invoke::<i64>(&invocation).await {
+            Ok(renewed) => Ok(renewed == 1),
+            Err(err) if self.denies_scripts(&err) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// A compare-and-delete script. Without `+@scripting`, `GET` then `DEL`:
+    /// a key that changes between the two is deleted too, which costs at
+    /// most a miss.
+    async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, Error> {
+        if self.scripts_allowed() {
+            let mut invocation = DELETE_IF.prepare_invoke();
+            invocation.key(key).arg(value);
+            match self.invoke::<i64>(&invocation).await {
+                Ok(deleted) => return Ok(deleted == 1),
+                Err(err) if self.denies_scripts(&err) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let held: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
+        if held.as_deref() != Some(value) {
+            return Ok(false);
+        }
+        Ok(self.query::<i64>(redis::cmd("DEL").arg(key)).await? == 1)
+    }
 }
+
+/// A duration in whole milliseconds, at least 1.
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Stores `ARGV[2]` (for `ARGV[3]` ms; `0`: no expiry) if the key holds
+/// `ARGV[1]`. One key: it runs on a cluster too.
+static FILL: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
+         if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) \
+         else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end \
+         return 1",
+    )
+});
+
+/// Makes the key expire in `ARGV[2]` ms if it holds `ARGV[1]`.
+static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+         return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
+    )
+});
+
+/// Deletes the key if it holds `ARGV[1]`.
+static DELETE_IF: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end \
+         return 0",
+    )
+});
 
 /// Reads a generation and the value of that generation in one round trip.
 /// (It builds a key the script was not given in KEYS, so on a cluster it is

@@ -1,0 +1,240 @@
+//! The one path of every change this process makes to a cache's entries:
+//! a miss's value, `set`, `{fn}_prime`, `set_raw`, and every invalidation.
+//! The rule that an invalidation always wins is kept here, once.
+//!
+//! ```text
+//! a write ── too large for max_value_bytes? ───────────────► Err(ValueTooLarge)
+//!    │ local tier: begin, as a fill does (before anything is sent)
+//!    ▼
+//! store: SET / compare-and-set (a miss's value: only over what the key held
+//!        when the miss looked) / UNLINK / SCAN + UNLINK / INCR
+//!    ▼
+//! local tier: the value written (unless the key changed meanwhile), or the
+//!             entries dropped
+//! flights: those of the keys changed leave the map: a call that begins after
+//!          this returns never receives the value of a body that began before
+//! broadcast: to the caches that cannot track keys (see local::broadcast)
+//! counters: stores, fills_refused, write_errors, misconfigured, invalidations
+//! ```
+
+use std::time::Duration;
+
+use super::Cache;
+use crate::Error;
+use crate::health::{Counter, Family};
+use crate::local::broadcast::Change;
+use crate::store::{KeyFilter, Store, every_key};
+
+/// A change to the cache's entries.
+pub(crate) enum Write<'a> {
+    /// A value given on purpose (`set`, `{fn}_prime`, `set_raw`): it wins
+    /// over any body running, whose value is then refused.
+    Put {
+        key: &'a str,
+        bytes: &'a [u8],
+        ttl: Option<Duration>,
+        /// Whether the local tier keeps it (`local = false` functions: no).
+        local: bool,
+    },
+    /// The value of a body, stored only if the key still holds `seen`,
+    /// what it held when the miss looked (a placeholder, or the value the
+    /// body replaces).
+    Fill {
+        key: &'a str,
+        seen: &'a [u8],
+        bytes: &'a [u8],
+        ttl: Option<Duration>,
+        local: bool,
+    },
+    /// These keys, deleted.
+    Delete(&'a [&'a str]),
+    /// Every key under `prefix` that `filter` accepts, deleted.
+    DeletePrefix {
+        prefix: &'a str,
+        filter: &'a KeyFilter<'a>,
+    },
+    /// Every key of the database, deleted.
+    DeleteAll,
+    /// The generation counter `gen_key` of a group, incremented.
+    BumpGeneration(&'a str),
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// The value is stored.
+    Stored,
+    /// A body's value was not stored: its key changed during the body.
+    Refused,
+    /// This many keys were deleted.
+    Deleted(u64),
+    /// The group's generation is now this.
+    Generation(u64),
+}
+
+impl Written {
+    /// How many keys a delete deleted, the generation a bump reached; 1 for
+    /// a value stored, 0 for one refused.
+    pub(crate) fn number(self) -> u64 {
+        match self {
+            Written::Deleted(n) | Written::Generation(n) => n,
+            Written::Stored => 1,
+            Written::Refused => 0,
+        }
+    }
+}
+
+impl Cache {
+    /// Applies `write` to the store, the local tier, the flights, the
+    /// broadcast and the counters of `family` (`None`: not counted, as for
+    /// `set_raw`). See the module's documentation.
+    pub(crate) async fn write(
+        &self,
+        write: Write<'_>,
+        family: Option<&Family<'_>>,
+    ) -> Result<Written, Error> {
+        match write {
+            Write::Put {
+                key,
+                bytes,
+                ttl,
+                local,
+            } => {
+                self.within_limit(bytes)?;
+                let fill = self.local().map(|tier| tier.begin_write(key));
+                let written = self.store().set(key, bytes, ttl).await;
+                let written = self.health().record(key, written);
+                if let Some(tier) = self.local() {
+                    match (&written, fill) {
+                        (Ok(()), Some(fill)) if local => fill.stored(bytes, ttl),
+                        _ => tier.invalidate(key),
+                    }
+                }
+                self.flights().detach(|k| k == key);
+                self.announce(Change::Key(key)).await;
+                self.count_write(family, written.as_ref().map(|()| true));
+                written.map(|()| Written::Stored)
+            }
+            Write::Fill {
+                key,
+                seen,
+                bytes,
+                ttl,
+                local,
+            } => {
+                self.within_limit(bytes)?;
+                let fill = self.local().map(|tier| tier.begin_write(key));
+                let filled = self.store().fill(key, seen, bytes, ttl).await;
+                let filled = self.health().record(key, filled);
+                if let Some(tier) = self.local() {
+                    match (&filled, fill) {
+                        (Ok(true), Some(fill)) if local => fill.stored(bytes, ttl),
+                        // The key changed: whoever changed it updated the tier
+                        // (this process) or will (tracking, broadcast).
+                        (Ok(false), _) => {}
+                        _ => tier.invalidate(key),
+                    }
+                }
+                if let Ok(true) = filled {
+                    self.announce(Change::Key(key)).await;
+                }
+                self.count_write(family, filled.as_ref().map(|stored| *stored));
+                Ok(if filled? {
+                    Written::Stored
+                } else {
+                    Written::Refused
+                })
+            }
+            Write::Delete(keys) => {
+                let deleted = self.store().delete(keys).await;
+                if let Some(tier) = self.local() {
+                    for key in keys {
+                        tier.invalidate(key);
+                    }
+                }
+                self.flights().detach(|k| keys.contains(&k));
+                for key in keys {
+                    self.announce(Change::Key(key)).await;
+                }
+                self.count_deleted(family, deleted)
+            }
+            Write::DeletePrefix { prefix, filter } => {
+                let deleted = self.store().delete_prefix(prefix, filter).await;
+                if let Some(tier) = self.local() {
+                    tier.invalidate_prefix(prefix);
+                }
+                self.flights()
+                    .detach(|k| k.starts_with(prefix) && filter(k));
+                self.announce(Change::Prefix(prefix)).await;
+                self.count_deleted(family, deleted)
+            }
+            Write::DeleteAll => {
+                let deleted = self.store().delete_prefix("", &every_key).await;
+                if let Some(tier) = self.local() {
+                    tier.clear();
+                }
+                self.flights().detach(|_| true);
+                self.announce(Change::All).await;
+                self.count_deleted(family, deleted)
+            }
+            Write::BumpGeneration(gen_key) => {
+                let fill = self.local().map(|tier| tier.begin_write(gen_key));
+                let generation = self.store().bump_generation(gen_key).await;
+                if let Some(tier) = self.local() {
+                    // Read-your-own-writes: the next call uses the new generation.
+                    match (&generation, fill) {
+                        (Ok(generation), Some(fill)) => {
+                            fill.stored(generation.to_string().as_bytes(), None)
+                        }
+                        _ => tier.invalidate(gen_key),
+                    }
+                }
+                self.announce(Change::Key(gen_key)).await;
+                let generation = generation?;
+                if let Some(family) = family {
+                    self.health().count(family, Counter::Invalidations, 1);
+                }
+                Ok(Written::Generation(generation))
+            }
+        }
+    }
+
+    /// `Err(ValueTooLarge)` for a value above `max_value_bytes`.
+    fn within_limit(&self, bytes: &[u8]) -> Result<(), Error> {
+        match self.max_value_bytes() {
+            Some(limit) if bytes.len() > limit => Err(Error::ValueTooLarge {
+                size: bytes.len(),
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a value written (`Ok(true)`), refused (`Ok(false)`) or failed.
+    pub(crate) fn count_write(&self, family: Option<&Family<'_>>, written: Result<bool, &Error>) {
+        let Some(family) = family else { return };
+        let health = self.health();
+        match written {
+            Ok(true) => health.count(family, Counter::Stores, 1),
+            Ok(false) => health.count(family, Counter::FillsRefused, 1),
+            Err(err) => {
+                if err.misconfiguration().is_some() {
+                    health.count(family, Counter::Misconfigured, 1);
+                }
+                health.count(family, Counter::WriteErrors, 1);
+            }
+        }
+    }
+
+    fn count_deleted(
+        &self,
+        family: Option<&Family<'_>>,
+        deleted: Result<u64, Error>,
+    ) -> Result<Written, Error> {
+        let deleted = deleted?;
+        if let (Some(family), 1..) = (family, deleted) {
+            self.health().count(family, Counter::Invalidations, deleted);
+        }
+        Ok(Written::Deleted(deleted))
+    }
+}
