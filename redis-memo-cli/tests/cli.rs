@@ -244,4 +244,59 @@ async fn on_a_cluster_list_show_and_invalidate_see_every_primary() {
         15,
         "the decoys are kept"
     );
+
+    // An invalidation by the CLI while a cached call runs its body wins.
+    let cache = Cache::connect_cluster(cluster.seed_urls()).await.unwrap();
+    let mut primaries = Vec::new();
+    for primary in cluster.primaries() {
+        primaries.push(cluster.node_client(primary.port).await);
+    }
+    let mut plain = support::race::Plain::Cluster(cluster.client().await, primaries);
+    for id in 0..3 {
+        let seed = seed.clone();
+        support::race::race_against(
+            &cache,
+            &mut plain,
+            id,
+            "the CLI's invalidate",
+            false,
+            async |_| {
+                let out = tokio::task::spawn_blocking(move || {
+                    cli(Some(&seed), &["invalidate", "race:", "--yes"])
+                })
+                .await
+                .unwrap();
+                assert!(out.status.success(), "{}", stderr(&out));
+            },
+        )
+        .await;
+    }
+}
+
+/// `invalidate` while a cached call runs its body: the body's older value is
+/// not stored, and a call after the invalidation does not get it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_by_the_cli_wins_over_a_running_body() {
+    use support::race::{Plain, race_against};
+    let redis = TestRedis::spawn(&[]);
+    let cache = redis.cache().await;
+    let mut plain = Plain::Single(redis.client().await);
+    let url = redis.url().to_owned();
+    race_against(
+        &cache,
+        &mut plain,
+        1,
+        "the CLI's invalidate",
+        false,
+        async |_| {
+            let url = url.clone();
+            let out = tokio::task::spawn_blocking(move || {
+                cli(Some(&url), &["invalidate", "race:", "--yes"])
+            })
+            .await
+            .unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+        },
+    )
+    .await;
 }

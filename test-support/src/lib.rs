@@ -12,6 +12,7 @@ mod cluster;
 mod harness;
 mod logs;
 mod poll;
+pub mod race;
 pub mod reference;
 mod sentinel;
 mod server;
