@@ -77,6 +77,41 @@
 //! - The return type (the `T` of a `Result`) must be `Serialize + DeserializeOwned`,
 //!   and every argument in the key must be `Serialize`.
 //!
+//! # An invalidation always wins
+//!
+//! A miss claims its key with a placeholder before the body runs, and the
+//! body's value replaces the placeholder only if nothing deleted or rewrote
+//! the key meanwhile. So once an invalidation (any of the helpers,
+//! [`Cache::invalidate_prefix`], [`Cache::delete`], [`Cache::set`], ...) or
+//! another client's `DEL` or `FLUSHDB` has happened, no body that began
+//! before it stores its older value, and no call that begins after it in
+//! this process receives that value; the caller whose body ran still gets
+//! it, and [`Stats::fills_refused`] counts the refused store.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use redis_memo::{Cache, cached};
+//!
+//! static VERSION: AtomicU64 = AtomicU64::new(1); // the database
+//!
+//! #[cached(ttl = 300, key_prefix = "doc:", cache = cache)]
+//! async fn profile(cache: &Cache, id: u64) -> u64 {
+//!     let version = VERSION.load(Ordering::SeqCst); // read the database
+//!     // Meanwhile the database changes and the entry is invalidated:
+//!     VERSION.store(2, Ordering::SeqCst);
+//!     profile_invalidate(cache, id).await.unwrap();
+//!     version
+//! }
+//!
+//! let cache = Cache::in_memory();
+//! assert_eq!(profile(&cache, 7).await, 1); // the caller gets what its body read...
+//! assert_eq!(cache.stats().fills_refused, 1); // ...which is not stored
+//! VERSION.store(3, Ordering::SeqCst);
+//! assert_eq!(profile(&cache, 7).await, 3); // the next call runs the body again
+//! # Ok(()) }
+//! ```
+//!
 //! # Failures never reach the caller
 //!
 //! A stored value that does not decode (corrupt, truncated, written by an older

@@ -8,7 +8,8 @@
 //! `key` (arguments to a key) → `store` (Redis, in memory) → `flight`
 //! (single-flight), `lease` (across processes), `health` (breaker, counters,
 //! warnings) → `local` (the in-process tier and its tracking connection) →
-//! `cache` (the handle, its builder, the default) → `call` (one
+//! `cache` (the handle, its builder, the default, and the one path every
+//! write and invalidation takes) → `call` (one
 //! call: spec, get-or-run, the typed API, helpers, refresh) → `private` (what
 //! generated code calls). `error`, `codec` and `log` are leaves.
 #![warn(missing_docs)]
