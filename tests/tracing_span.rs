@@ -15,6 +15,13 @@ async fn lookup(cache: &Cache, runs: &AtomicUsize, id: u64, fresh: bool) -> u64 
     id
 }
 
+/// A body during which its own entry is invalidated: its value is refused.
+#[cached(ttl = 60, key_prefix = "obs:", cache = cache)]
+async fn outrun(cache: &Cache, id: u64) -> u64 {
+    outrun_invalidate(cache, id).await.unwrap();
+    id
+}
+
 #[tokio::test]
 async fn calls_have_a_debug_span_and_every_event_the_crate_target() {
     let cache = Cache::in_memory();
@@ -36,13 +43,14 @@ async fn calls_have_a_debug_span_and_every_event_the_crate_target() {
         cache.get_or_set("span:1", 60, || async { 1u8 }).await;
         cache.set_raw("span:2", b"not json", None).await.unwrap();
         cache.get_or_set("span:2", 60, || async { 2u8 }).await;
+        outrun(&cache, 1).await;
     }
     let text = logs.text();
     let done: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("cached call done"))
         .collect();
-    assert_eq!(done.len(), 5, "{text}");
+    assert_eq!(done.len(), 6, "{text}");
     for (function, outcome) in [
         ("tracing_span::lookup", "miss"),
         ("tracing_span::lookup", "hit"),
@@ -57,6 +65,26 @@ async fn calls_have_a_debug_span_and_every_event_the_crate_target() {
             "{function} {outcome}: {text}"
         );
     }
+    // A value its key's invalidation refused: the span says so, and one line
+    // at info level says what it means.
+    assert!(
+        done.iter()
+            .any(|l| l.contains("function=tracing_span::outrun")
+                && l.contains("outcome=\"miss\"")
+                && l.contains("fill=\"refused\"")),
+        "{text}"
+    );
+    assert!(
+        done.iter()
+            .any(|l| l.contains("function=tracing_span::lookup") && l.contains("fill=\"stored\"")),
+        "{text}"
+    );
+    let refused: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("INFO") && l.contains("not stored"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{text}");
+    assert!(refused[0].contains("fills_refused"), "{text}");
     // The corrupt value's warning, under the crate's target like the rest.
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
     assert_eq!(warnings.len(), 1, "{text}");

@@ -16,6 +16,11 @@
 //! broadcast: to the caches that cannot track keys (see local::broadcast)
 //! counters: stores, fills_refused, write_errors, misconfigured, invalidations
 //! ```
+//!
+//! A miss's claim of its key, and the renewal and release of its own
+//! placeholder, are steps of that miss, not changes of an entry: `call::run`
+//! makes them (see `store::placeholder`), and the value that ends the miss
+//! comes here as a [`Write::Fill`].
 
 use std::time::Duration;
 
