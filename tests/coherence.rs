@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use redis_memo::{Cache, cached};
-use support::race::{Db, Path, Plain, Via, race, race_without_scripts, versioned, versioned_key};
+use support::race::{
+    Db, Path, Plain, Via, race, race_every_path, race_without_scripts, versioned, versioned_key,
+};
 use support::{TestRedis, until};
 
 async fn plain(redis: &TestRedis) -> Plain {
@@ -24,21 +26,9 @@ async fn plain(redis: &TestRedis) -> Plain {
 async fn every_path_wins_over_a_running_body_on_a_standalone_server() {
     let redis = TestRedis::spawn(&[]);
     let cache = redis.cache().await;
-    let mut plain = plain(&redis).await;
-    for (id, path) in Path::API.into_iter().chain(Path::FOREIGN).enumerate() {
-        race(&cache, Via::This, &mut plain, path, id as u64).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_path_of_another_process_wins_over_a_running_body() {
-    let redis = TestRedis::spawn(&[]);
-    let cache = redis.cache().await;
     let other = redis.cache().await;
     let mut plain = plain(&redis).await;
-    for (id, path) in Path::API.into_iter().enumerate() {
-        race(&cache, Via::Other(&other), &mut plain, path, id as u64).await;
-    }
+    race_every_path(&cache, &other, &mut plain, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

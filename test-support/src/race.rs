@@ -230,6 +230,21 @@ pub async fn race(cache: &Cache, via: Via<'_>, plain: &mut Plain, path: Path, id
     .await;
 }
 
+/// [`race`] over every path, from `cache` itself (ids from `first_id`),
+/// then every API path from `other` (another process).
+pub async fn race_every_path(cache: &Cache, other: &Cache, plain: &mut Plain, first_id: u64) {
+    let paths = Path::API.into_iter().chain(Path::FOREIGN);
+    let mut id = first_id;
+    for path in paths {
+        race(cache, Via::This, plain, path, id).await;
+        id += 1;
+    }
+    for path in Path::API {
+        race(cache, Via::Other(other), plain, path, id).await;
+        id += 1;
+    }
+}
+
 /// [`race`] for a Redis user without `+@scripting`: a value that finds a
 /// newer one in its key (here, the late call's) deletes the key after
 /// replacing it, so the call after the race runs the body once more.

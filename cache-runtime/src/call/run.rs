@@ -317,19 +317,26 @@ impl Call {
         };
         match recorded {
             Ok((bytes, generation)) => self.found(Seen::of(bytes), generation),
-            Err(err) if is_wrong_type(&err) => Box::pin(self.wrong_type(cache, target)).await,
-            Err(err) => {
-                self.failed(Warning::ReadFailed, &err);
-                match target {
-                    Target::Key(_) => Read::Run {
-                        outcome: Outcome::Error,
-                        generation: 0,
-                        seen: None,
-                    },
-                    // No generation to write under.
-                    Target::Grouped { .. } => Read::Bypass(Outcome::Error),
-                }
-            }
+            Err(err) => Box::pin(self.read_failed(cache, target, err)).await,
+        }
+    }
+
+    /// What a read that failed leads to: a key of another Redis type is
+    /// replaced like a value that does not decode; otherwise the body runs
+    /// and nothing is stored.
+    async fn read_failed(&self, cache: &Cache, target: &Target, err: Error) -> Read {
+        if is_wrong_type(&err) {
+            return self.wrong_type(cache, target).await;
+        }
+        self.failed(Warning::ReadFailed, &err);
+        match target {
+            Target::Key(_) => Read::Run {
+                outcome: Outcome::Error,
+                generation: 0,
+                seen: None,
+            },
+            // No generation to write under.
+            Target::Grouped { .. } => Read::Bypass(Outcome::Error),
         }
     }
 

@@ -38,7 +38,7 @@ use tracing::Instrument;
 
 use std::sync::Arc;
 
-use super::{Call, Lead, OutOfLine, Read, Shape, is_wrong_type, resolve};
+use super::{Call, Lead, OutOfLine, Read, Shape, resolve};
 use crate::call::spec::Target;
 use crate::health::{CallStart, Outcome, Warning, warn_limited};
 use crate::store::{KeyTtl, Seen, Store};
@@ -109,19 +109,7 @@ impl Call {
                 }
                 seen => self.found(seen, generation),
             },
-            Err(err) if is_wrong_type(&err) => Box::pin(self.wrong_type(cache, target)).await,
-            Err(err) => {
-                self.failed(Warning::ReadFailed, &err);
-                match target {
-                    Target::Key(_) => Read::Run {
-                        outcome: Outcome::Error,
-                        generation: 0,
-                        seen: None,
-                    },
-                    // No generation to write under.
-                    Target::Grouped { .. } => Read::Bypass(Outcome::Error),
-                }
-            }
+            Err(err) => Box::pin(self.read_failed(cache, target, err)).await,
         }
     }
 
