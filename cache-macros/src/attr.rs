@@ -28,6 +28,8 @@ pub struct Args {
     pub version: Option<Expr>,
     /// `lease = 5`: cross-process stampede control, like `ttl`.
     pub lease: Option<Ttl>,
+    /// Where `lease` was written.
+    pub lease_span: Option<Span>,
     /// `codec = redis_memo::Codec::MessagePack`.
     pub codec: Option<Expr>,
     /// `ttl_jitter = 0.1`: stored TTLs spread over `ttl·(1 ± 0.1)`.
@@ -46,6 +48,8 @@ pub struct Args {
     pub cache_none: Option<(bool, Span)>,
     /// `local = false`: the cache's local tier neither serves nor keeps values.
     pub local: Option<bool>,
+    /// `batch = ids`: the parameter holding the ids of a batch loader.
+    pub batch: Option<Ident>,
     /// The arguments already seen, to reject duplicates.
     seen: Vec<String>,
     /// Every mistake found, each spanned on its tokens.
@@ -72,7 +76,7 @@ pub enum Ttl {
 
 const KNOWN: &str = "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `key`, `name`, \
                      `version`, `lease`, `grouped`, `codec`, `helpers`, `result`, `cache_none`, \
-                     `ttl_jitter`, `stale`, `local`";
+                     `ttl_jitter`, `stale`, `local`, `batch`";
 
 impl Args {
     /// Parses the whole attribute, recording errors instead of stopping at them.
@@ -110,6 +114,7 @@ impl Args {
                     return Err(meta.error("`lease` must be at least 1 second"));
                 }
                 self.lease = Some(lease);
+                self.lease_span = Some(ident.span());
             }
             "stale" => {
                 let expr: Expr = meta.value()?.parse()?;
@@ -180,6 +185,20 @@ impl Args {
                 self.name = Some(name);
             }
             "skip_cache" => self.skip_cache = Some(meta.value()?.parse()?),
+            "batch" => {
+                let value: Expr = meta.value()?.parse()?;
+                match &value {
+                    Expr::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => {
+                        self.batch = path.path.get_ident().cloned();
+                    }
+                    _ => {
+                        return Err(syn::Error::new_spanned(
+                            &value,
+                            "`batch` names the parameter that holds the ids, e.g. `batch = ids`",
+                        ));
+                    }
+                }
+            }
             "ttl_jitter" => {
                 let expr: Expr = meta.value()?.parse()?;
                 if let Expr::Lit(ExprLit { lit, .. }) = &expr {

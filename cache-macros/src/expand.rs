@@ -30,6 +30,7 @@ use syn::{
 };
 
 use crate::attr::{Args, Ttl};
+use crate::batch::Batch;
 
 /// The function `#[cached]` is on: a free function, a method of an `impl`
 /// block, or a default method of a trait.
@@ -92,6 +93,10 @@ struct Model {
     value_type: TokenStream,
     /// `ttl` depends on the call's arguments: `{fn}_prime` takes a TTL.
     ttl_per_call: bool,
+    /// `batch = ids`, checked.
+    batch: Option<Batch>,
+    /// What the helpers of a batch function call one element.
+    element: Ident,
 }
 
 enum Generic {
@@ -149,6 +154,7 @@ impl Model {
         }
 
         crate::stale::check(args, func, errors);
+        let batch = crate::batch::check(args, func, errors);
 
         // Left out of the key: ignored parameters, the root of `cache = x` or
         // `cache = x.field`, and the parameter `skip_cache = flag` names.
@@ -179,6 +185,7 @@ impl Model {
             })
             .cloned()
             .collect();
+        let batch_param = batch.as_ref().map(|batch| &batch.ident);
         let helper_inputs = sig
             .inputs
             .iter()
@@ -189,9 +196,9 @@ impl Model {
             .filter(|typed| {
                 let mut bound = Vec::new();
                 bound_idents(&typed.pat, &mut bound);
-                bound
-                    .iter()
-                    .any(|b| key_params.contains(b) || key_mentions.contains(b))
+                bound.iter().any(|b| {
+                    Some(b) != batch_param && (key_params.contains(b) || key_mentions.contains(b))
+                })
             })
             .cloned()
             .collect();
@@ -211,8 +218,19 @@ impl Model {
             ReturnType::Default => (quote!(()), sig.ident.span()),
             ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
         };
-        let value_type = stored_type(&sig.output, args).unwrap_or_else(|| ret_type.clone());
+        let value_type = match &batch {
+            Some(batch) => batch.value.to_token_stream(),
+            None => stored_type(&sig.output, args).unwrap_or_else(|| ret_type.clone()),
+        };
         let ttl_per_call = matches!(&args.ttl, Some(Ttl::Expr(expr)) if mentions_params(expr));
+        let element = format_ident!(
+            "{}",
+            if params.iter().any(|p| p == "element") {
+                "redis_memo_element"
+            } else {
+                "element"
+            }
+        );
         Model {
             fn_name: sig.ident.to_string(),
             is_method,
@@ -225,6 +243,8 @@ impl Model {
             ret_span,
             value_type,
             ttl_per_call,
+            batch,
+            element,
         }
     }
 
@@ -248,6 +268,9 @@ impl Model {
             None => quote!(::redis_memo::__private::default_cache()),
         };
         let spec = self.spec(args, SpecUse::Call);
+        if let Some(batch) = &self.batch {
+            return self.batch_function(args, func, batch, cache_expr, spec);
+        }
         let build_key = self.build_key(args, &key);
         let make_call = match &args.skip_cache {
             None => quote! {
@@ -373,22 +396,145 @@ impl Model {
 
     /// Statements that leave the call's key arguments in `key`: the generic
     /// instantiation, then each key parameter, then each `key(...)` expression.
+    /// A batch function's helpers put their one element (a `&K`) where the
+    /// batch parameter is.
     fn build_key(&self, args: &Args, key: &Ident) -> TokenStream {
+        let (head, tail) = self.key_parts(args, key);
+        let element = self.batch.as_ref().map(|_| {
+            let element = &self.element;
+            quote!(#key.arg(#element);)
+        });
+        quote! {
+            let mut #key = ::redis_memo::__private::KeyBuilder::new();
+            #head
+            #element
+            #tail
+        }
+    }
+
+    /// The key's arguments before the batch parameter (all of them without
+    /// one), and those after it with the `key(...)` expressions.
+    fn key_parts(&self, args: &Args, key: &Ident) -> (TokenStream, TokenStream) {
         let generics = self.generics.iter().map(|g| match g {
             Generic::Type(t) => quote!(#key.generic(::core::any::type_name::<#t>());),
             Generic::Const(c) => quote!(#key.generic(&::std::string::ToString::to_string(&#c));),
         });
-        let params = self.key_params.iter().map(|p| {
-            quote_spanned! {p.span()=> #key.arg(&#p); }
-        });
+        let split = self
+            .batch
+            .as_ref()
+            .and_then(|batch| self.key_params.iter().position(|p| *p == batch.ident));
+        let (before, after) = match split {
+            Some(at) => (&self.key_params[..at], &self.key_params[at + 1..]),
+            None => (&self.key_params[..], &[][..]),
+        };
+        let arg = |p: &Ident| quote_spanned! {p.span()=> #key.arg(&#p); };
+        let (before, after) = (before.iter().map(arg), after.iter().map(arg));
         let exprs = args.key.iter().map(|e| {
             quote_spanned! {e.span()=> #key.arg(&(#e)); }
         });
-        quote! {
+        (
+            quote!(#(#generics)* #(#before)*),
+            quote!(#(#after)* #(#exprs)*),
+        )
+    }
+
+    /// The rewritten function of `batch = ids`: the runtime's `Batch` of the
+    /// ids with a key per element, and the body as a loader of the ids to
+    /// load, the parameter bound to them in its own type.
+    fn batch_function(
+        &self,
+        args: &Args,
+        func: &Function,
+        batch: &Batch,
+        cache_expr: TokenStream,
+        spec: TokenStream,
+    ) -> TokenStream {
+        let Function {
+            attrs, vis, sig, ..
+        } = func;
+        let (call, cache, key, body, ret, skip, missing, element) = (
+            mixed("call"),
+            mixed("cache"),
+            mixed("key"),
+            mixed("body"),
+            mixed("ret"),
+            mixed("skip"),
+            mixed("missing"),
+            mixed("element"),
+        );
+        let ids = batch.ids();
+        let (head, tail) = self.key_parts(args, &key);
+        let make_call = quote! {
             let mut #key = ::redis_memo::__private::KeyBuilder::new();
-            #(#generics)*
-            #(#params)*
-            #(#exprs)*
+            #head
+            ::redis_memo::__private::Batch::new(
+                #cache,
+                &__redis_memo_spec,
+                #ids,
+                &#key,
+                |#key: &mut ::redis_memo::__private::KeyBuilder, #element| {
+                    #key.arg(#element);
+                    #tail
+                },
+            )
+        };
+        let make_call = match &args.skip_cache {
+            None => make_call,
+            Some(expr) => {
+                let skip_value = quote_spanned!(expr.span()=> let #skip: bool = #expr;);
+                quote! {
+                    #skip_value
+                    if #skip {
+                        ::redis_memo::__private::Batch::skip(#cache, &__redis_memo_spec, #ids)
+                    } else {
+                        #make_call
+                    }
+                }
+            }
+        };
+        let elem = &batch.elem;
+        let rebind = batch.rebind(&missing);
+        let runner = if batch.result {
+            quote!(batch_result)
+        } else {
+            quote!(batch_plain)
+        };
+        let ret_type = &self.ret_type;
+        let stmts = &func.block.stmts;
+        let run = quote_spanned! {self.ret_span=>
+            ::redis_memo::__private::#runner(#call, #body).await
+        };
+        quote! {
+            #(#attrs)*
+            #vis #sig {
+                const _: () = ::redis_memo::__private::check_version(#VERSION);
+                let #call = {
+                    let #cache = #cache_expr;
+                    let __redis_memo_spec = #spec;
+                    #make_call
+                };
+                // The loader: the body, with the batch parameter bound to
+                // the ids to load, in its own type.
+                let #body = move |#missing: ::std::vec::Vec<#elem>| async move {
+                    #rebind
+                    #[allow(
+                        unknown_lints,
+                        unreachable_code,
+                        clippy::diverging_sub_expression,
+                        clippy::empty_loop,
+                        clippy::let_unit_value,
+                        clippy::let_with_type_underscore,
+                        clippy::needless_return,
+                        clippy::unreachable
+                    )]
+                    if false {
+                        let #ret: #ret_type = loop {};
+                        return #ret;
+                    }
+                    #(#stmts)*
+                };
+                #run
+            }
         }
     }
 
@@ -517,6 +663,12 @@ impl Model {
         );
         let receiver = self.key_uses_self.then(|| quote!(&self,));
         let inputs = &self.helper_inputs;
+        // A batch function's helpers take one element, after the other
+        // arguments.
+        let element_param = self.batch.as_ref().map(|batch| {
+            let (element, elem) = (&self.element, &batch.elem);
+            quote!(#element: &#elem,)
+        });
         let key = mixed("key");
         let build_key = self.build_key(args, &key);
         let spec = self.spec(args, SpecUse::Key);
@@ -562,7 +714,8 @@ impl Model {
             #vis async fn #key_fn #generics (
                 #receiver
                 #cache: &::redis_memo::Cache,
-                #(#inputs),*
+                #(#inputs,)*
+                #element_param
             ) -> ::core::result::Result<::std::string::String, ::redis_memo::Error> #where_clause {
                 let __redis_memo_spec = #spec;
                 #build_key
@@ -575,7 +728,8 @@ impl Model {
             #vis async fn #invalidate_fn #generics (
                 #receiver
                 #cache: &::redis_memo::Cache,
-                #(#inputs),*
+                #(#inputs,)*
+                #element_param
             ) -> ::core::result::Result<bool, ::redis_memo::Error> #where_clause {
                 let __redis_memo_spec = #spec;
                 #build_key
@@ -589,6 +743,7 @@ impl Model {
                 #receiver
                 #cache: &::redis_memo::Cache,
                 #(#inputs,)*
+                #element_param
                 #value: &#value_type,
                 #ttl_param
             ) -> ::core::result::Result<(), ::redis_memo::Error> #where_clause {

@@ -5,6 +5,7 @@
 //! `redis-memo` crate pins this crate and the runtime to one release.
 
 mod attr;
+mod batch;
 mod expand;
 mod stale;
 

@@ -32,6 +32,8 @@ enum State {
     Running,
     /// The leader's value, encoded.
     Done(Arc<[u8]>),
+    /// The leader (a batch) found no value: the loader did not return this element.
+    Absent,
     /// The leader gave up (cancelled, or nothing cacheable); the next to claim leads.
     Abandoned,
 }
@@ -143,6 +145,19 @@ impl Flights {
         })
     }
 
+    /// A leader of a run that no caller can join and that stores nothing
+    /// (it saw nothing it could replace).
+    pub(crate) fn detached_leader(&self, key: &str) -> Leader<'_> {
+        let (tx, _) = watch::channel(State::Running);
+        Leader {
+            flights: self,
+            key: key.to_owned(),
+            tx,
+            published: false,
+            seen: None,
+        }
+    }
+
     /// How many keys are in flight.
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
@@ -199,6 +214,13 @@ impl Leader<'_> {
         self.published = true;
         self.tx.send_replace(State::Done(bytes));
     }
+
+    /// Tells every waiter that there is no value (a batch's loader did not
+    /// return this element): they do not run the body again for it.
+    pub(crate) fn publish_absent(&mut self) {
+        self.published = true;
+        self.tx.send_replace(State::Absent);
+    }
 }
 
 impl Drop for Leader<'_> {
@@ -244,6 +266,8 @@ impl Drop for Waiter<'_> {
 pub(crate) enum Outcome<'a> {
     /// The value some leader produced, encoded.
     Value(Arc<[u8]>),
+    /// The leader (a batch) found that there is no value.
+    Absent,
     /// Every leader before gave up; this caller now leads.
     Lead(Leader<'a>),
 }
@@ -257,8 +281,10 @@ impl<'a> Waiter<'a> {
                 .wait_for(|s| !matches!(s, State::Running))
                 .await
                 .map(|s| s.clone());
-            if let Ok(State::Done(bytes)) = state {
-                return Outcome::Value(bytes);
+            match state {
+                Ok(State::Done(bytes)) => return Outcome::Value(bytes),
+                Ok(State::Absent) => return Outcome::Absent,
+                _ => {}
             }
             match waiter.after_give_up() {
                 Ok(outcome) => return outcome,
@@ -285,8 +311,10 @@ impl<'a> Waiter<'a> {
         }
         // The flight is over: a waiter took it over, published its value and
         // ended it between this waiter's wake-up and the lock above.
-        if let State::Done(bytes) = &*self.rx.borrow() {
-            return Ok(Outcome::Value(bytes.clone()));
+        match &*self.rx.borrow() {
+            State::Done(bytes) => return Ok(Outcome::Value(bytes.clone())),
+            State::Absent => return Ok(Outcome::Absent),
+            _ => {}
         }
         match flights.join(&self.key, None) {
             Role::Leader(leader) => Ok(Outcome::Lead(leader)),
@@ -356,11 +384,11 @@ mod tests {
         rt.block_on(async {
             match early.outcome().await {
                 Outcome::Value(bytes) => assert_eq!(&bytes[..], b"first"),
-                Outcome::Lead(_) => panic!("the early waiter gets the first value"),
+                _ => panic!("the early waiter gets the first value"),
             }
             match late.outcome().await {
                 Outcome::Value(bytes) => assert_eq!(&bytes[..], b"second"),
-                Outcome::Lead(_) => panic!("the late waiter gets the second value"),
+                _ => panic!("the late waiter gets the second value"),
             }
         });
     }

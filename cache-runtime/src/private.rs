@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Serialize, de::DeserializeOwned};
 
 pub use crate::call::Ttl;
+pub use crate::call::batch::Batch;
+use crate::call::batch::{ManyShape, run_many};
 pub use crate::call::helpers::{invalidate_call, invalidate_function, key_of, prime_call};
 pub use crate::call::reuse::{Keep, KeepClone, KeepNone, Reuse};
 pub use crate::call::run::Call;
@@ -77,6 +79,34 @@ where
     Fut: Future<Output = Option<T>>,
 {
     run::run(call, body, Shape::option(reuse))
+}
+
+/// A `batch = ids` function returning a map: every loaded element is cached.
+pub fn batch_plain<K, V, M, B, Fut>(batch: Batch<K>, body: B) -> impl Future<Output = M>
+where
+    K: Clone + Eq + std::hash::Hash,
+    V: Serialize + DeserializeOwned,
+    M: FromIterator<(K, V)> + IntoIterator<Item = (K, V)>,
+    B: FnOnce(Vec<K>) -> Fut,
+    Fut: Future<Output = M>,
+{
+    run_many(batch, body, ManyShape::plain())
+}
+
+/// A `batch = ids` function returning `Result` of a map: elements of an
+/// `Ok` map are cached, an `Err` is returned and nothing is stored.
+pub fn batch_result<K, V, M, E, B, Fut>(
+    batch: Batch<K>,
+    body: B,
+) -> impl Future<Output = Result<M, E>>
+where
+    K: Clone + Eq + std::hash::Hash,
+    V: Serialize + DeserializeOwned,
+    M: FromIterator<(K, V)> + IntoIterator<Item = (K, V)>,
+    B: FnOnce(Vec<K>) -> Fut,
+    Fut: Future<Output = Result<M, E>>,
+{
+    run_many(batch, body, ManyShape::result())
 }
 
 /// [`plain`] for a function with `stale`: a stale value is returned while

@@ -1,10 +1,13 @@
 //! The typed API on [`Cache`]: every guarantee of `#[cached]` for a key built
 //! at run time, a closure, a trait object or a batch.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::Hash;
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use super::batch::{Batch, ManyShape, run_many};
 use super::run::{Call, Shape, run, stale};
 use super::spec::Policy;
 use crate::cache::Write;
@@ -165,6 +168,95 @@ impl Cache {
     {
         let call = Call::direct(self, key, &policy.into());
         stale::run(call, f, Shape::result(None)).await
+    }
+
+    /// The values of many ids, each cached under its own key: `key(&id)`,
+    /// used as given. Ids held in the local tier are served from it, the rest
+    /// are read with one `MGET` (per [`BATCH_CHUNK`](crate::BATCH_CHUNK)
+    /// keys; on a cluster, one per slot, sent at once), and `load` is called
+    /// once with only the ids that missed, deduplicated, first seen first.
+    /// Each entry it returns is stored under its id's key (stores sent at
+    /// once) for `policy` and is in the result; an id it does not return is
+    /// neither stored nor in the result (return `Option` values to cache
+    /// absence). Ids another call in this process is loading are waited
+    /// for rather than loaded again. A corrupt value is a miss, and every
+    /// guarantee of [`get_or_set`](Self::get_or_set) holds per id: an
+    /// invalidation during `load` wins, Redis down loads every id and
+    /// returns its value, counters count each id as a call.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::collections::HashMap;
+    /// use redis_memo::Cache;
+    ///
+    /// async fn load_users(ids: Vec<u64>) -> HashMap<u64, String> {
+    ///     // SELECT ... WHERE id = ANY($1): unknown ids are left out
+    ///     ids.into_iter().filter(|id| *id < 100).map(|id| (id, format!("user {id}"))).collect()
+    /// }
+    ///
+    /// let cache = Cache::in_memory();
+    /// let key = |id: &u64| format!("user:{id}");
+    /// let users = cache.get_or_set_many([1, 2, 500], key, 300, load_users).await;
+    /// assert_eq!(users.len(), 2); // 500 does not exist
+    /// // 1 and 2 are cached: only 3 is loaded now.
+    /// let users = cache
+    ///     .get_or_set_many([1, 2, 3], key, 300, |ids| async move {
+    ///         assert_eq!(ids, [3]);
+    ///         load_users(ids).await
+    ///     })
+    ///     .await;
+    /// assert_eq!(users[&3], "user 3");
+    /// # }
+    /// ```
+    pub async fn get_or_set_many<K, V, F, Fut>(
+        &self,
+        ids: impl IntoIterator<Item = K>,
+        key: impl Fn(&K) -> String,
+        policy: impl Into<Policy>,
+        load: F,
+    ) -> HashMap<K, V>
+    where
+        K: Clone + Eq + Hash,
+        V: Serialize + DeserializeOwned,
+        F: FnOnce(Vec<K>) -> Fut,
+        Fut: Future<Output = HashMap<K, V>>,
+    {
+        let batch = Batch::direct(self, ids, key, &policy.into());
+        run_many(batch, load, ManyShape::plain()).await
+    }
+
+    /// [`get_or_set_many`](Self::get_or_set_many) for a loader that can
+    /// fail: an `Err` is returned, and nothing it loaded is stored.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::collections::HashMap;
+    /// use redis_memo::Cache;
+    ///
+    /// let cache = Cache::in_memory();
+    /// let prices: Result<HashMap<u32, u64>, std::io::Error> = cache
+    ///     .try_get_or_set_many([1, 2], |id| format!("price:{id}"), 60, |ids| async move {
+    ///         Ok(ids.into_iter().map(|id| (id, u64::from(id) * 100)).collect())
+    ///     })
+    ///     .await;
+    /// assert_eq!(prices.unwrap()[&2], 200);
+    /// # }
+    /// ```
+    pub async fn try_get_or_set_many<K, V, E, F, Fut>(
+        &self,
+        ids: impl IntoIterator<Item = K>,
+        key: impl Fn(&K) -> String,
+        policy: impl Into<Policy>,
+        load: F,
+    ) -> Result<HashMap<K, V>, E>
+    where
+        K: Clone + Eq + Hash,
+        V: Serialize + DeserializeOwned,
+        F: FnOnce(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<HashMap<K, V>, E>>,
+    {
+        let batch = Batch::direct(self, ids, key, &policy.into());
+        run_many(batch, load, ManyShape::result()).await
     }
 
     /// The value stored under `key`, decoded with the cache's codec.

@@ -5,6 +5,7 @@
 //! [`refresh`](refresh::refresh).
 
 mod api;
+pub(crate) mod batch;
 pub(crate) mod helpers;
 mod local;
 pub(crate) mod refresh;
@@ -12,5 +13,6 @@ pub(crate) mod reuse;
 pub(crate) mod run;
 pub(crate) mod spec;
 
+pub use batch::BATCH_CHUNK;
 pub use refresh::refresh;
 pub use spec::{DEFAULT_TTL, Policy, Ttl};

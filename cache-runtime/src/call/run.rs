@@ -491,6 +491,10 @@ impl Call {
             Role::Waiter(waiter) => match waiter.outcome().await {
                 FlightOutcome::Lead(leader) => leader,
                 FlightOutcome::Value(bytes) => return Join::Shared(bytes),
+                // A batch whose loader did not return this element: this
+                // call runs its own body, and stores nothing (the batch took
+                // its placeholder back).
+                FlightOutcome::Absent => cache.flights().detached_leader(key),
             },
         };
         let (Some(duration), Some(store)) = (self.lease, cache.store().redis()) else {

@@ -77,7 +77,7 @@ pub const KEY_ENCODING_VERSION: u8 = 1;
 /// args.arg(&Broken);
 /// assert_eq!(args.digest_hex().unwrap_err().to_string(), "cannot serialize Broken");
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KeyError(String);
 
 impl fmt::Display for KeyError {
@@ -109,7 +109,7 @@ impl ser::Error for KeyError {
 /// let key = args.finish("users:", &name).unwrap();
 /// assert_eq!(key, format!("users:my_app::users::profile:{}", args.digest_hex().unwrap()));
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KeyBuilder {
     buf: Vec<u8>,
     error: Option<KeyError>,

@@ -95,6 +95,14 @@ impl Store for MemoryStore {
         Ok(self.held(key).await.map(|held| held.bytes().to_vec()))
     }
 
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        tokio::task::consume_budget().await;
+        Ok(keys
+            .iter()
+            .map(|key| self.current(key).map(|held| held.bytes().to_vec()))
+            .collect())
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
         let _lock = self.lock(key);
         self.insert(key, value, ttl);

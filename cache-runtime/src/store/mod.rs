@@ -92,6 +92,9 @@ pub(crate) fn every_key(_: &str) -> bool {
 /// What a store must do.
 pub(crate) trait Store {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
+    /// The values of `keys`, in order: one `MGET` (on a cluster, one per
+    /// slot, sent at once and put back in order).
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, Error>;
     /// Stores `value`; `ttl = None` means no expiry.
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error>;
     /// Deletes the keys, returning how many existed.
@@ -180,6 +183,10 @@ macro_rules! dispatch {
 impl Store for Backend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         dispatch!(self, s => s.get(key).await)
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        dispatch!(self, s => s.get_many(keys).await)
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {

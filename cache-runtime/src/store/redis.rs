@@ -340,6 +340,15 @@ impl Store for RedisStore {
         }
     }
 
+    /// `MGET`; on a cluster redis-rs sends one per slot, at once, to each
+    /// slot's primary, and puts the replies back in order.
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.query(redis::cmd("MGET").arg(keys)).await
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value);
