@@ -449,9 +449,17 @@ impl Model {
         cache_expr: TokenStream,
         spec: TokenStream,
     ) -> TokenStream {
-        let Function {
-            attrs, vis, sig, ..
-        } = func;
+        let Function { attrs, vis, .. } = func;
+        // The parameter gives its ids to the runtime and is bound again, in
+        // the body, to the ids to load: a `mut` on it is the body's.
+        let mut sig = func.sig.clone();
+        for input in &mut sig.inputs {
+            if let FnArg::Typed(typed) = input
+                && matches!(&*typed.pat, Pat::Ident(pat) if pat.ident == batch.ident && pat.mutability.is_some())
+            {
+                typed.attrs.push(syn::parse_quote!(#[allow(unused_mut)]));
+            }
+        }
         let (call, cache, key, body, ret, skip, missing, element) = (
             mixed("call"),
             mixed("cache"),

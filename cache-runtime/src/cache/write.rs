@@ -28,7 +28,7 @@ use super::Cache;
 use crate::Error;
 use crate::health::{Counter, Family};
 use crate::local::broadcast::Change;
-use crate::store::{KeyFilter, Store, every_key};
+use crate::store::{FillOf, KeyFilter, Store, every_key};
 
 /// A change to the cache's entries.
 pub(crate) enum Write<'a> {
@@ -117,7 +117,7 @@ impl Cache {
                 }
                 self.flights().detach(|k| k == key);
                 self.announce(Change::Key(key)).await;
-                self.count_write(family, written.as_ref().map(|()| true));
+                self.count_write(family, written.as_ref().map(|()| true).map_err(Some));
                 written.map(|()| Written::Stored)
             }
             Write::Fill {
@@ -143,7 +143,7 @@ impl Cache {
                 if let Ok(true) = filled {
                     self.announce(Change::Key(key)).await;
                 }
-                self.count_write(family, filled.as_ref().map(|stored| *stored));
+                self.count_write(family, filled.as_ref().map(|stored| *stored).map_err(Some));
                 Ok(if filled? {
                     Written::Stored
                 } else {
@@ -204,6 +204,61 @@ impl Cache {
         }
     }
 
+    /// [`Write::Fill`] for many values at once (a batch's loaded elements):
+    /// each goes through the same steps, and the store gets them in one round
+    /// trip. For each: whether it was stored (`None`: it failed, or was too
+    /// large, and was not). Counted under `family(key)`.
+    pub(crate) async fn write_fills(
+        &self,
+        fills: &[FillOf<'_>],
+        local: bool,
+        family: &(dyn Fn(&str) -> Family<'_> + Sync),
+    ) -> Vec<Option<bool>> {
+        let mut outcome = vec![None; fills.len()];
+        let (sent, kept): (Vec<usize>, Vec<FillOf<'_>>) = fills
+            .iter()
+            .enumerate()
+            .filter(|(_, fill)| self.within_limit(fill.value).is_ok())
+            .map(|(i, fill)| (i, *fill))
+            .unzip();
+        let Some(first) = kept.first() else {
+            return outcome;
+        };
+        let tier = self.local();
+        let begun: Vec<_> = kept
+            .iter()
+            .map(|fill| tier.map(|tier| tier.begin_write(fill.key)))
+            .collect();
+        let filled = self.store().fill_many(&kept).await;
+        let filled = self.health().record(first.key, filled);
+        let results: Vec<Option<bool>> = match &filled {
+            Ok(stored) => stored.clone(),
+            Err(_) => vec![None; kept.len()],
+        };
+        for ((fill, begun), stored) in kept.iter().zip(begun).zip(&results) {
+            if let Some(tier) = tier {
+                match (stored, begun) {
+                    (Some(true), Some(begun)) if local => begun.stored(fill.value, fill.ttl),
+                    (Some(false), _) => {}
+                    _ => tier.invalidate(fill.key),
+                }
+            }
+            if *stored == Some(true) {
+                self.announce(Change::Key(fill.key)).await;
+            }
+            let counted = match (stored, &filled) {
+                (Some(stored), _) => Ok(*stored),
+                (None, Err(err)) => Err(Some(err)),
+                (None, Ok(_)) => Err(None),
+            };
+            self.count_write(Some(&family(fill.key)), counted);
+        }
+        for (i, stored) in sent.into_iter().zip(results) {
+            outcome[i] = stored;
+        }
+        outcome
+    }
+
     /// `Err(ValueTooLarge)` for a value above `max_value_bytes`.
     fn within_limit(&self, bytes: &[u8]) -> Result<(), Error> {
         match self.max_value_bytes() {
@@ -215,15 +270,20 @@ impl Cache {
         }
     }
 
-    /// Counts a value written (`Ok(true)`), refused (`Ok(false)`) or failed.
-    pub(crate) fn count_write(&self, family: Option<&Family<'_>>, written: Result<bool, &Error>) {
+    /// Counts a value written (`Ok(true)`), refused (`Ok(false)`) or failed
+    /// (with the error, when there is one to tell misconfiguration by).
+    pub(crate) fn count_write(
+        &self,
+        family: Option<&Family<'_>>,
+        written: Result<bool, Option<&Error>>,
+    ) {
         let Some(family) = family else { return };
         let health = self.health();
         match written {
             Ok(true) => health.count(family, Counter::Stores, 1),
             Ok(false) => health.count(family, Counter::FillsRefused, 1),
             Err(err) => {
-                if err.misconfiguration().is_some() {
+                if err.is_some_and(|err| err.misconfiguration().is_some()) {
                     health.count(family, Counter::Misconfigured, 1);
                 }
                 health.count(family, Counter::WriteErrors, 1);

@@ -37,14 +37,13 @@ use futures_util::future::join_all;
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::{Instrument, Span};
 
-use super::spec::{Jitter, Policy, Spec};
-use crate::cache::{Write, Written};
+use super::spec::{Jitter, Policy, Spec, Target};
 use crate::codec::Format;
 use crate::flight::{Leader, Outcome as FlightOutcome, Role, Waiter};
 use crate::health::{CallStart, Family, Outcome, Warning, info_limited, warn_limited};
 use crate::key::{FnName, KeyBuilder};
 use crate::local::Fill;
-use crate::store::{Claim, Held, Seen, Store, is_placeholder};
+use crate::store::{Claim, FillOf, Held, Seen, Store, is_placeholder};
 use crate::{Cache, Error};
 
 /// How many keys one `MGET` asks for, and how many claims or stores are
@@ -78,9 +77,12 @@ impl<K: std::fmt::Debug> std::fmt::Debug for Batch<K> {
     }
 }
 
+/// Ids are the program's own values, not adversarial input: a fast hash.
+type FastHash = foldhash::fast::RandomState;
+
 /// The distinct ids, first seen first.
 fn distinct<K: Clone + Eq + Hash>(ids: impl IntoIterator<Item = K>) -> Vec<K> {
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::with_hasher(FastHash::default());
     ids.into_iter()
         .filter(|id| seen.insert(id.clone()))
         .collect()
@@ -100,15 +102,20 @@ impl<K: Clone + Eq + Hash> Batch<K> {
         let ids = distinct(ids);
         let mut batch = Batch::bare(cache, Some(spec.name()), spec.policy(), ids);
         if let Some(cache) = &batch.cache {
+            // One builder for every element: the head's bytes stay.
+            let mut args = head.clone();
+            let head_len = head.encoded().len();
             batch.keys = batch
                 .ids
                 .iter()
                 .map(|id| {
-                    let mut args = head.clone();
+                    args.rewind(head_len);
                     element(&mut args, id);
-                    spec.target(cache, &args)
-                        .ok()
-                        .map(|target| target.key(0).into_owned())
+                    match spec.target(cache, &args) {
+                        Ok(Target::Key(key)) => Some(key),
+                        // (`grouped` is refused with `batch`.)
+                        _ => None,
+                    }
                 })
                 .collect();
             if batch.keys.iter().any(Option::is_none) {
@@ -293,14 +300,16 @@ impl Elements<'_> {
                 }
                 continue;
             }
-            let fills: Vec<Option<Fill<'_>>> = keys
-                .iter()
-                .map(|key| local.map(|tier| tier.begin(key)))
-                .collect();
+            let fills: Vec<Fill<'_>> = match local {
+                Some(tier) => keys.iter().map(|key| tier.begin(key)).collect(),
+                None => Vec::new(),
+            };
+            let mut fills = fills.into_iter();
             let read = cache.store().get_many(&keys).await;
             match cache.health().record(keys[0], read) {
                 Ok(values) => {
-                    for ((&i, value), fill) in chunk.iter().zip(values).zip(fills) {
+                    for (&i, value) in chunk.iter().zip(values) {
+                        let fill = fills.next();
                         found[i] = Some(match Seen::of(value) {
                             Seen::Value(bytes) => {
                                 if let Some(fill) = fill {
@@ -334,65 +343,79 @@ impl Elements<'_> {
             .collect()
     }
 
-    /// Claims the keys of the elements at `indices` that held nothing, at
-    /// once per chunk; what each key holds afterwards.
-    async fn claim(&self, indices: &[usize]) -> Vec<(usize, Result<Claim, Error>, Arc<[u8]>)> {
+    /// Claims the keys of the elements at `indices` that held nothing, one
+    /// round trip per chunk; what each key holds afterwards (`None`: the
+    /// claim failed), and the placeholder it was claimed with.
+    async fn claim(&self, indices: &[usize]) -> Vec<(usize, Option<Claim>, Arc<[u8]>)> {
         let cache = self.cache;
         let mut claimed = Vec::with_capacity(indices.len());
         for chunk in indices.chunks(BATCH_CHUNK) {
-            let claims = chunk.iter().map(|&i| async move {
-                let key = self.keys[i].as_deref().unwrap_or_default();
-                let placeholder = cache.placeholders().next();
-                let claim = cache
-                    .store()
-                    .claim(key, &placeholder, cache.placeholder_ttl())
-                    .await;
-                (i, cache.health().record(key, claim), placeholder)
-            });
-            claimed.extend(join_all(claims).await);
+            let keys: Vec<&str> = chunk
+                .iter()
+                .map(|&i| self.keys[i].as_deref().unwrap_or_default())
+                .collect();
+            let placeholders: Vec<Arc<[u8]>> =
+                chunk.iter().map(|_| cache.placeholders().next()).collect();
+            let claims = cache
+                .store()
+                .claim_many(&keys, &placeholders, cache.placeholder_ttl())
+                .await;
+            let claims = match cache.health().record(keys[0], claims) {
+                Ok(claims) => claims,
+                Err(err) => {
+                    warn_limited!(
+                        cache.health().warnings(),
+                        Warning::WriteFailed,
+                        error = %err,
+                        "redis-memo: cannot claim the keys of a batch's elements; they are \
+                         loaded and returned, not cached"
+                    );
+                    (0..chunk.len()).map(|_| None).collect()
+                }
+            };
+            claimed.extend(
+                chunk
+                    .iter()
+                    .zip(claims)
+                    .zip(placeholders)
+                    .map(|((&i, claim), placeholder)| (i, claim, placeholder)),
+            );
         }
         claimed
     }
 
-    /// Stores each value over what its key held, at once per chunk; how
-    /// many were stored and how many refused.
+    /// Stores each value over what its key held, one round trip per chunk;
+    /// how many were refused.
     async fn store(
         &self,
         values: Vec<ToStore>,
         ttl: Option<std::time::Duration>,
         jitter: Jitter,
-    ) -> (usize, usize) {
-        let (mut stored, mut refused) = (0, 0);
-        let mut values = values.into_iter().peekable();
-        while values.peek().is_some() {
-            let chunk: Vec<_> = values.by_ref().take(BATCH_CHUNK).collect();
-            let writes = chunk.iter().map(|value| async move {
-                let ToStore { index, seen, bytes } = value;
-                let key = self.keys[*index].as_deref().unwrap_or_default();
-                let write = Write::Fill {
-                    key,
-                    seen,
-                    bytes,
+    ) -> usize {
+        let mut refused = 0;
+        let family: &(dyn Fn(&str) -> Family<'_> + Sync) = &|key| self.family(key);
+        for chunk in values.chunks(BATCH_CHUNK) {
+            let fills: Vec<FillOf<'_>> = chunk
+                .iter()
+                .map(|value| FillOf {
+                    key: self.keys[value.index].as_deref().unwrap_or_default(),
+                    seen: &value.seen,
+                    value: &value.bytes,
                     ttl: ttl.map(|ttl| jitter.apply(ttl)),
-                    local: self.local,
-                };
-                (key, self.cache.write(write, Some(&self.family(key))).await)
-            });
-            for (key, written) in join_all(writes).await {
-                match written {
-                    Ok(Written::Stored) => stored += 1,
-                    Ok(_) => refused += 1,
-                    Err(err) => warn_limited!(
-                        self.cache.health().warnings(),
-                        Warning::WriteFailed,
-                        key,
-                        error = %err,
-                        "redis-memo: cache write failed; the value is returned but not cached"
-                    ),
-                }
+                })
+                .collect();
+            let stored = self.cache.write_fills(&fills, self.local, family).await;
+            refused += stored.iter().filter(|s| **s == Some(false)).count();
+            if stored.iter().any(Option::is_none) {
+                warn_limited!(
+                    self.cache.health().warnings(),
+                    Warning::WriteFailed,
+                    "redis-memo: cache write failed for some of a batch's elements; their values \
+                     are returned but not cached"
+                );
             }
         }
-        (stored, refused)
+        refused
     }
 
     /// Takes back this cache's placeholders of the elements at `indices`
@@ -540,15 +563,15 @@ where
     };
     for (i, claim, placeholder) in elements.claim(&to_claim).await {
         match claim {
-            Ok(Claim::Won) => {
+            Some(Claim::Won) => {
                 seen[i] = Some(placeholder);
                 to_load.push(i);
             }
-            Ok(Claim::Lost(Seen::Placeholder(theirs))) => {
+            Some(Claim::Lost(Seen::Placeholder(theirs))) => {
                 seen[i] = Some(theirs);
                 to_load.push(i);
             }
-            Ok(Claim::Lost(Seen::Value(bytes))) => match format.decode::<V>(&bytes) {
+            Some(Claim::Lost(Seen::Value(bytes))) => match format.decode::<V>(&bytes) {
                 Ok(value) => {
                     values[i] = Some(value);
                     outcomes[i] = Outcome::Hit;
@@ -560,7 +583,7 @@ where
                 }
             },
             // Gone again, or the claim failed: loaded, not stored.
-            Ok(Claim::Lost(Seen::Absent)) | Err(_) => to_load.push(i),
+            Some(Claim::Lost(Seen::Absent)) | None => to_load.push(i),
         }
     }
     to_load.sort_unstable();
@@ -661,7 +684,7 @@ where
             return returned;
         }
         Some(Ok(map)) => {
-            let mut map: HashMap<K, V> = map.into_iter().collect();
+            let mut map: HashMap<K, V, FastHash> = map.into_iter().collect();
             let mut to_store = Vec::new();
             let mut to_release = Vec::new();
             for (i, mut leader) in leaders {
@@ -691,8 +714,7 @@ where
                 drop(leader);
             }
             let jitter = jitter.unwrap_or(cache.ttl_jitter());
-            let (_, refused_now) = elements.store(to_store, ttl, jitter).await;
-            refused = refused_now;
+            refused = elements.store(to_store, ttl, jitter).await;
             elements.release(to_release).await;
         }
         None => {}
@@ -729,7 +751,8 @@ fn family_of<'k>(function: Option<FnName<'static>>, key: &'k str) -> Family<'k> 
     }
 }
 
-/// Counts each element as a call with its outcome.
+/// Counts each element as a call with its outcome: for a function, each
+/// outcome once with its number of elements.
 fn finish(
     cache: &Cache,
     function: Option<FnName<'static>>,
@@ -737,10 +760,23 @@ fn finish(
     outcomes: &[Outcome],
     start: CallStart,
 ) {
-    for (key, &outcome) in keys.iter().zip(outcomes) {
-        let key = key.as_deref().unwrap_or_default();
-        cache
-            .health()
-            .observe(&family_of(function, key), outcome, start);
+    let health = cache.health();
+    let Some(name) = function else {
+        for (key, &outcome) in keys.iter().zip(outcomes) {
+            let key = key.as_deref().unwrap_or_default();
+            health.observe(&Family::of_key(key), outcome, start);
+        }
+        return;
+    };
+    let family = Family::Function(name);
+    let mut counts: Vec<(Outcome, u64)> = Vec::new();
+    for &outcome in outcomes {
+        match counts.iter_mut().find(|(o, _)| *o == outcome) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((outcome, 1)),
+        }
+    }
+    for (outcome, n) in counts {
+        health.observe_many(&family, outcome, n, start);
     }
 }

@@ -457,7 +457,7 @@ impl Call {
                 Ok(Claim::Lost(Seen::Value(bytes))) => return Claimed::Value(bytes),
                 Ok(Claim::Lost(Seen::Absent)) => {}
                 Err(err) => {
-                    cache.count_write(Some(&self.family()), Err(&err));
+                    cache.count_write(Some(&self.family()), Err(Some(&err)));
                     self.failed(Warning::WriteFailed, &err);
                     return Claimed::Failed;
                 }

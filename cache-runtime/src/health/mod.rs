@@ -87,6 +87,29 @@ impl CallStart {
 
 impl Health {
     /// Counts a finished call for its family (and the `metrics` facade).
+    /// [`observe`](Self::observe) for `n` calls with the same outcome (the
+    /// elements of a batch).
+    pub(crate) fn observe_many(
+        &self,
+        family: &Family<'_>,
+        outcome: Outcome,
+        n: u64,
+        start: CallStart,
+    ) {
+        if let Some(counter) = outcome.counter() {
+            self.count(family, counter, n);
+        }
+        if outcome == Outcome::LocalHit {
+            self.count(family, Counter::LocalHits, n);
+        }
+        #[cfg(feature = "metrics")]
+        for _ in 0..n {
+            stats::record_metrics(family, outcome, start.0.elapsed());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = start;
+    }
+
     pub(crate) fn observe(&self, family: &Family<'_>, outcome: Outcome, start: CallStart) {
         if outcome == Outcome::LocalHit {
             // The hottest path: both counters with one lookup.

@@ -165,6 +165,13 @@ impl KeyBuilder {
         self
     }
 
+    /// Drops what was added after the first `len` bytes of the encoding
+    /// (and an error from it): a batch reuses one builder for every element.
+    pub(crate) fn rewind(&mut self, len: usize) {
+        self.buf.truncate(len);
+        self.error = None;
+    }
+
     /// The canonical bytes so far (version byte included).
     pub fn encoded(&self) -> &[u8] {
         &self.buf

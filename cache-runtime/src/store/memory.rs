@@ -9,7 +9,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Claim, Held, KeyFilter, KeyTtl, Seen, Store, is_placeholder};
+use super::{Claim, FillOf, Held, KeyFilter, KeyTtl, Seen, Store, is_placeholder};
 use crate::Error;
 
 /// How many locks the keys are spread over.
@@ -217,6 +217,29 @@ impl Store for MemoryStore {
         }
         self.insert(key, placeholder, Some(ttl));
         Ok(true)
+    }
+
+    async fn claim_many(
+        &self,
+        keys: &[&str],
+        placeholders: &[Arc<[u8]>],
+        ttl: Duration,
+    ) -> Result<Vec<Option<Claim>>, Error> {
+        let mut claims = Vec::with_capacity(keys.len());
+        for (key, placeholder) in keys.iter().zip(placeholders) {
+            claims.push(Some(self.claim(key, placeholder, ttl).await?));
+        }
+        Ok(claims)
+    }
+
+    async fn fill_many(&self, fills: &[FillOf<'_>]) -> Result<Vec<Option<bool>>, Error> {
+        let mut stored = Vec::with_capacity(fills.len());
+        for fill in fills {
+            stored.push(Some(
+                self.fill(fill.key, fill.seen, fill.value, fill.ttl).await?,
+            ));
+        }
+        Ok(stored)
     }
 
     async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, Error> {

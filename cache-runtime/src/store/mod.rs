@@ -15,6 +15,7 @@ mod scan;
 mod sentinel;
 mod standalone;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Error;
@@ -89,6 +90,16 @@ pub(crate) fn every_key(_: &str) -> bool {
     true
 }
 
+/// One value of a batch to store over what its key held.
+#[derive(Clone, Copy)]
+pub(crate) struct FillOf<'a> {
+    pub(crate) key: &'a str,
+    /// What the key must still hold.
+    pub(crate) seen: &'a [u8],
+    pub(crate) value: &'a [u8],
+    pub(crate) ttl: Option<Duration>,
+}
+
 /// What a store must do.
 pub(crate) trait Store {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
@@ -136,6 +147,19 @@ pub(crate) trait Store {
     async fn renew(&self, key: &str, placeholder: &[u8], ttl: Duration) -> Result<bool, Error>;
     /// Deletes `key` if it holds `value`; whether it did.
     async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, Error>;
+    /// [`claim`](Self::claim) of each key with its placeholder, in one round
+    /// trip (on a cluster: to each key's primary, at once). `Err`: none could
+    /// be sent; `None`: that key's claim failed.
+    async fn claim_many(
+        &self,
+        keys: &[&str],
+        placeholders: &[Arc<[u8]>],
+        ttl: Duration,
+    ) -> Result<Vec<Option<Claim>>, Error>;
+    /// [`fill`](Self::fill) of each value, in one round trip (on a cluster:
+    /// to each key's primary, at once). `Err`: none could be sent; `None`:
+    /// that value's store failed.
+    async fn fill_many(&self, fills: &[FillOf<'_>]) -> Result<Vec<Option<bool>>, Error>;
 }
 
 /// The store a [`Cache`](crate::Cache) uses.
@@ -246,6 +270,19 @@ impl Store for Backend {
 
     async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, Error> {
         dispatch!(self, s => s.delete_if(key, value).await)
+    }
+
+    async fn claim_many(
+        &self,
+        keys: &[&str],
+        placeholders: &[Arc<[u8]>],
+        ttl: Duration,
+    ) -> Result<Vec<Option<Claim>>, Error> {
+        dispatch!(self, s => s.claim_many(keys, placeholders, ttl).await)
+    }
+
+    async fn fill_many(&self, fills: &[FillOf<'_>]) -> Result<Vec<Option<bool>>, Error> {
+        dispatch!(self, s => s.fill_many(fills).await)
     }
 }
 

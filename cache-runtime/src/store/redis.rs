@@ -11,7 +11,7 @@ use redis::aio::ConnectionLike;
 use super::cluster::ClusterHandle;
 use super::sentinel::SentinelHandle;
 use super::standalone::StandaloneHandle;
-use super::{Claim, KeyFilter, KeyTtl, Seen, Store, parse_generation};
+use super::{Claim, FillOf, KeyFilter, KeyTtl, Seen, Store, parse_generation};
 use crate::Error;
 use crate::key::has_hash_tag;
 
@@ -497,6 +497,112 @@ impl Store for RedisStore {
         }
     }
 
+    /// One pipeline of `SET NX PX`, then one `MGET` of the keys it did not
+    /// claim. On a cluster (where a pipeline may not span slots), one
+    /// [`claim`](Store::claim) per key, sent at once.
+    async fn claim_many(
+        &self,
+        keys: &[&str],
+        placeholders: &[Arc<[u8]>],
+        ttl: Duration,
+    ) -> Result<Vec<Option<Claim>>, Error> {
+        if self.is_cluster() {
+            let claims = keys
+                .iter()
+                .zip(placeholders)
+                .map(|(key, placeholder)| self.claim(key, placeholder, ttl));
+            return Ok(futures_util::future::join_all(claims)
+                .await
+                .into_iter()
+                .map(Result::ok)
+                .collect());
+        }
+        let mut pipe = redis::pipe();
+        for (key, placeholder) in keys.iter().zip(placeholders) {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(&**placeholder)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(ttl));
+        }
+        let set: Vec<Option<String>> = self.query_pipe(&pipe).await?;
+        let lost: Vec<&str> = keys
+            .iter()
+            .zip(&set)
+            .filter(|(_, set)| set.is_none())
+            .map(|(key, _)| *key)
+            .collect();
+        let mut held = self.get_many(&lost).await?.into_iter();
+        Ok(set
+            .into_iter()
+            .map(|set| match set {
+                Some(_) => Some(Claim::Won),
+                None => Some(Claim::Lost(Seen::of(held.next().flatten()))),
+            })
+            .collect())
+    }
+
+    /// One script storing every value over what its key held. Without
+    /// `+@scripting`, one pipeline of `SET XX GET`, and the keys whose older
+    /// value it replaced are deleted (see [`fill`](Store::fill)). On a
+    /// cluster, one [`fill`](Store::fill) per key, sent at once.
+    async fn fill_many(&self, fills: &[FillOf<'_>]) -> Result<Vec<Option<bool>>, Error> {
+        if self.is_cluster() {
+            let stores = fills
+                .iter()
+                .map(|fill| self.fill(fill.key, fill.seen, fill.value, fill.ttl));
+            return Ok(futures_util::future::join_all(stores)
+                .await
+                .into_iter()
+                .map(Result::ok)
+                .collect());
+        }
+        if self.scripts_allowed() {
+            let mut invocation = FILL_MANY.prepare_invoke();
+            for fill in fills {
+                invocation
+                    .key(fill.key)
+                    .arg(fill.seen)
+                    .arg(fill.value)
+                    .arg(fill.ttl.map_or(0, millis));
+            }
+            match self.invoke::<Vec<i64>>(&invocation).await {
+                Ok(stored) => return Ok(stored.into_iter().map(|n| Some(n == 1)).collect()),
+                Err(err) if self.denies_scripts(&err) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let mut pipe = redis::pipe();
+        for fill in fills {
+            pipe.cmd("SET")
+                .arg(fill.key)
+                .arg(fill.value)
+                .arg("XX")
+                .arg("GET");
+            if let Some(ttl) = fill.ttl {
+                pipe.arg("PX").arg(millis(ttl));
+            }
+        }
+        let old: Vec<Option<Vec<u8>>> = self.query_pipe(&pipe).await?;
+        let mut stored = Vec::with_capacity(fills.len());
+        let mut clobbered = Vec::new();
+        for (fill, old) in fills.iter().zip(old) {
+            stored.push(Some(match old {
+                Some(old) if old == fill.seen => true,
+                None => false,
+                Some(_) => {
+                    clobbered.push(fill.key);
+                    false
+                }
+            }));
+        }
+        if !clobbered.is_empty() {
+            self.query::<i64>(redis::cmd("DEL").arg(&clobbered)).await?;
+        }
+        Ok(stored)
+    }
+
     /// A compare-and-delete script. Without `+@scripting`, `GET` then `DEL`:
     /// a key that changes between the two is deleted too, which costs at
     /// most a miss.
@@ -531,6 +637,24 @@ static FILL: LazyLock<redis::Script> = LazyLock::new(|| {
          if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) \
          else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end \
          return 1",
+    )
+});
+
+/// [`FILL`] for every key: `ARGV` holds, per key, what it must hold, the
+/// value and the TTL in ms; the reply has a 1 per stored value, a 0 per
+/// refused one. (One slot on a cluster: used on a single server only.)
+static FILL_MANY: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local out = {} \
+         for i, key in ipairs(KEYS) do \
+           local at = (i - 1) * 3 \
+           if redis.call('GET', key) == ARGV[at + 1] then \
+             if ARGV[at + 3] == '0' then redis.call('SET', key, ARGV[at + 2]) \
+             else redis.call('SET', key, ARGV[at + 2], 'PX', ARGV[at + 3]) end \
+             out[i] = 1 \
+           else out[i] = 0 end \
+         end \
+         return out",
     )
 });
 
