@@ -36,6 +36,23 @@ async fn by_btree_set(cache: &Cache, ids: BTreeSet<u32>) -> BTreeMap<u32, u32> {
     ids.into_iter().map(|id| (id, id)).collect()
 }
 
+#[cached(
+    batch = ids,
+    cache = cache,
+    ttl = 30,
+    version = 2,
+    key(region.len()),
+    ignore(region),
+    local = false,
+    codec = redis_memo::Codec::Json,
+    ttl_jitter = 0.1,
+    helpers(name = "every_arg", vis = pub)
+)]
+async fn with_every_argument(cache: &Cache, region: &str, ids: Vec<u8>) -> HashMap<u8, u8> {
+    let _ = region;
+    ids.into_iter().map(|id| (id, id)).collect()
+}
+
 struct Repo {
     cache: Cache,
 }
@@ -65,6 +82,8 @@ async fn main() {
     assert!(by_slice_invalidate(&cache, &9).await.unwrap());
     by_vec_ref_prime(&cache, "eu", &"b".to_string(), &1).await.unwrap();
     assert_eq!(by_slice_invalidate_all(&cache).await.unwrap(), 2);
+    assert_eq!(with_every_argument(&cache, "eu", vec![1]).await[&1], 1);
+    assert!(every_arg_key(&cache, "eu", &1).await.unwrap().contains(":v2:"));
     let repo = Repo { cache: cache.clone() };
     assert_eq!(repo.names(&[4]).await[&4], "n4");
     assert!(Repo::names_key(&cache, &4).await.unwrap().contains("Repo::names"));
