@@ -3,8 +3,9 @@
 //! `ttl + stale`; a failing refresh keeps the old value until the window
 //! ends, then the body runs inline.
 //!
-//! A value is made stale by shortening its key's TTL below the stale window
-//! (with a plain client on Redis), instead of waiting for the TTL to pass.
+//! A value is made stale by rewriting the time its envelope says it stops
+//! being fresh (with a plain client on Redis), instead of waiting for the TTL
+//! to pass.
 
 use redis_memo_test_support as support;
 
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use redis_memo::{Cache, Policy, cached};
+use support::reference::{envelope, now_ms, unenvelope};
 use support::{Harness, TestRedis, until};
 use tokio::sync::watch;
 
@@ -62,28 +64,35 @@ async fn value(cache: &Cache, probe: Arc<Probe>, id: u64) -> Result<u64, String>
     Ok(probe.run().await? + id)
 }
 
-/// Leaves `key` `left` to live: below the stale window, its value is stale.
+/// Leaves `key` `left` to live: its value stopped being fresh `60 s - left`
+/// ago (the stale window of these functions is 60 s).
 async fn make_stale(h: &Harness, key: &str, left: Duration) {
-    match &h.redis {
-        Some(redis) => {
-            let set: i64 = ::redis::cmd("PEXPIRE")
-                .arg(key)
-                .arg(left.as_millis() as u64)
-                .query_async(&mut redis.client().await)
-                .await
-                .expect("PEXPIRE");
-            assert_eq!(set, 1, "{key} exists");
-        }
-        None => {
-            let bytes = h.raw_get(key).await.expect("a stored value");
-            h.cache.set_raw(key, &bytes, Some(left)).await.unwrap();
-        }
-    }
+    make_stale_in(h, key, left, Duration::from_secs(60)).await;
 }
 
-/// Whether `key` holds a fresh value: more than the stale window (60 s) left.
+/// [`make_stale`] for a stale window of `window`.
+async fn make_stale_in(h: &Harness, key: &str, left: Duration, window: Duration) {
+    let bytes = h.raw_get(key).await.expect("a stored value");
+    let (_, _, inner) = unenvelope(&bytes).expect("an enveloped value");
+    let fresh_until =
+        (now_ms() + left.as_millis() as u64).saturating_sub(window.as_millis() as u64);
+    h.raw_set_for(key, &envelope(fresh_until, 0, inner), left)
+        .await;
+}
+
+/// Whether `key` holds a fresh value.
 async fn is_fresh(h: &Harness, key: &str) -> bool {
-    h.ttl(key).await > 60
+    h.raw_get(key)
+        .await
+        .as_deref()
+        .and_then(unenvelope)
+        .is_some_and(|(fresh_until, _, _)| fresh_until > now_ms())
+}
+
+/// The stored form inside `key`'s envelope.
+async fn inner(h: &Harness, key: &str) -> Option<Vec<u8>> {
+    let bytes = h.raw_get(key).await?;
+    unenvelope(&bytes).map(|(_, _, inner)| inner.to_vec())
 }
 
 async fn a_stale_value_is_served_while_one_background_run_replaces_it(h: &Harness) {
@@ -197,14 +206,19 @@ async fn a_failing_refresh_keeps_the_old_value_until_the_window_ends_then_runs_i
         probe.runs() == 2 && h.cache.in_flight() == 0
     })
     .await;
-    // The old value stays, and is still served (a later stale read retries).
+    // The old value stays, and is still served; the refresh is not tried
+    // again for fail_safe_throttle (30 s), by any process.
     assert_eq!(
-        h.raw_get(&key).await.as_deref(),
+        inner(h, &key).await.as_deref(),
         Some(&b"1007"[..]),
         "a failed refresh stores nothing"
     );
-    assert_eq!(value(&h.cache, probe.clone(), 7).await, Ok(1007));
-    until("the retry ends", async || h.cache.in_flight() == 0).await;
+    let (_, retry_after, _) = unenvelope(&h.raw_get(&key).await.unwrap()).unwrap();
+    assert!(retry_after > now_ms() + 20_000, "the next try waits");
+    for _ in 0..10 {
+        assert_eq!(value(&h.cache, probe.clone(), 7).await, Ok(1007));
+    }
+    assert_eq!(probe.runs(), 2, "no refresh within the throttle");
     let runs = probe.runs();
 
     // The window ends: the next call runs the body itself and gets its error.
@@ -234,16 +248,16 @@ async fn a_policy_with_stale_on_get_or_set(h: &Harness) {
     assert_eq!(h.cache.get_or_set_stale(&key, policy, load(&runs)).await, 1);
     assert!((88..=90).contains(&h.ttl(&key).await), "ttl + stale");
 
-    make_stale(h, &key, Duration::from_secs(20)).await;
+    make_stale_in(h, &key, Duration::from_secs(20), Duration::from_secs(30)).await;
     assert_eq!(h.cache.get_or_set_stale(&key, policy, load(&runs)).await, 1);
     until("the refresh stores its value", async || {
-        h.ttl(&key).await > 30
+        is_fresh(h, &key).await
     })
     .await;
     assert_eq!(h.cache.get_or_set_stale(&key, policy, load(&runs)).await, 2);
     assert_eq!(runs.load(SeqCst), 2);
 
-    make_stale(h, &key, Duration::from_secs(20)).await;
+    make_stale_in(h, &key, Duration::from_secs(20), Duration::from_secs(30)).await;
     let borrowed = &runs;
     let inline: u64 = h
         .cache
@@ -365,10 +379,10 @@ async fn the_old_value_is_served_until_ttl_plus_stale_in_real_time() {
     assert!(inline.ends_with("failed"), "{inline}");
 }
 
-/// A stale function reads with `GET` and `PTTL` in one pipeline; a function
-/// without `stale` still reads with one `GET` alone.
+/// A stale function reads with one `GET`, like any other: its value says
+/// when it stops being fresh.
 #[tokio::test]
-async fn a_stale_read_is_one_get_and_one_pttl() {
+async fn a_stale_read_is_one_get() {
     let h = Harness::redis().await;
     let Some(redis) = &h.redis else {
         unreachable!()
@@ -385,12 +399,8 @@ async fn a_stale_read_is_one_get_and_one_pttl() {
         value(&h.cache, probe.clone(), 3).await.unwrap();
     }
     let counts = support::command_counts(&mut conn).await;
-    assert_eq!(
-        (counts.get("get"), counts.get("pttl")),
-        (Some(&10), Some(&10)),
-        "{counts:?}"
-    );
-    assert_eq!(counts.len(), 2, "nothing else: {counts:?}");
+    assert_eq!(counts.get("get"), Some(&10), "{counts:?}");
+    assert_eq!(counts.len(), 1, "nothing else: {counts:?}");
 }
 
 #[cached(ttl = 60, stale = 60, key_prefix = "swrg:", grouped, cache = cache, ignore(probe))]
@@ -427,8 +437,8 @@ async fn cluster_ttl(conn: &mut ::redis::cluster_async::ClusterConnection, key: 
         .expect("TTL")
 }
 
-/// On a Redis Cluster the GET and PTTL of a key go to its primary in one
-/// pipeline, and refreshes write there too.
+/// On a Redis Cluster the GET of a key goes to its primary, and refreshes
+/// write there too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_values_are_served_and_refreshed_on_a_cluster() {
     let cluster = support::TestCluster::start();
@@ -449,8 +459,16 @@ async fn stale_values_are_served_and_refreshed_on_a_cluster() {
         let key = value_key(&cache, id).await.unwrap();
         let ttl = cluster_ttl(&mut conn, &key).await;
         assert!((118..=120).contains(&ttl), "{key}: {ttl}");
-        let _: i64 = ::redis::cmd("PEXPIRE")
+        let bytes: Vec<u8> = ::redis::cmd("GET")
             .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let (_, _, inner) = unenvelope(&bytes).unwrap();
+        let _: () = ::redis::cmd("SET")
+            .arg(&key)
+            .arg(envelope(now_ms() - 30_000, 0, inner))
+            .arg("PX")
             .arg(30_000)
             .query_async(&mut conn)
             .await
@@ -466,7 +484,13 @@ async fn stale_values_are_served_and_refreshed_on_a_cluster() {
         let mut fresh = 0;
         for &id in &ids {
             let key = value_key(&cache, id).await.unwrap();
-            fresh += usize::from(cluster_ttl(&mut conn, &key).await > 60);
+            let bytes: Vec<u8> = ::redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let (fresh_until, _, _) = unenvelope(&bytes).unwrap();
+            fresh += usize::from(fresh_until > now_ms());
         }
         fresh == ids.len()
     })

@@ -37,6 +37,14 @@ pub struct Args {
     /// `stale = 30`: served stale that long after `ttl` while refreshed in
     /// the background, like `ttl`; with the span of the key.
     pub stale: Option<(Ttl, Span)>,
+    /// `fail_safe = 3600`: kept that long after `ttl`, to return when the
+    /// body fails, like `ttl`; with the span of the key.
+    pub fail_safe: Option<(Ttl, Span)>,
+    /// `fail_safe_throttle = 30`: how long the body is not run again after a
+    /// failure, like `ttl`.
+    pub fail_safe_throttle: Option<Ttl>,
+    /// `soft_timeout = Duration::from_millis(200)`: with the span of the key.
+    pub soft_timeout: Option<(Expr, Span)>,
     /// `grouped` / `grouped = true`: the span of the key, when on.
     pub grouped: Option<Span>,
     /// `helpers`, `helpers = false`, `helpers(name = "...", vis = pub(crate))`.
@@ -76,7 +84,8 @@ pub enum Ttl {
 
 const KNOWN: &str = "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `key`, `name`, \
                      `version`, `lease`, `grouped`, `codec`, `helpers`, `result`, `cache_none`, \
-                     `ttl_jitter`, `stale`, `local`, `batch`";
+                     `ttl_jitter`, `stale`, `fail_safe`, `fail_safe_throttle`, `soft_timeout`, \
+                     `local`, `batch`";
 
 impl Args {
     /// Parses the whole attribute, recording errors instead of stopping at them.
@@ -128,6 +137,35 @@ impl Args {
                     ));
                 }
                 self.stale = Some((stale, ident.span()));
+            }
+            "fail_safe" => {
+                let expr: Expr = meta.value()?.parse()?;
+                let span = expr.span();
+                let keep = parse_ttl("fail_safe", expr)?;
+                if let Ttl::Secs(0) = keep {
+                    return Err(syn::Error::new(
+                        span,
+                        "`fail_safe = 0` keeps nothing; give how many seconds a value is kept \
+                         after its `ttl` to return when the body fails (`fail_safe = 3600`), or \
+                         remove `fail_safe`",
+                    ));
+                }
+                self.fail_safe = Some((keep, ident.span()));
+            }
+            "fail_safe_throttle" => {
+                self.fail_safe_throttle =
+                    Some(parse_ttl("fail_safe_throttle", meta.value()?.parse()?)?);
+            }
+            "soft_timeout" => {
+                let expr: Expr = meta.value()?.parse()?;
+                if let Expr::Lit(ExprLit { lit, .. }) = &expr {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "`soft_timeout` is a `Duration` expression, e.g. \
+                         `soft_timeout = std::time::Duration::from_millis(200)`",
+                    ));
+                }
+                self.soft_timeout = Some((expr, ident.span()));
             }
             "version" => {
                 let expr: Expr = meta.value()?.parse()?;

@@ -55,6 +55,12 @@ pub fn check(args: &mut Args, func: &Function, errors: &mut Vec<syn::Error>) -> 
     if let Some((_, span)) = args.stale {
         refuse(errors, span, "stale");
     }
+    if let Some((_, span)) = args.fail_safe {
+        refuse(errors, span, "fail_safe");
+    }
+    if let Some((_, span)) = &args.soft_timeout {
+        refuse(errors, *span, "soft_timeout");
+    }
     if let Some(span) = args.grouped {
         refuse(errors, span, "grouped");
     }
@@ -134,7 +140,8 @@ pub fn check(args: &mut Args, func: &Function, errors: &mut Vec<syn::Error>) -> 
 
 fn why(what: &str) -> &'static str {
     match what {
-        "stale" => "a batch's loader runs while its caller waits; use `ttl` alone",
+        "stale" | "soft_timeout" => "a batch's loader runs while its caller waits; use `ttl` alone",
+        "fail_safe" => "a batch returns what its loader returns for each element; use `ttl` alone",
         "grouped" => {
             "each element's key must be the key of a one-element call; use `key_prefix` and `invalidate_prefix`"
         }

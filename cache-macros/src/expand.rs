@@ -333,7 +333,7 @@ impl Model {
     fn run(&self, args: &Args, call: &Ident, body: &Ident) -> TokenStream {
         let ret_span = self.ret_span;
         let ret_type = &self.ret_type;
-        if args.stale.is_some() {
+        if args.stale.is_some() || args.soft_timeout.is_some() {
             return self.run_stale(args, call, body);
         }
         // `reuse`: how hits held in this process reuse a decoded value,
@@ -370,22 +370,32 @@ impl Model {
         }
     }
 
-    /// [`run`](Self::run) for a function with `stale`: the same choice, through
-    /// the runners that refresh in the background (and own the body).
+    /// [`run`](Self::run) for a function with `stale` or `soft_timeout`: the
+    /// same choice, through the runners that run the body in the background
+    /// (and own it).
     fn run_stale(&self, args: &Args, call: &Ident, body: &Ident) -> TokenStream {
         let ret_span = self.ret_span;
         let ret_type = &self.ret_type;
-        let runner = match (args.result, args.cache_none) {
-            (Some((true, _)), _) => quote!(stale_result),
-            (_, Some((false, _))) => quote!(stale_option),
-            (Some((false, _)), _) => quote!(stale_plain),
+        let soft = args.soft_timeout.is_some();
+        let runner = match (args.result, args.cache_none, soft) {
+            (Some((true, _)), _, false) => quote!(stale_result),
+            (_, Some((false, _)), false) => quote!(stale_option),
+            (Some((false, _)), _, false) => quote!(stale_plain),
+            (Some((true, _)), _, true) => quote!(soft_result),
+            (_, Some((false, _)), true) => quote!(soft_option),
+            (Some((false, _)), _, true) => quote!(soft_plain),
             _ => {
+                let method = if soft {
+                    quote!(run_soft)
+                } else {
+                    quote!(run_stale)
+                };
                 return quote_spanned! {ret_span=>
                     {
                         #[allow(unused_imports)]
                         use ::redis_memo::__private::{ReturnsPlain as _, ReturnsResult as _};
                         (&::redis_memo::__private::Returns::<#ret_type>::new())
-                            .run_stale(#call, #body)
+                            .#method(#call, #body)
                             .await
                     }
                 };
@@ -579,6 +589,17 @@ impl Model {
         if let (Some((stale, _)), SpecUse::Call | SpecUse::Prime) = (&args.stale, usage) {
             let stale = seconds(stale);
             spec.extend(quote!(.stale(#stale)));
+        }
+        if let (Some((keep, _)), SpecUse::Call | SpecUse::Prime) = (&args.fail_safe, usage) {
+            let keep = seconds(keep);
+            spec.extend(quote!(.fail_safe(#keep)));
+        }
+        if let (Some(wait), SpecUse::Call) = (&args.fail_safe_throttle, usage) {
+            let wait = seconds(wait);
+            spec.extend(quote!(.fail_safe_throttle(#wait)));
+        }
+        if let (Some((wait, _)), SpecUse::Call) = (&args.soft_timeout, usage) {
+            spec.extend(quote_spanned!(wait.span()=> .soft_timeout(#wait)));
         }
         if let (Some(expr), SpecUse::Call | SpecUse::Prime) = (&args.ttl_jitter, usage) {
             spec.extend(quote_spanned!(expr.span()=> .ttl_jitter(#expr)));

@@ -13,6 +13,23 @@
 //! A value is decoded only by the codec that wrote it: a value written by
 //! another codec (or compressed without the `lz4` feature here) is reported as
 //! undecodable, which the get-or-run path treats as a miss and overwrites.
+//!
+//! The values of functions with `stale`, `fail_safe` or `soft_timeout` say
+//! when they stop being fresh, so that a read needs nothing but the value
+//! (no `PTTL`). They are enveloped:
+//!
+//! ```text
+//! 0x00 '~' 0x01  fresh_until  retry_after  the value's stored form (above)
+//!                u64 BE, ms since the Unix epoch; retry_after 0: none
+//! ```
+//!
+//! `fresh_until` is when the value's `ttl` ends; `retry_after`, when set, is
+//! until when the function is not run again for the key after its body
+//! failed (`fail_safe_throttle`). Every reader unwraps an envelope, so a plain
+//! function sharing such a key reads its value; `~` is no codec, so an older
+//! release sees an undecodable value, a miss. The times are wall-clock times:
+//! processes whose clocks differ by a second see a value stale a second
+//! apart.
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -80,6 +97,52 @@ impl Codec {
             },
         }
     }
+}
+
+/// The times an enveloped value carries (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Times {
+    /// When the value's `ttl` ends, in ms since the Unix epoch.
+    pub(crate) fresh_until: u64,
+    /// Until when the function is not run again for the key (after a
+    /// failure), in ms since the Unix epoch; 0: no such wait.
+    pub(crate) retry_after: u64,
+}
+
+const ENVELOPE: u8 = b'~';
+const ENVELOPE_VERSION: u8 = 1;
+const ENVELOPE_HEAD: usize = 3 + 8 + 8;
+
+/// The times and the stored form inside an envelope; `None` for anything
+/// else.
+pub(crate) fn unwrap(bytes: &[u8]) -> Option<(Times, &[u8])> {
+    let [FRAMED, ENVELOPE, ENVELOPE_VERSION, rest @ ..] = bytes else {
+        return None;
+    };
+    let (fresh_until, rest) = rest.split_first_chunk::<8>()?;
+    let (retry_after, inner) = rest.split_first_chunk::<8>()?;
+    let times = Times {
+        fresh_until: u64::from_be_bytes(*fresh_until),
+        retry_after: u64::from_be_bytes(*retry_after),
+    };
+    Some((times, inner))
+}
+
+/// `inner` (a stored form) in an envelope with `times`.
+pub(crate) fn wrap(times: Times, inner: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ENVELOPE_HEAD + inner.len());
+    out.extend_from_slice(&[FRAMED, ENVELOPE, ENVELOPE_VERSION]);
+    out.extend_from_slice(&times.fresh_until.to_be_bytes());
+    out.extend_from_slice(&times.retry_after.to_be_bytes());
+    out.extend_from_slice(inner);
+    out
+}
+
+/// Now, in ms since the Unix epoch (the clock enveloped times are in).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// How a cache stores values: the codec, and the size above which values are
@@ -150,6 +213,7 @@ impl Format {
     /// like [`encode`](Self::encode).
     #[inline(never)]
     pub(crate) fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, Error> {
+        let bytes = unwrap(bytes).map_or(bytes, |(_, inner)| inner);
         let payload = self.unframe(bytes)?;
         self.codec.deserialize(&payload)
     }
@@ -243,6 +307,24 @@ mod tests {
         }
         let plain = Format::default().encode(&value).unwrap();
         assert_eq!(plain[0], b'[', "JSON is stored as plain JSON");
+    }
+
+    #[test]
+    fn an_enveloped_value_round_trips_and_is_read_by_every_reader() {
+        let times = Times {
+            fresh_until: 1_700_000_000_000,
+            retry_after: 7,
+        };
+        for format in formats() {
+            let inner = format.encode(&vec![1u32, 2]).unwrap();
+            let wrapped = wrap(times, &inner);
+            assert_eq!(unwrap(&wrapped), Some((times, &inner[..])));
+            assert_eq!(format.decode::<Vec<u32>>(&wrapped).unwrap(), vec![1, 2]);
+        }
+        // Cut short, it is nothing a codec reads.
+        let short = &wrap(times, b"1")[..10];
+        assert_eq!(unwrap(short), None);
+        assert!(Format::default().decode::<u32>(short).is_err());
     }
 
     #[test]

@@ -99,6 +99,7 @@ impl Flights {
             tx: flight.tx.clone(),
             published: false,
             seen: flight.seen.clone(),
+            handed: false,
         }
     }
 
@@ -131,17 +132,19 @@ impl Flights {
     }
 
     /// Leads the flight of `key` that [`try_claim`](Self::try_claim)
-    /// claimed. `None` when there is no such flight any more. Dropping the
+    /// claimed, or a leader handed off ([`Leader::hand_off`]), begun from
+    /// `seen`. `None` when there is no such flight any more. Dropping the
     /// leader without publishing hands the flight to its waiters, as usual.
-    pub(crate) fn adopt(&self, key: &str) -> Option<Leader<'_>> {
+    pub(crate) fn adopt(&self, key: &str, seen: &Arc<[u8]>) -> Option<Leader<'_>> {
         let running = self.lock();
-        let flight = running.get(key)?;
+        let flight = running.get(key).filter(|f| f.seen.as_ref() == Some(seen))?;
         Some(Leader {
             flights: self,
             key: key.to_owned(),
             tx: flight.tx.clone(),
             published: false,
             seen: flight.seen.clone(),
+            handed: false,
         })
     }
 
@@ -155,6 +158,7 @@ impl Flights {
             tx,
             published: false,
             seen: None,
+            handed: false,
         }
     }
 
@@ -182,6 +186,8 @@ pub(crate) struct Leader<'a> {
     tx: watch::Sender<State>,
     published: bool,
     seen: Option<Arc<[u8]>>,
+    /// Handed off to a task that adopts the flight: dropping it does nothing.
+    handed: bool,
 }
 
 impl Leader<'_> {
@@ -200,6 +206,12 @@ impl Leader<'_> {
             flight.seen = Some(seen.clone());
         }
         self.seen = Some(seen);
+    }
+
+    /// Leaves the flight running, its waiters waiting, for a task that
+    /// adopts it ([`Flights::adopt`]) to go on with.
+    pub(crate) fn hand_off(mut self) {
+        self.handed = true;
     }
 
     /// Whether, dropped now without a value, the flight would pass to a
@@ -225,6 +237,9 @@ impl Leader<'_> {
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
+        if self.handed {
+            return;
+        }
         let mut running = self.flights.lock();
         let Some(flight) = running.get_mut(&self.key) else {
             return;

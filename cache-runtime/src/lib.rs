@@ -42,7 +42,7 @@ pub use cache::{
     DEFAULT_PLACEHOLDER_TTL, DEFAULT_RESPONSE_TIMEOUT, clear_default_cache, default_cache,
     set_default_cache,
 };
-pub use call::{BATCH_CHUNK, DEFAULT_TTL, Policy, Ttl, refresh};
+pub use call::{BATCH_CHUNK, DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_TTL, Policy, Ttl, refresh};
 pub use codec::Codec;
 pub use error::{Error, Result};
 pub use health::{FunctionStats, Stats};

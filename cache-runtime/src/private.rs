@@ -117,7 +117,7 @@ where
     B: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = T> + Send + 'static,
 {
-    run::stale::run(call, body, Shape::plain(None))
+    run::fresh::run(call, body, Shape::plain(None))
 }
 
 /// [`result`] for a function with `stale`.
@@ -128,7 +128,7 @@ where
     B: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
-    run::stale::run(call, body, Shape::result(None))
+    run::fresh::run(call, body, Shape::result(None))
 }
 
 /// [`option`] for a function with `stale`.
@@ -138,7 +138,39 @@ where
     B: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = Option<T>> + Send + 'static,
 {
-    run::stale::run(call, body, Shape::option(None))
+    run::fresh::run(call, body, Shape::option(None))
+}
+
+/// [`stale_plain`] for a function with `soft_timeout`: the body may go on in
+/// a task after the call returned a kept value, so its value crosses tasks.
+pub fn soft_plain<T, B, Fut>(call: Call, body: B) -> impl Future<Output = T>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    B: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    run::fresh::run_soft(call, body, Shape::plain(None))
+}
+
+/// [`stale_result`] for a function with `soft_timeout`.
+pub fn soft_result<T, E, B, Fut>(call: Call, body: B) -> impl Future<Output = Result<T, E>>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+    B: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+{
+    run::fresh::run_soft(call, body, Shape::result(None))
+}
+
+/// [`stale_option`] for a function with `soft_timeout`.
+pub fn soft_option<T, B, Fut>(call: Call, body: B) -> impl Future<Output = Option<T>>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    B: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Option<T>> + Send + 'static,
+{
+    run::fresh::run_soft(call, body, Shape::option(None))
 }
 
 /// Picks [`result`] or [`plain`] by the return type `R` itself, so that an
@@ -201,6 +233,14 @@ pub trait ReturnsResult<T, E> {
         E: 'static,
         B: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static;
+
+    /// Runs the call of a function with `soft_timeout` through [`soft_result`].
+    fn run_soft<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = Result<T, E>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        B: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static;
 }
 
 impl<T, E> ReturnsResult<T, E> for Returns<Result<T, E>> {
@@ -231,6 +271,16 @@ impl<T, E> ReturnsResult<T, E> for Returns<Result<T, E>> {
     {
         stale_result(call, body)
     }
+
+    fn run_soft<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = Result<T, E>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        B: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        soft_result(call, body)
+    }
 }
 
 /// Any other `R`: every value is cached.
@@ -249,6 +299,13 @@ pub trait ReturnsPlain<R> {
     fn run_stale<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = R>
     where
         R: Serialize + DeserializeOwned + 'static,
+        B: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static;
+
+    /// Runs the call of a function with `soft_timeout` through [`soft_plain`].
+    fn run_soft<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = R>
+    where
+        R: Serialize + DeserializeOwned + Send + 'static,
         B: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = R> + Send + 'static;
 }
@@ -274,6 +331,15 @@ impl<R> ReturnsPlain<R> for &Returns<R> {
         Fut: Future<Output = R> + Send + 'static,
     {
         stale_plain(call, body)
+    }
+
+    fn run_soft<B, Fut>(&self, call: Call, body: B) -> impl Future<Output = R>
+    where
+        R: Serialize + DeserializeOwned + Send + 'static,
+        B: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        soft_plain(call, body)
     }
 }
 

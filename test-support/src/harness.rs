@@ -128,6 +128,25 @@ impl Harness {
         }
     }
 
+    /// Overwrites `key` behind the cache's back, to live `ttl`.
+    pub async fn raw_set_for(&self, key: &str, value: &[u8], ttl: std::time::Duration) {
+        match &self.redis {
+            Some(redis) => redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .query_async::<()>(&mut redis.client().await)
+                .await
+                .expect("SET"),
+            None => self
+                .cache
+                .set_raw(key, value, Some(ttl))
+                .await
+                .expect("set_raw"),
+        }
+    }
+
     /// The key's TTL in Redis's terms: seconds left, `-1` without expiry, `-2` missing.
     pub async fn ttl(&self, key: &str) -> i64 {
         match &self.redis {

@@ -112,3 +112,44 @@ fn base36(mut n: u32) -> String {
     out.reverse();
     String::from_utf8(out).expect("ASCII digits")
 }
+
+/// The envelope of the values of functions with `stale` or `fail_safe`, as
+/// the codec's documentation describes it: `0x00 '~' 0x01`, when the value
+/// stops being fresh and until when no new run is tried (each a big-endian
+/// `u64` of ms since the Unix epoch), then the value's stored form.
+///
+/// ```
+/// use redis_memo_test_support::reference::{envelope, unenvelope};
+///
+/// let bytes = envelope(5, 0, b"42");
+/// assert_eq!(unenvelope(&bytes), Some((5, 0, &b"42"[..])));
+/// assert_eq!(unenvelope(b"42"), None);
+/// ```
+pub fn envelope(fresh_until: u64, retry_after: u64, inner: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, b'~', 1];
+    out.extend_from_slice(&fresh_until.to_be_bytes());
+    out.extend_from_slice(&retry_after.to_be_bytes());
+    out.extend_from_slice(inner);
+    out
+}
+
+/// The times and the stored form in an [`envelope`]: `(fresh_until,
+/// retry_after, inner)`; `None` for anything else.
+pub fn unenvelope(bytes: &[u8]) -> Option<(u64, u64, &[u8])> {
+    let rest = bytes.strip_prefix(&[0, b'~', 1][..])?;
+    let (fresh, rest) = rest.split_first_chunk::<8>()?;
+    let (retry, inner) = rest.split_first_chunk::<8>()?;
+    Some((
+        u64::from_be_bytes(*fresh),
+        u64::from_be_bytes(*retry),
+        inner,
+    ))
+}
+
+/// Now, in ms since the Unix epoch: the clock of an [`envelope`]'s times.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+}

@@ -8,9 +8,10 @@ use std::hash::Hash;
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::batch::{Batch, ManyShape, run_many};
-use super::run::{Call, Shape, run, stale};
+use super::run::{Call, Shape, fresh, run};
 use super::spec::Policy;
 use crate::cache::Write;
+use crate::codec;
 use crate::health::{Counter, Family, Warning, warn_limited};
 use crate::store::{Seen, Store};
 use crate::{Cache, Error};
@@ -126,12 +127,12 @@ impl Cache {
     /// ```
     pub async fn get_or_set_stale<T, F, Fut>(&self, key: &str, policy: impl Into<Policy>, f: F) -> T
     where
-        T: Serialize + DeserializeOwned + 'static,
+        T: Serialize + DeserializeOwned + Send + 'static,
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = T> + Send + 'static,
     {
         let call = Call::direct(self, key, &policy.into());
-        stale::run(call, f, Shape::plain(None)).await
+        fresh::run_soft(call, f, Shape::plain(None)).await
     }
 
     /// [`try_get_or_set`](Self::try_get_or_set) for a [`Policy`] with
@@ -161,13 +162,13 @@ impl Cache {
         f: F,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned + 'static,
-        E: 'static,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         let call = Call::direct(self, key, &policy.into());
-        stale::run(call, f, Shape::result(None)).await
+        fresh::run_soft(call, f, Shape::result(None)).await
     }
 
     /// The values of many ids, each cached under its own key: `key(&id)`,
@@ -343,11 +344,13 @@ impl Cache {
         policy: &Policy,
         family: &Family<'_>,
     ) -> Result<(), Error> {
+        let stored = policy.windows().stored(self);
+        let enveloped = stored.times.map(|times| codec::wrap(times, bytes));
         let write = Write::Put {
             key,
-            bytes,
-            ttl: policy.stored_ttl(self),
-            local: policy.uses_local() && policy.stale_window().is_none(),
+            bytes: enveloped.as_deref().unwrap_or(bytes),
+            ttl: stored.key_ttl,
+            local: policy.uses_local(),
         };
         self.write(write, Some(family)).await.map(drop)
     }

@@ -37,8 +37,8 @@ use futures_util::future::join_all;
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::{Instrument, Span};
 
-use super::spec::{Jitter, Policy, Spec, Target};
-use crate::codec::Format;
+use super::spec::{Policy, Spec, Target, Windows};
+use crate::codec::{self, Format};
 use crate::flight::{Leader, Outcome as FlightOutcome, Role, Waiter};
 use crate::health::{CallStart, Family, Outcome, Warning, info_limited, warn_limited};
 use crate::key::{FnName, KeyBuilder};
@@ -61,8 +61,7 @@ pub struct Batch<K> {
     /// counted under its own first segment.
     function: Option<FnName<'static>>,
     bypass: Outcome,
-    ttl: Option<std::time::Duration>,
-    jitter: Option<Jitter>,
+    windows: Windows,
     local: bool,
     format: Format,
     span: Span,
@@ -175,8 +174,7 @@ impl<K: Clone + Eq + Hash> Batch<K> {
             ids,
             keys,
             function,
-            ttl: policy.ttl_duration(),
-            jitter: policy.jitter(),
+            windows: policy.windows(),
             local: policy.uses_local(),
             format,
             span: Span::none(),
@@ -386,22 +384,26 @@ impl Elements<'_> {
 
     /// Stores each value over what its key held, one round trip per chunk;
     /// how many were refused.
-    async fn store(
-        &self,
-        values: Vec<ToStore>,
-        ttl: Option<std::time::Duration>,
-        jitter: Jitter,
-    ) -> usize {
+    async fn store(&self, values: Vec<ToStore>, windows: Windows) -> usize {
         let mut refused = 0;
         let family: &(dyn Fn(&str) -> Family<'_> + Sync) = &|key| self.family(key);
         for chunk in values.chunks(BATCH_CHUNK) {
+            let stored: Vec<_> = chunk
+                .iter()
+                .map(|value| {
+                    let stored = windows.stored(self.cache);
+                    let bytes = stored.times.map(|times| codec::wrap(times, &value.bytes));
+                    (stored.key_ttl, bytes)
+                })
+                .collect();
             let fills: Vec<FillOf<'_>> = chunk
                 .iter()
-                .map(|value| FillOf {
+                .zip(&stored)
+                .map(|(value, (ttl, enveloped))| FillOf {
                     key: self.keys[value.index].as_deref().unwrap_or_default(),
                     seen: &value.seen,
-                    value: &value.bytes,
-                    ttl: ttl.map(|ttl| jitter.apply(ttl)),
+                    value: enveloped.as_deref().unwrap_or(&value.bytes),
+                    ttl: *ttl,
                 })
                 .collect();
             let stored = self.cache.write_fills(&fills, self.local, family).await;
@@ -466,8 +468,7 @@ where
         keys,
         function,
         bypass,
-        ttl,
-        jitter,
+        windows,
         local,
         format,
         span,
@@ -713,8 +714,7 @@ where
                 }
                 drop(leader);
             }
-            let jitter = jitter.unwrap_or(cache.ttl_jitter());
-            refused = elements.store(to_store, ttl, jitter).await;
+            refused = elements.store(to_store, windows).await;
             elements.release(to_release).await;
         }
         None => {}

@@ -15,4 +15,4 @@ pub(crate) mod spec;
 
 pub use batch::BATCH_CHUNK;
 pub use refresh::refresh;
-pub use spec::{DEFAULT_TTL, Policy, Ttl};
+pub use spec::{DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_TTL, Policy, Ttl};

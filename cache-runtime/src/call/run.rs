@@ -45,9 +45,9 @@ use tracing::{Instrument, Span};
 
 use super::refresh::take_refresh;
 use super::reuse::{self, Reuse};
-use super::spec::{Jitter, Policy, Spec, Target};
+use super::spec::{Age, Policy, Spec, Target, Windows};
 use crate::cache::{Write, Written};
-use crate::codec::Format;
+use crate::codec::{self, Format, now_ms};
 use crate::flight::{Leader, Outcome as FlightOutcome, Role};
 use crate::health::{CallStart, Counter, Family, Outcome, Warning, info_limited, warn_limited};
 use crate::key::{FnName, KeyBuilder};
@@ -55,10 +55,10 @@ use crate::local::LocalTier;
 use crate::store::{Claim, Held, Seen, Store, is_placeholder};
 use crate::{Cache, Error, lease, log};
 
-/// Stale-while-revalidate: serving a value past its TTL while one background
-/// run replaces it. A part of this path, so it shares the call's steps.
-#[path = "stale.rs"]
-pub(crate) mod stale;
+/// Values that know when they stop being fresh: stale-while-revalidate, and
+/// the soft timeout that needs a body run in the background. A part of this
+/// path, so it shares the call's steps.
+pub(crate) mod fresh;
 
 /// One call of a cached function (or of [`Cache::get_or_set`]): where its
 /// value lives and how it is cached. Everything about the call that does not
@@ -72,12 +72,9 @@ pub struct Call {
     /// Why the cache is not used, when it is not.
     bypass: Outcome,
     family: CallFamily,
-    ttl: Option<Duration>,
-    /// `None`: the cache's `ttl_jitter`.
-    jitter: Option<Jitter>,
+    /// How long values live, and the windows after that.
+    windows: Windows,
     lease: Option<Duration>,
-    /// How long a value is served stale after its TTL (`stale`), if at all.
-    stale: Option<Duration>,
     refresh: bool,
     /// Whether the cache's local tier serves and keeps this call's value.
     local: bool,
@@ -104,8 +101,6 @@ enum Read {
     Held(Arc<Held>, u64, Outcome),
     /// Stored bytes, and the generation they were read under (grouped keys).
     Found(Vec<u8>, u64),
-    /// Stored bytes past their TTL, within the `stale` window.
-    Stale(Vec<u8>, u64),
     /// Run the body and store its value (under that generation) over what
     /// the key held, `seen` (`None`: unknown, the read failed: store nothing).
     Run {
@@ -194,13 +189,10 @@ impl Call {
             cache,
             target: None,
             family,
-            ttl: policy.ttl_duration(),
-            jitter: policy.jitter(),
+            windows: policy.windows(),
             lease: policy.lease_duration(),
-            stale: policy.stale_window(),
             refresh: take_refresh(),
-            // A stale value is judged by its Redis TTL on every read: not kept locally.
-            local: policy.uses_local() && policy.stale_window().is_none(),
+            local: policy.uses_local(),
             format,
             span: Span::none(),
             start: CallStart::now(),
@@ -254,8 +246,8 @@ impl Call {
             tokio::task::consume_budget().await;
             return Read::Held(bytes, generation, Outcome::LocalHit);
         }
-        if let (Some(memory), Target::Key(key), false, None) =
-            (cache.store().memory(), target, self.refresh, self.stale)
+        if let (Some(memory), Target::Key(key), false) =
+            (cache.store().memory(), target, self.refresh)
         {
             // In this process: no bytes to copy, maybe nothing to decode.
             return match memory.held(key).await {
@@ -278,9 +270,6 @@ impl Call {
         }
         let span = self.span.clone();
         let read = match (target, local) {
-            _ if self.stale.is_some() => {
-                return self.read_stale(cache, target).instrument(span).await;
-            }
             // A refresh reads what its value replaces, and fills no tier.
             (Target::Key(key), _) if self.refresh => cache
                 .store()
@@ -380,6 +369,83 @@ impl Call {
                 }
             }
         }
+    }
+
+    /// Where stored `bytes` are in their life: a value that carries no times
+    /// (not enveloped, or a function without windows) is fresh.
+    fn age(&self, bytes: &[u8]) -> Age {
+        match codec::unwrap(bytes) {
+            Some((times, _)) if self.windows.enveloped() => self.windows.age(times, now_ms()),
+            _ => Age::Fresh,
+        }
+    }
+
+    /// What a call that cannot refresh in the background does with a value
+    /// of `age` (a stale value is expired to it): `hit` is how finding a
+    /// fresh one counts.
+    fn judged(&self, age: Age, hit: Outcome) -> Judged {
+        match age {
+            Age::Fresh => Judged::Serve(hit),
+            Age::Throttled { stale: true } => Judged::Serve(Outcome::Stale),
+            Age::Throttled { stale: false } => Judged::Serve(Outcome::FailSafe),
+            Age::Stale { kept } | Age::Expired { kept } => Judged::Run { kept },
+        }
+    }
+
+    /// The leader's body failed and the key holds a value kept past its
+    /// TTL: the value is kept, marked not to run the body again for
+    /// `fail_safe_throttle` (for every process), and handed to the callers
+    /// waiting here. `false` when the key changed meanwhile (an invalidation
+    /// wins: the kept value is not returned), or cannot be written.
+    async fn fall_back(&self, cache: &Cache, key: &str, lead: Lead<'_>) -> bool {
+        let kept = self.throttle(cache, key, &lead).await;
+        let Lead { mut flight, lease } = lead;
+        if kept
+            && let Some(seen) = flight.seen().cloned()
+            && let Some((_, inner)) = codec::unwrap(&seen)
+        {
+            {
+                flight.publish(inner.into());
+                let _span = self.span.enter();
+                warn_limited!(
+                    cache.health().warnings(),
+                    Warning::FailSafe,
+                    key,
+                    throttle = ?self.windows.throttle,
+                    "redis-memo: the function returned an error; returned the value kept past its \
+                     ttl instead (fail_safe), and the function is not run again for this key \
+                     for fail_safe_throttle; once the kept value's window ends, callers get the \
+                     errors: look at what the function calls"
+                );
+            }
+        }
+        self.store(cache, key, Lead { flight, lease }, None).await;
+        kept
+    }
+
+    /// Marks the value the leader's flight began from (an enveloped value)
+    /// not to run the body again for the key for `fail_safe_throttle`, if
+    /// the key still holds it; whether it did. Not counted as a store.
+    async fn throttle(&self, cache: &Cache, key: &str, lead: &Lead<'_>) -> bool {
+        let Some(seen) = lead.flight.seen() else {
+            return false;
+        };
+        let Some((times, inner)) = codec::unwrap(seen) else {
+            return false;
+        };
+        let now = now_ms();
+        let Some(left) = self.windows.left(times, now) else {
+            return false;
+        };
+        let bytes = codec::wrap(self.windows.throttled(times, now), inner);
+        let write = Write::Fill {
+            key,
+            seen,
+            bytes: &bytes,
+            ttl: Some(left),
+            local: self.local,
+        };
+        matches!(cache.write(write, None).await, Ok(Written::Stored))
     }
 
     /// The cache's local tier, when this call uses it.
@@ -634,14 +700,13 @@ impl Call {
     /// Stores the body's encoded value over `seen`, what the key held when
     /// the call looked; whether it did. Counted and logged, never returned.
     async fn fill(&self, cache: &Cache, key: &str, seen: &[u8], bytes: &[u8]) -> bool {
-        let jitter = self.jitter.unwrap_or(cache.ttl_jitter());
-        let window = self.stale.unwrap_or_default();
-        let ttl = self.ttl.map(|ttl| jitter.apply(ttl).saturating_add(window));
+        let stored = self.windows.stored(cache);
+        let enveloped = stored.times.map(|times| codec::wrap(times, bytes));
         let write = Write::Fill {
             key,
             seen,
-            bytes,
-            ttl,
+            bytes: enveloped.as_deref().unwrap_or(bytes),
+            ttl: stored.key_ttl,
             local: self.local,
         };
         match cache.write(write, Some(&self.family())).await {
@@ -699,7 +764,7 @@ impl Call {
 
     /// Runs the body in the call's span. Boxed: the body's future is not part
     /// of the call's future, which a hit moves and polls.
-    fn body<R, B, Fut>(&self, body: B) -> impl Future<Output = R>
+    fn body<R, B, Fut>(&self, body: B) -> impl Future<Output = R> + use<R, B, Fut>
     where
         B: FnOnce() -> Fut,
         Fut: Future<Output = R>,
@@ -731,6 +796,9 @@ fn is_wrong_type(err: &Error) -> bool {
 pub(crate) struct Shape<T, R> {
     /// The part of a returned value to cache, if any (`Ok`, `Some`, or the value).
     pub(crate) cacheable: fn(&R) -> Option<&T>,
+    /// Whether a returned value is a failure (an `Err`): what `fail_safe`
+    /// replaces with a kept value.
+    pub(crate) fails: fn(&R) -> bool,
     /// The value to return for a cached one.
     pub(crate) from_cached: fn(T) -> R,
     /// How hits held in this process reuse decoded values (`Clone` types).
@@ -750,6 +818,7 @@ impl<T> Shape<T, T> {
     pub(crate) fn plain(reuse: Option<Reuse<T>>) -> Self {
         Shape {
             cacheable: |v| Some(v),
+            fails: |_| false,
             from_cached: std::convert::identity,
             reuse,
         }
@@ -761,6 +830,7 @@ impl<T, E> Shape<T, Result<T, E>> {
     pub(crate) fn result(reuse: Option<Reuse<T>>) -> Self {
         Shape {
             cacheable: |r| r.as_ref().ok(),
+            fails: Result::is_err,
             from_cached: Ok,
             reuse,
         }
@@ -772,6 +842,7 @@ impl<T> Shape<T, Option<T>> {
     pub(crate) fn option(reuse: Option<Reuse<T>>) -> Self {
         Shape {
             cacheable: Option::as_ref,
+            fails: |_| false,
             from_cached: Some,
             reuse,
         }
@@ -826,45 +897,65 @@ where
     Fut: Future<Output = R>,
 {
     let format = call.format;
-    let (outcome, generation, seen) = match read {
-        Read::Held(held, generation, outcome) => match reuse::decode(format, &held, shape.reuse) {
-            Ok(value) => return (outcome, (shape.from_cached)(value)),
-            Err(err) => {
-                call.corrupt(generation, &err);
-                let seen = Seen::Value(held.bytes().to_vec());
-                (Outcome::Corrupt, generation, Some(seen))
+    let (outcome, generation, seen, kept) = match read {
+        Read::Held(held, generation, outcome) => {
+            let age = call.age(held.bytes());
+            match reuse::decode(format, &held, shape.reuse) {
+                Ok(value) => match call.judged(age, outcome) {
+                    Judged::Serve(outcome) => return (outcome, (shape.from_cached)(value)),
+                    Judged::Run { kept } => {
+                        let seen = Seen::Value(held.bytes().to_vec());
+                        (Outcome::Miss, generation, Some(seen), kept.then_some(value))
+                    }
+                },
+                Err(err) => {
+                    call.corrupt(generation, &err);
+                    let seen = Seen::Value(held.bytes().to_vec());
+                    (Outcome::Corrupt, generation, Some(seen), None)
+                }
             }
-        },
-        Read::Found(bytes, generation) => match format.decode::<T>(&bytes) {
-            Ok(value) => return (Outcome::Hit, (shape.from_cached)(value)),
-            Err(err) => {
-                call.corrupt(generation, &err);
-                (Outcome::Corrupt, generation, Some(Seen::Value(bytes)))
+        }
+        Read::Found(bytes, generation) => {
+            let age = call.age(&bytes);
+            match format.decode::<T>(&bytes) {
+                Ok(value) => match call.judged(age, Outcome::Hit) {
+                    Judged::Serve(outcome) => return (outcome, (shape.from_cached)(value)),
+                    Judged::Run { kept } => (
+                        Outcome::Miss,
+                        generation,
+                        Some(Seen::Value(bytes)),
+                        kept.then_some(value),
+                    ),
+                },
+                Err(err) => {
+                    call.corrupt(generation, &err);
+                    (Outcome::Corrupt, generation, Some(Seen::Value(bytes)), None)
+                }
             }
-        },
-        // A caller that cannot refresh in the background (`get_or_set`)
-        // treats a stale value as expired, and replaces it.
-        Read::Stale(bytes, generation) => (Outcome::Miss, generation, Some(Seen::Value(bytes))),
+        }
         Read::Run {
             outcome,
             generation,
             seen,
-        } => (outcome, generation, seen),
+        } => (outcome, generation, seen, None),
         Read::Bypass(outcome) => return (outcome, call.body(body).await),
     };
     // The miss path in its own allocation: the future of a hit, moved and
     // polled on every call, stays small.
-    Box::pin(miss(call, outcome, generation, seen, body, shape)).await
+    Box::pin(miss(call, outcome, generation, seen, kept, body, shape)).await
 }
 
-/// After a read that gave no value: claim the key if it held nothing, join
-/// the other callers of the key that saw it hold the same, run the body if
-/// this caller leads, store its value over what the key held.
+/// After a read that gave no value to return: claim the key if it held
+/// nothing, join the other callers of the key that saw it hold the same, run
+/// the body if this caller leads, store its value over what the key held.
+/// With a value `kept` past its TTL (`fail_safe`), a body that fails returns
+/// it instead.
 async fn miss<T, R, B, Fut>(
     call: &Call,
     outcome: Outcome,
     generation: u64,
     seen: Option<Seen>,
+    kept: Option<T>,
     body: B,
     shape: Shape<T, R>,
 ) -> (Outcome, R)
@@ -916,7 +1007,23 @@ where
         Join::Lead(lead) => lead,
     };
     let value = call.run_body(cache, &key, &lead, body).await;
+    if let Some(kept) = kept
+        && (shape.fails)(&value)
+    {
+        return match call.fall_back(cache, &key, lead).await {
+            true => (Outcome::FailSafe, (shape.from_cached)(kept)),
+            false => (outcome, value),
+        };
+    }
     let encoded = (shape.cacheable)(&value).map(|cached| format.encode_round_trip(cached));
     call.store(cache, &key, lead, encoded).await;
     (outcome, value)
+}
+
+/// What to do with a value read, by its age.
+enum Judged {
+    /// Return it, counted so.
+    Serve(Outcome),
+    /// Run the body; `kept`: return the value should the body fail.
+    Run { kept: bool },
 }

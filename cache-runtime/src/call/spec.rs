@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::Cache;
-use crate::codec::{Codec, Format};
+use crate::codec::{Codec, Format, Times, now_ms};
 use crate::key::{FnName, KeyBuilder, KeyError, generation_key};
 pub(crate) use crate::store::Jitter;
 
@@ -94,8 +94,134 @@ pub struct Policy {
     jitter: Option<Jitter>,
     /// How long a value is served stale after its TTL, while it is refreshed.
     stale: Option<Duration>,
+    /// How long a value is kept after its TTL, to return when the body fails.
+    fail_safe: Option<Duration>,
+    /// How long, after a failure, the body is not run again for the key.
+    fail_safe_throttle: Option<Duration>,
+    /// How long a call waits for the body before it returns a kept value.
+    soft_timeout: Option<Duration>,
     /// Whether the cache's local tier serves and keeps this call's value.
     local: bool,
+}
+
+/// The default [`Policy::fail_safe_throttle`] (and `#[cached(fail_safe_throttle
+/// = ...)]`): 30 seconds. Also how long a stale value's background refresh
+/// that failed waits before the next try.
+///
+/// ```
+/// assert_eq!(redis_memo::DEFAULT_FAIL_SAFE_THROTTLE.as_secs(), 30);
+/// ```
+pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(30);
+
+/// What a policy says about a value's life, in one place: its `ttl`, and the
+/// windows after it (`stale`, `fail_safe`), the wait after a failure and the
+/// soft timeout. Every TTL a value is stored with comes from [`stored`](Self::stored).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Windows {
+    pub(crate) ttl: Option<Duration>,
+    /// `None`: the cache's `ttl_jitter`.
+    pub(crate) jitter: Option<Jitter>,
+    pub(crate) stale: Option<Duration>,
+    pub(crate) fail_safe: Option<Duration>,
+    pub(crate) throttle: Duration,
+    pub(crate) soft_timeout: Option<Duration>,
+}
+
+/// How a value stored now is stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stored {
+    /// The key's TTL: the jittered `ttl` plus the longest window after it.
+    pub(crate) key_ttl: Option<Duration>,
+    /// The value's times, when its values are enveloped.
+    pub(crate) times: Option<Times>,
+}
+
+/// Where a stored value is in its life, judged by its times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Age {
+    /// Within its `ttl`.
+    Fresh,
+    /// Past it, and the body is not to run again yet (it failed lately):
+    /// served as it is, stale (within the `stale` window) or kept.
+    Throttled { stale: bool },
+    /// Past it, within the `stale` window: served while refreshed.
+    Stale { kept: bool },
+    /// Past it: the body runs. `kept`: within `fail_safe`, the value is
+    /// returned should the body fail.
+    Expired { kept: bool },
+}
+
+impl Windows {
+    /// Whether values carry their times (an envelope, see `codec`): with a
+    /// window after the `ttl` (`stale`, `fail_safe`).
+    pub(crate) fn enveloped(&self) -> bool {
+        self.ttl.is_some() && (self.stale.is_some() || self.fail_safe.is_some())
+    }
+
+    /// The one TTL rule: what a value stored now in `cache` lives, and the
+    /// times it carries.
+    pub(crate) fn stored(&self, cache: &Cache) -> Stored {
+        let Some(ttl) = self.ttl else {
+            return Stored {
+                key_ttl: None,
+                times: None,
+            };
+        };
+        let ttl = self.jitter.unwrap_or(cache.ttl_jitter()).apply(ttl);
+        let after = self
+            .stale
+            .unwrap_or_default()
+            .max(self.fail_safe.unwrap_or_default());
+        let times = self.enveloped().then(|| Times {
+            fresh_until: now_ms().saturating_add(millis(ttl)),
+            retry_after: 0,
+        });
+        Stored {
+            key_ttl: Some(ttl.saturating_add(after)),
+            times,
+        }
+    }
+
+    /// Where a value with `times` is at `now` (ms since the Unix epoch).
+    pub(crate) fn age(&self, times: Times, now: u64) -> Age {
+        if now < times.fresh_until {
+            return Age::Fresh;
+        }
+        let within = |window: Option<Duration>| {
+            window.is_some_and(|w| now < times.fresh_until.saturating_add(millis(w)))
+        };
+        let (stale, kept) = (within(self.stale), within(self.fail_safe));
+        if now < times.retry_after && (stale || kept) {
+            return Age::Throttled { stale };
+        }
+        if stale {
+            return Age::Stale { kept };
+        }
+        Age::Expired { kept }
+    }
+
+    /// `times`, with the body not to run again for the key for the
+    /// throttle from `now`.
+    pub(crate) fn throttled(&self, times: Times, now: u64) -> Times {
+        Times {
+            retry_after: now.saturating_add(millis(self.throttle)),
+            ..times
+        }
+    }
+
+    /// What a key whose value has `times` has left to live at `now`.
+    pub(crate) fn left(&self, times: Times, now: u64) -> Option<Duration> {
+        let after = self
+            .stale
+            .unwrap_or_default()
+            .max(self.fail_safe.unwrap_or_default());
+        let end = times.fresh_until.saturating_add(millis(after));
+        (end > now).then(|| Duration::from_millis(end - now))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Default for Policy {
@@ -119,6 +245,9 @@ impl Policy {
             codec: None,
             jitter: None,
             stale: None,
+            fail_safe: None,
+            fail_safe_throttle: None,
+            soft_timeout: None,
             local: true,
         }
     }
@@ -214,32 +343,91 @@ impl Policy {
         self
     }
 
+    /// Fail-safe, like the attribute's `fail_safe`: values are kept `keep`
+    /// (seconds or a `Duration`) past their TTL. When the TTL has passed,
+    /// the function runs as usual, and should it return `Err` (with
+    /// [`try_get_or_set`](crate::Cache::try_get_or_set)), the kept value is
+    /// returned as `Ok` instead, counted in
+    /// [`Stats::fail_safe`](crate::Stats::fail_safe), and the function is not
+    /// run again for the key for [`fail_safe_throttle`](Self::fail_safe_throttle)
+    /// (the kept value is returned meanwhile, by every process). No kept
+    /// value (never stored, invalidated, or past `ttl + keep`): the error is
+    /// returned. The key lives `ttl + max(stale, fail_safe)`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use redis_memo::{Cache, Policy};
+    ///
+    /// let cache = Cache::in_memory();
+    /// let policy = Policy::ttl(60).fail_safe(3600); // fresh 1 min, kept 1 h more
+    /// let rate: Result<f64, String> = cache
+    ///     .try_get_or_set("rate:eur", policy, || async { Ok(1.08) })
+    ///     .await;
+    /// assert_eq!(rate, Ok(1.08));
+    /// # }
+    /// ```
+    pub fn fail_safe(mut self, keep: impl Into<Ttl>) -> Policy {
+        self.fail_safe = keep.into().duration();
+        self
+    }
+
+    /// How long, after the function failed and a kept value was returned
+    /// instead ([`fail_safe`](Self::fail_safe)), or after a stale value's
+    /// background refresh failed ([`stale`](Self::stale)), the function is not
+    /// run again for the key: the kept (or stale) value is returned
+    /// meanwhile, by every process (the wait is stored with the value).
+    /// Default [`DEFAULT_FAIL_SAFE_THROTTLE`].
+    ///
+    /// ```
+    /// let policy = redis_memo::Policy::ttl(60).fail_safe(3600).fail_safe_throttle(10);
+    /// # let _ = policy;
+    /// ```
+    pub fn fail_safe_throttle(mut self, wait: impl Into<Ttl>) -> Policy {
+        self.fail_safe_throttle = Some(wait.into().duration().unwrap_or_default());
+        self
+    }
+
+    /// With a kept value ([`fail_safe`](Self::fail_safe)), how long a call
+    /// waits for the function before it returns the kept value; the function
+    /// goes on in the background and its value is stored when it is done.
+    /// Needs a function it can own, like [`stale`](Self::stale):
+    /// [`get_or_set_stale`](crate::Cache::get_or_set_stale) and
+    /// [`try_get_or_set_stale`](crate::Cache::try_get_or_set_stale) honour it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let policy = redis_memo::Policy::ttl(60)
+    ///     .fail_safe(3600)
+    ///     .soft_timeout(Duration::from_millis(200));
+    /// # let _ = policy;
+    /// ```
+    pub fn soft_timeout(mut self, wait: Duration) -> Policy {
+        self.soft_timeout = Some(wait);
+        self
+    }
+
     pub(crate) fn uses_local(&self) -> bool {
         self.local
     }
 
-    pub(crate) fn ttl_duration(&self) -> Option<Duration> {
-        self.ttl.duration()
+    /// The value's life under this policy.
+    pub(crate) fn windows(&self) -> Windows {
+        Windows {
+            ttl: self.ttl.duration(),
+            jitter: self.jitter,
+            stale: self.stale_window(),
+            fail_safe: self.ttl.duration().and(self.fail_safe),
+            throttle: self
+                .fail_safe_throttle
+                .unwrap_or(DEFAULT_FAIL_SAFE_THROTTLE),
+            soft_timeout: self.ttl.duration().and(self.soft_timeout),
+        }
     }
 
     /// How long a value is served stale after its TTL: `None` without
     /// `stale`, or without a TTL (a value that never expires is never stale).
     pub(crate) fn stale_window(&self) -> Option<Duration> {
         self.ttl.duration().and(self.stale)
-    }
-
-    /// The TTL to store a value with now, in `cache`: the TTL, jittered,
-    /// plus the stale window.
-    pub(crate) fn stored_ttl(&self, cache: &Cache) -> Option<Duration> {
-        let jitter = self.jitter.unwrap_or(cache.ttl_jitter());
-        let window = self.stale_window().unwrap_or_default();
-        self.ttl
-            .duration()
-            .map(|ttl| jitter.apply(ttl).saturating_add(window))
-    }
-
-    pub(crate) fn jitter(&self) -> Option<Jitter> {
-        self.jitter
     }
 
     pub(crate) fn lease_duration(&self) -> Option<Duration> {
@@ -300,6 +488,9 @@ impl<'a> Spec<'a> {
                 codec: None,
                 jitter: None,
                 stale: None,
+                fail_safe: None,
+                fail_safe_throttle: None,
+                soft_timeout: None,
                 local: true,
             },
         }
@@ -332,6 +523,27 @@ impl<'a> Spec<'a> {
     /// `stale = ...`.
     pub const fn stale(mut self, stale: Ttl) -> Self {
         self.policy.stale = stale.duration();
+        self
+    }
+
+    /// `fail_safe = ...`.
+    pub const fn fail_safe(mut self, keep: Ttl) -> Self {
+        self.policy.fail_safe = keep.duration();
+        self
+    }
+
+    /// `fail_safe_throttle = ...`.
+    pub const fn fail_safe_throttle(mut self, wait: Ttl) -> Self {
+        self.policy.fail_safe_throttle = match wait.duration() {
+            Some(wait) => Some(wait),
+            None => Some(Duration::ZERO),
+        };
+        self
+    }
+
+    /// `soft_timeout = ...`.
+    pub const fn soft_timeout(mut self, wait: Duration) -> Self {
+        self.policy.soft_timeout = Some(wait);
         self
     }
 

@@ -21,6 +21,9 @@ pub(crate) enum Outcome {
     Stale,
     /// Read from the local tier (no I/O): counted as a hit, and a local hit.
     LocalHit,
+    /// A value kept past its TTL, returned because the body failed, was
+    /// slower than its soft timeout, or failed lately (`fail_safe`).
+    FailSafe,
     /// Another caller's run (single-flight or lease) gave the value.
     Shared,
     /// Nothing stored: the body ran.
@@ -45,6 +48,7 @@ impl Outcome {
             Outcome::Hit => "hit",
             Outcome::Stale => "stale",
             Outcome::LocalHit => "local_hit",
+            Outcome::FailSafe => "fail_safe",
             Outcome::Shared => "shared",
             Outcome::Miss => "miss",
             Outcome::Corrupt => "corrupt",
@@ -61,6 +65,7 @@ impl Outcome {
         Some(match self {
             Outcome::Hit | Outcome::LocalHit => Counter::Hits,
             Outcome::Stale => Counter::Stale,
+            Outcome::FailSafe => Counter::FailSafe,
             Outcome::Shared => Counter::Shared,
             Outcome::Miss | Outcome::Refreshed => Counter::Misses,
             Outcome::Corrupt => Counter::Corrupt,
@@ -89,9 +94,10 @@ pub(crate) enum Counter {
     Stale,
     LocalHits,
     FillsRefused,
+    FailSafe,
 }
 
-const COUNTERS: usize = Counter::FillsRefused as usize + 1;
+const COUNTERS: usize = Counter::FailSafe as usize + 1;
 
 /// Who counters belong to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -144,8 +150,9 @@ impl std::fmt::Display for Family<'_> {
 ///
 /// Every call through the cache (a `#[cached]` call, [`get_or_set`](crate::Cache::get_or_set),
 /// [`try_get_or_set`](crate::Cache::try_get_or_set) or [`get`](crate::Cache::get))
-/// is counted in exactly one of `hits`, `stale`, `shared`, `misses`, `corrupt`,
-/// `errors`, `skipped` and `breaker_skipped`: their sum is the number of calls.
+/// is counted in exactly one of `hits`, `stale`, `shared`, `fail_safe`,
+/// `misses`, `corrupt`, `errors`, `skipped` and `breaker_skipped`: their sum is
+/// the number of calls.
 /// The totals are the sums of the per-family figures in `functions`.
 ///
 /// ```
@@ -174,6 +181,10 @@ pub struct Stats {
     /// Calls answered with another caller's value: a single-flight leader in
     /// this process, or (with `lease`) the process holding the lease.
     pub shared: u64,
+    /// Calls of functions with `fail_safe` answered with a value kept past its
+    /// TTL instead of the body's: the body failed (an `Err`), ran past its
+    /// `soft_timeout`, or failed lately (within `fail_safe_throttle`).
+    pub fail_safe: u64,
     /// Calls that read no value and ran the body: nothing was stored, or the
     /// read was skipped on purpose ([`refresh`](crate::refresh)).
     pub misses: u64,
@@ -235,7 +246,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Every call counted: `hits + stale + shared + misses + corrupt + errors + skipped + breaker_skipped`.
+    /// Every call counted: `hits + stale + shared + fail_safe + misses + corrupt + errors + skipped + breaker_skipped`.
     ///
     /// ```
     /// assert_eq!(redis_memo::Cache::in_memory().stats().calls(), 0);
@@ -244,6 +255,7 @@ impl Stats {
         self.hits
             + self.stale
             + self.shared
+            + self.fail_safe
             + self.misses
             + self.corrupt
             + self.errors
@@ -280,6 +292,8 @@ pub struct FunctionStats {
     pub stale: u64,
     /// See [`Stats::shared`].
     pub shared: u64,
+    /// See [`Stats::fail_safe`].
+    pub fail_safe: u64,
     /// See [`Stats::misses`].
     pub misses: u64,
     /// See [`Stats::corrupt`].
@@ -314,6 +328,7 @@ impl FunctionStats {
         self.hits
             + self.stale
             + self.shared
+            + self.fail_safe
             + self.misses
             + self.corrupt
             + self.errors
@@ -337,12 +352,14 @@ impl FunctionStats {
             stale,
             local_hits,
             fills_refused,
+            fail_safe,
         ] = counts;
         FunctionStats {
             name,
             hits,
             stale,
             shared,
+            fail_safe,
             misses,
             corrupt,
             errors,
@@ -468,6 +485,7 @@ pub(crate) fn totals(functions: &[FunctionStats]) -> Stats {
         stats.hits += f.hits;
         stats.stale += f.stale;
         stats.shared += f.shared;
+        stats.fail_safe += f.fail_safe;
         stats.misses += f.misses;
         stats.corrupt += f.corrupt;
         stats.errors += f.errors;

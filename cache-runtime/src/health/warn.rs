@@ -28,9 +28,11 @@ pub(crate) enum Warning {
     StaleRefresh,
     /// A body's value was not stored: its key changed during the body (info level).
     FillRefused,
+    /// A kept value was returned instead of the body's (fail-safe).
+    FailSafe,
 }
 
-const KINDS: usize = Warning::FillRefused as usize + 1;
+const KINDS: usize = Warning::FailSafe as usize + 1;
 
 impl Warning {
     fn index(self) -> usize {
