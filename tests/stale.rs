@@ -570,3 +570,37 @@ async fn a_failing_refresh_is_logged_with_its_key() {
         "{warnings:?}"
     );
 }
+
+#[cached(ttl = 60, stale = 60, key_prefix = "swrp:", cache = cache, ignore(probe))]
+async fn panicky(cache: &Cache, probe: Arc<Probe>, id: u64) -> u64 {
+    let n = probe.run().await.unwrap_or(0);
+    if n > 1000 {
+        panic!("the origin's client panicked");
+    }
+    n + id
+}
+
+/// A background refresh whose body panics is caught, logged with its key,
+/// and not tried again for fail_safe_throttle: stale reads meanwhile serve
+/// the old value without running the body.
+#[tokio::test]
+async fn a_panicking_refresh_is_logged_and_backs_off() {
+    let (logs, dispatch) = support::Logs::capture(tracing::Level::WARN);
+    let _guard = tracing::dispatcher::set_default(&dispatch);
+    let h = Harness::redis().await;
+    let probe = Probe::new();
+    let key = panicky_key(&h.cache, 1).await.unwrap();
+    assert_eq!(panicky(&h.cache, probe.clone(), 1).await, 1001);
+    make_stale(&h, &key, Duration::from_secs(30)).await;
+    assert_eq!(panicky(&h.cache, probe.clone(), 1).await, 1001);
+    until("the refresh panics and is handled", async || {
+        logs.warnings().iter().any(|w| w.contains("panicked"))
+    })
+    .await;
+    for _ in 0..20 {
+        assert_eq!(panicky(&h.cache, probe.clone(), 1).await, 1001);
+    }
+    assert_eq!(probe.runs(), 2, "no new refresh within the throttle");
+    let warnings = logs.warnings();
+    assert!(warnings.iter().any(|w| w.contains(&key)), "{warnings:?}");
+}

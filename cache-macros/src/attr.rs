@@ -88,6 +88,11 @@ const KNOWN: &str = "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `key`
                      `local`, `batch`";
 
 impl Args {
+    /// Whether the attribute names `key`, even with a value it refused.
+    pub fn given(&self, key: &str) -> bool {
+        self.seen.iter().any(|seen| seen == key)
+    }
+
     /// Parses the whole attribute, recording errors instead of stopping at them.
     pub fn parse(tokens: proc_macro2::TokenStream) -> Args {
         let mut args = Args::default();

@@ -36,10 +36,13 @@ pub fn check(args: &mut Args, func: &Function, errors: &mut Vec<syn::Error>) {
         ));
         args.soft_timeout = None;
     }
-    if let (Some((_, span)), None) = (&args.fail_safe, &args.soft_timeout)
+    if let (Some((_, span)), false) = (&args.fail_safe, args.given("soft_timeout"))
         && !can_fail(&func.sig.output, args)
     {
-        let ret = func.sig.output.to_token_stream();
+        let ret = match &func.sig.output {
+            ReturnType::Type(_, ty) => ty.to_token_stream().to_string(),
+            ReturnType::Default => "()".to_owned(),
+        };
         errors.push(syn::Error::new(
             *span,
             format!(
