@@ -1,7 +1,9 @@
 //! What a Redis fault costs the callers: for each scenario, 64 tasks call a
 //! cached function while the benchmark's own redis-server is killed, paused,
 //! restarted or refuses writes; prints calls made / failed / wrong values and
-//! the latency percentiles, and how long caching took to come back.
+//! the latency percentiles, and how long caching took to come back. Last,
+//! the origin fails instead: the function's body returns `Err` for 5 s while
+//! 64 tasks call a `fail_safe` function whose values expire every second.
 //!
 //! `cargo bench -p redis-memo-benches --bench faults`
 //!
@@ -22,6 +24,66 @@ async fn value_of(cache: &Cache, id: u64) -> Result<u64, String> {
     // A "slow" source: 1 ms.
     tokio::time::sleep(Duration::from_millis(1)).await;
     Ok(id * 7 + 1)
+}
+
+/// Whether the origin behind `kept_value` fails.
+static ORIGIN_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cached(ttl = 1, fail_safe = 3600, key_prefix = "faults:", cache = cache)]
+async fn kept_value(cache: &Cache, id: u64) -> Result<u64, String> {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    if ORIGIN_DOWN.load(Relaxed) {
+        return Err("the origin is down".into());
+    }
+    Ok(id * 7 + 1)
+}
+
+/// 64 tasks call `kept_value` on warm keys for `run`, the origin failing
+/// from one second in for `down`.
+async fn origin_outage(cache: &Cache, run: Duration, down: Duration) -> Outcome {
+    for id in 0..500 {
+        kept_value(cache, id).await.expect("warm");
+    }
+    let deadline = Instant::now() + run;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let cache = cache.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut failed, mut wrong, mut latencies) = (0, 0, Vec::new());
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let id = (t * 31 + i) % 500;
+                let start = Instant::now();
+                match kept_value(&cache, id).await {
+                    Ok(v) if v == id * 7 + 1 => {}
+                    Ok(_) => wrong += 1,
+                    Err(_) => failed += 1,
+                }
+                latencies.push(start.elapsed());
+                i += 1;
+            }
+            (failed, wrong, latencies)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ORIGIN_DOWN.store(true, Relaxed);
+    tokio::time::sleep(down).await;
+    ORIGIN_DOWN.store(false, Relaxed);
+    let mut out = Outcome {
+        calls: 0,
+        failed: 0,
+        wrong: 0,
+        latencies: Vec::new(),
+    };
+    for task in tasks {
+        let (failed, wrong, latencies) = task.await.expect("task");
+        out.calls += latencies.len() as u64;
+        out.failed += failed;
+        out.wrong += wrong;
+        out.latencies.extend(latencies);
+    }
+    out.latencies.sort_unstable();
+    out
 }
 
 const TASKS: u64 = 64;
@@ -180,4 +242,16 @@ async fn main() {
     .await;
     let resumed = time_to_resume(&cache, started).await;
     report("start with Redis down", &outcome, Some(resumed));
+    drop(redis);
+
+    let redis = TestRedis::spawn(&[]);
+    let cache = cache_for(redis.url(), false).await;
+    let outcome = origin_outage(&cache, Duration::from_secs(7), Duration::from_secs(5)).await;
+    report("origin fails 5 s", &outcome, None);
+    let stats = cache.stats();
+    println!(
+        "  (fail_safe {}: kept values returned for a failing body, or within its throttle; \
+         body runs that failed: see misses {})",
+        stats.fail_safe, stats.misses
+    );
 }

@@ -1,17 +1,19 @@
-//! Stale-while-revalidate on the hit path: what a function with `stale` pays
-//! per read (`GET` + `PTTL` pipelined) against one without it (one `GET`),
-//! and what a stale serve costs, each as a ratio to hand-written redis-rs on
-//! a `MultiplexedConnection` in the same run.
+//! Values that carry their freshness on the hit path: what a function with
+//! `stale` or `fail_safe` pays per read (one `GET`, the value's envelope
+//! read in the process) against a plain one, and what a stale serve costs,
+//! each as a ratio to hand-written redis-rs on a `MultiplexedConnection` and
+//! to the plain function, in the same run.
 //!
 //! `cargo bench -p redis-memo-benches --bench stale`
 //!
 //! Variants, interleaved call by call (latency) and in alternating
 //! quarter-second rounds (throughput), over 1,000 warm ids:
 //! - `raw-mux GET`: a hand-written `GET` + serde_json (the floor of a hit);
-//! - `raw-mux GET+PTTL`: the same with `PTTL` in one pipeline (the floor of a
-//!   read that knows its freshness);
+//! - `raw-mux GET+PTTL`: the same with `PTTL` in one pipeline (what a read
+//!   that learns its freshness from the key's TTL costs);
 //! - `memo`: a hit of a `#[cached]` function without `stale`;
 //! - `memo stale, fresh`: a hit of a function with `stale`, value within its TTL;
+//! - `memo fail_safe, fresh`: a hit of a function with `fail_safe`;
 //! - `memo stale, serve`: a stale value served while its refresh is in flight.
 //!
 //! Environment: `BENCH_SECONDS` (throughput per variant, default 3),
@@ -35,6 +37,11 @@ async fn plain(cache: &Cache, id: u64) -> User {
 #[cached(ttl = 3600, stale = 600, key_prefix = "bench:", cache = cache)]
 async fn fresh(cache: &Cache, id: u64) -> User {
     make_user(id)
+}
+
+#[cached(ttl = 3600, fail_safe = 86400, key_prefix = "bench:", cache = cache)]
+async fn kept(cache: &Cache, id: u64) -> Result<User, String> {
+    Ok(make_user(id))
 }
 
 /// Open once the measurement is over: the refreshes of `served` wait for it,
@@ -87,15 +94,25 @@ async fn run() {
         store_user(&mux, &raw_key(id), &make_user(id)).await;
         plain(&cache, id).await;
         fresh(&cache, id).await;
+        kept(&cache, id).await.expect("kept");
         served(&cache, id).await;
-        // Less than the window left: stale from now on.
+        // Fresh until a minute ago: stale from now on.
         let key = served_key(&cache, id).await.expect("key");
-        redis::cmd("EXPIRE")
+        let bytes: Vec<u8> = redis::cmd("GET")
             .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("GET");
+        let (_, _, inner) = support::reference::unenvelope(&bytes).expect("enveloped");
+        let stale = support::reference::envelope(support::reference::now_ms() - 60_000, 0, inner);
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(stale)
+            .arg("EX")
             .arg(300)
             .query_async::<()>(&mut conn)
             .await
-            .expect("EXPIRE");
+            .expect("SET");
     }
     GATE.send_replace(false);
 
@@ -155,6 +172,14 @@ async fn run() {
             }),
         ),
         (
+            "memo fail_safe, fresh",
+            memo(|c, id| {
+                Box::pin(async move {
+                    kept(&c, id).await.expect("a hit");
+                })
+            }),
+        ),
+        (
             "memo stale, serve",
             memo(|c, id| {
                 Box::pin(async move {
@@ -169,16 +194,20 @@ async fn run() {
     let latency = p50s(&variants, calls).await;
     let throughput = throughputs(&variants, 64, seconds).await;
     let (base_p50, base_rate) = (latency[0].0.as_secs_f64(), throughput[0]);
-    println!("variant               p50 (x raw GET)      p99        hits/s @64 (x raw GET)");
+    let plain_rate = throughput[2];
+    println!(
+        "variant                 p50 (x raw GET)      p99        hits/s @64 (x raw GET, x memo)"
+    );
     for (i, (name, _)) in variants.iter().enumerate() {
         let (p50, p99) = latency[i];
         println!(
-            "{name:<21} {:>7.1} us ({:.2}x)  {:>7.1} us  {:>9.0} ({:.2}x)",
+            "{name:<23} {:>7.1} us ({:.2}x)  {:>7.1} us  {:>9.0} ({:.2}x, {:.3}x)",
             p50.as_secs_f64() * 1e6,
             p50.as_secs_f64() / base_p50,
             p99.as_secs_f64() * 1e6,
             throughput[i],
             throughput[i] / base_rate,
+            throughput[i] / plain_rate,
         );
     }
     let stats = cache.stats();

@@ -395,32 +395,41 @@ impl Call {
     /// The leader's body failed and the key holds a value kept past its
     /// TTL: the value is kept, marked not to run the body again for
     /// `fail_safe_throttle` (for every process), and handed to the callers
-    /// waiting here. `false` when the key changed meanwhile (an invalidation
-    /// wins: the kept value is not returned), or cannot be written.
-    async fn fall_back(&self, cache: &Cache, key: &str, lead: Lead<'_>) -> bool {
+    /// waiting here; the bytes of the value to return. When the key no
+    /// longer holds what was read: what it holds now if that is a value to
+    /// return (another caller kept it, or refreshed it), `None` otherwise (it
+    /// was invalidated: an invalidation wins, the error is returned).
+    async fn fall_back(&self, cache: &Cache, key: &str, lead: Lead<'_>) -> Option<Vec<u8>> {
         let kept = self.throttle(cache, key, &lead).await;
         let Lead { mut flight, lease } = lead;
+        let mut value = None;
         if kept
             && let Some(seen) = flight.seen().cloned()
             && let Some((_, inner)) = codec::unwrap(&seen)
         {
-            {
-                flight.publish(inner.into());
-                let _span = self.span.enter();
-                warn_limited!(
-                    cache.health().warnings(),
-                    Warning::FailSafe,
-                    key,
-                    throttle = ?self.windows.throttle,
-                    "redis-memo: the function returned an error; returned the value kept past its \
-                     ttl instead (fail_safe), and the function is not run again for this key \
-                     for fail_safe_throttle; once the kept value's window ends, callers get the \
-                     errors: look at what the function calls"
-                );
-            }
+            flight.publish(inner.into());
+            value = Some(inner.to_vec());
+            let _span = self.span.enter();
+            warn_limited!(
+                cache.health().warnings(),
+                Warning::FailSafe,
+                key,
+                throttle = ?self.windows.throttle,
+                "redis-memo: the function returned an error; returned the value kept past its \
+                 ttl instead (fail_safe), and the function is not run again for this key for \
+                 fail_safe_throttle; once the kept value's window ends, callers get the errors: \
+                 look at what the function calls"
+            );
         }
         self.store(cache, key, Lead { flight, lease }, None).await;
-        kept
+        if value.is_none()
+            && let Ok(Some(bytes)) = cache.store().get(key).await
+            && !is_placeholder(&bytes)
+            && !matches!(self.age(&bytes), Age::Expired { kept: false })
+        {
+            value = Some(bytes);
+        }
+        value
     }
 
     /// Marks the value the leader's flight began from (an enveloped value)
@@ -1007,12 +1016,11 @@ where
         Join::Lead(lead) => lead,
     };
     let value = call.run_body(cache, &key, &lead, body).await;
-    if let Some(kept) = kept
-        && (shape.fails)(&value)
-    {
-        return match call.fall_back(cache, &key, lead).await {
-            true => (Outcome::FailSafe, (shape.from_cached)(kept)),
-            false => (outcome, value),
+    if kept.is_some() && (shape.fails)(&value) {
+        let kept = call.fall_back(cache, &key, lead).await;
+        return match kept.map(|bytes| format.decode::<T>(&bytes)) {
+            Some(Ok(kept)) => (Outcome::FailSafe, (shape.from_cached)(kept)),
+            _ => (outcome, value),
         };
     }
     let encoded = (shape.cacheable)(&value).map(|cached| format.encode_round_trip(cached));

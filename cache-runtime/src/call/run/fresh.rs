@@ -348,11 +348,11 @@ impl Call {
             };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             let value = self.body(body).await;
-            return self.settle(cache, &key, lead, value, kept, shape).await;
+            return self.settle(cache, &key, lead, value, shape).await;
         };
         let mut task = runtime.spawn(self.body(body));
         match tokio::time::timeout(soft, &mut task).await {
-            Ok(Ok(value)) => self.settle(cache, &key, lead, value, kept, shape).await,
+            Ok(Ok(value)) => self.settle(cache, &key, lead, value, shape).await,
             Ok(Err(err)) if err.is_panic() => {
                 drop(lead);
                 std::panic::resume_unwind(err.into_panic())
@@ -397,16 +397,16 @@ impl Call {
         key: &str,
         lead: Lead<'_>,
         value: R,
-        kept: T,
         shape: Shape<T, R>,
     ) -> (Outcome, R)
     where
         T: Serialize + DeserializeOwned,
     {
         if (shape.fails)(&value) {
-            return match self.fall_back(cache, key, lead).await {
-                true => (Outcome::FailSafe, (shape.from_cached)(kept)),
-                false => (Outcome::Miss, value),
+            let kept = self.fall_back(cache, key, lead).await;
+            return match kept.map(|bytes| self.format.decode::<T>(&bytes)) {
+                Some(Ok(kept)) => (Outcome::FailSafe, (shape.from_cached)(kept)),
+                _ => (Outcome::Miss, value),
             };
         }
         let encoded = (shape.cacheable)(&value).map(|cached| self.format.encode_round_trip(cached));
