@@ -295,9 +295,12 @@ impl Policy {
     /// Stale-while-revalidate, like the attribute's `stale`: once `ttl` has
     /// passed, the value is still served for up to `stale` (seconds or a
     /// `Duration`) while one background run of the function replaces it, so
-    /// no caller waits for it. The key lives `ttl + stale` in the cache. A
-    /// refresh that fails leaves the old value served until the window ends;
-    /// after that, the next call runs the function itself.
+    /// no caller waits for it. The key lives `ttl + max(stale, fail_safe)` in
+    /// the cache. A refresh that fails (an `Err`, or a panic) is logged with
+    /// its key and not tried again for
+    /// [`fail_safe_throttle`](Self::fail_safe_throttle); the old value is
+    /// served until the window ends, and after that the next call runs the
+    /// function itself.
     ///
     /// The background run needs a function it can own:
     /// [`get_or_set_stale`](crate::Cache::get_or_set_stale) and
