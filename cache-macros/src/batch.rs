@@ -8,7 +8,7 @@ use quote::{ToTokens, quote};
 use syn::{FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, Type};
 
 use crate::attr::Args;
-use crate::expand::{Function, mentions};
+use crate::function::{Function, mentions};
 
 /// A checked `batch = ids`.
 pub struct Batch {

@@ -21,25 +21,17 @@
 //! return type, so type errors point at the user's code. The block is made by
 //! a closure, called only when the body has to run.
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, Block, Expr, FnArg, GenericArgument, GenericParam, Ident, Pat, PatType,
-    PathArguments, ReturnType, Signature, Type, Visibility,
+    Attribute, Expr, FnArg, GenericArgument, GenericParam, Ident, Pat, PatType, PathArguments,
+    ReturnType, Signature, Type, Visibility,
 };
 
 use crate::attr::{Args, Ttl};
 use crate::batch::Batch;
-
-/// The function `#[cached]` is on: a free function, a method of an `impl`
-/// block, or a default method of a trait.
-pub struct Function {
-    pub attrs: Vec<Attribute>,
-    pub vis: Visibility,
-    pub sig: Signature,
-    pub block: Block,
-}
+use crate::function::{Function, bound_idents, mentions};
 
 /// The version of the macro, checked against the runtime's by generated code.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -153,7 +145,7 @@ impl Model {
             }
         }
 
-        crate::stale::check(args, func, errors);
+        crate::windows::check(args, func, errors);
         let batch = crate::batch::check(args, func, errors);
 
         // Left out of the key: ignored parameters, the root of `cache = x` or
@@ -889,40 +881,6 @@ fn root_ident(expr: &Expr) -> Option<Ident> {
     }
 }
 
-/// Whether tokens use one of `names` (or `self`, when `with_self`).
-pub(crate) fn mentions(tokens: TokenStream, names: &[Ident], with_self: bool) -> bool {
-    tokens.into_iter().any(|tree| match tree {
-        TokenTree::Ident(ident) => (with_self && ident == "self") || names.contains(&ident),
-        TokenTree::Group(group) => mentions(group.stream(), names, with_self),
-        _ => false,
-    })
-}
-
 fn mixed(name: &str) -> Ident {
     format_ident!("__redis_memo_{}", name, span = Span::mixed_site())
-}
-
-/// The names a parameter pattern binds: `x`, `mut x`, `(a, b)`, `Point { x, y }`, ...
-pub(crate) fn bound_idents(pat: &Pat, out: &mut Vec<Ident>) {
-    match pat {
-        Pat::Ident(p) => {
-            out.push(p.ident.clone());
-            if let Some((_, sub)) = &p.subpat {
-                bound_idents(sub, out);
-            }
-        }
-        Pat::Tuple(p) => p.elems.iter().for_each(|e| bound_idents(e, out)),
-        Pat::TupleStruct(p) => p.elems.iter().for_each(|e| bound_idents(e, out)),
-        Pat::Struct(p) => p.fields.iter().for_each(|f| bound_idents(&f.pat, out)),
-        Pat::Slice(p) => p.elems.iter().for_each(|e| bound_idents(e, out)),
-        Pat::Reference(p) => bound_idents(&p.pat, out),
-        Pat::Paren(p) => bound_idents(&p.pat, out),
-        Pat::Type(p) => bound_idents(&p.pat, out),
-        Pat::Or(p) => {
-            if let Some(first) = p.cases.first() {
-                bound_idents(first, out);
-            }
-        }
-        _ => {}
-    }
 }

@@ -7,7 +7,8 @@
 mod attr;
 mod batch;
 mod expand;
-mod stale;
+mod function;
+mod windows;
 
 use proc_macro::TokenStream;
 
@@ -71,7 +72,7 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     let args = attr::Args::parse(args.into());
-    match parse_function(item.clone().into()) {
+    match function::parse(item.clone().into()) {
         Ok(func) => expand::expand(args, func).into(),
         Err(err) => {
             // Not a function: keep the item so later errors still see it.
@@ -79,32 +80,5 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
             out.extend(item);
             out
         }
-    }
-}
-
-/// A free function or impl method (`ItemFn`), or a trait method with a
-/// default body (`TraitItemFn`).
-fn parse_function(item: proc_macro2::TokenStream) -> syn::Result<expand::Function> {
-    if let Ok(func) = syn::parse2::<syn::ItemFn>(item.clone()) {
-        return Ok(expand::Function {
-            attrs: func.attrs,
-            vis: func.vis,
-            sig: func.sig,
-            block: *func.block,
-        });
-    }
-    let func = syn::parse2::<syn::TraitItemFn>(item)?;
-    match func.default {
-        Some(block) => Ok(expand::Function {
-            attrs: func.attrs,
-            vis: syn::Visibility::Inherited,
-            sig: func.sig,
-            block,
-        }),
-        None => Err(syn::Error::new_spanned(
-            &func.sig.ident,
-            "#[cached] needs the function's body: put it on the implementation, or give the \
-             trait method a default body",
-        )),
     }
 }

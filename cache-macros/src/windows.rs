@@ -11,7 +11,7 @@ use quote::ToTokens;
 use syn::{FnArg, GenericArgument, PathArguments, ReceiverKind, ReturnType, Type, TypeParamBound};
 
 use crate::attr::{Args, Ttl};
-use crate::expand::{Function, bound_idents, mentions};
+use crate::function::{Function, bound_idents, mentions};
 
 /// Checks `stale`, `fail_safe` and `soft_timeout` against the function,
 /// recording each mistake spanned on the user's tokens. An argument that
