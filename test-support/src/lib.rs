@@ -5,7 +5,8 @@
 //! ([`TestCluster`]) and a Sentinel setup ([`TestSentinel`]), the backend
 //! under test ([`Harness`], [`on_both_backends!`]) with key prefixes of its
 //! own per test, reference encoders written from the documented key encoding
-//! independently of the crate ([`reference`](mod@reference)), and log capture ([`Logs`]).
+//! independently of the crate ([`reference`](mod@reference)), log capture ([`Logs`]),
+//! and reads through a local tier ([`tier`]).
 //! No mocks.
 
 mod cluster;
@@ -16,6 +17,7 @@ pub mod race;
 pub mod reference;
 mod sentinel;
 mod server;
+pub mod tier;
 mod tls;
 
 /// Six cluster nodes (three primaries, three replicas) and what a test does with them.

@@ -295,6 +295,7 @@ impl Cache {
         if let Some(local) = self.local() {
             (stats.local_bytes, stats.local_entries) = local.size();
             stats.local_tracking = local.coherence() == Coherence::Tracking;
+            stats.local_pushes = local.pushes();
         }
         stats
     }

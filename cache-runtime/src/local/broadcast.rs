@@ -48,10 +48,16 @@ pub(crate) fn apply(tier: &LocalTier, message: &[u8]) {
 mod tests {
     use super::*;
     use crate::local::{Coherence, DEFAULT_LOCAL_TTL};
+    use std::time::Duration;
 
     #[test]
     fn messages_round_trip_and_garbage_clears() {
-        let tier = LocalTier::new(1 << 20, DEFAULT_LOCAL_TTL, Coherence::Bounded);
+        let tier = LocalTier::new(
+            1 << 20,
+            DEFAULT_LOCAL_TTL,
+            Duration::ZERO,
+            Coherence::Bounded,
+        );
         for key in ["a:1", "a:2", "b:1", "c:1"] {
             tier.begin(key).stored(b"v", None);
         }

@@ -27,7 +27,8 @@ pub(crate) use memory::MemoryStore;
 pub use placeholder::is_placeholder;
 pub(crate) use placeholder::{Claim, Placeholders, Seen, new_placeholder};
 pub(crate) use redis::{Connection, RedisStore};
-pub(crate) use sentinel::{SentinelConnector, watch_failovers};
+pub(crate) use scan::cluster_primaries;
+pub(crate) use sentinel::{SentinelConnector, SentinelHandle, watch_failovers};
 pub(crate) use standalone::Standalone;
 
 /// How long a stored key has left.

@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
+use redis::aio::ConnectionLike;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
@@ -202,7 +203,27 @@ pub(crate) async fn cluster_ping(
 
 /// The primaries serving slots, as `(host, port)`, from `CLUSTER SLOTS`.
 async fn primaries(store: &RedisStore) -> Result<Vec<(String, u16)>, Error> {
-    let slots: Vec<redis::Value> = store.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
+    primaries_in(store.query(&cluster_slots()).await?)
+}
+
+/// The primaries serving slots now, as `(host, port)`, asked through `conn`
+/// (`CLUSTER SLOTS` on any node): the servers a local tier tracks.
+pub(crate) async fn cluster_primaries(
+    conn: &ClusterConnection,
+) -> Result<Vec<(String, u16)>, Error> {
+    let reply = conn.clone().req_packed_command(&cluster_slots()).await;
+    primaries_in(parse(reply.map_err(Error::Redis)?)?)
+}
+
+fn cluster_slots() -> redis::Cmd {
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("SLOTS");
+    cmd
+}
+
+/// The primaries of a `CLUSTER SLOTS` reply, each once: every range is
+/// `[first slot, last slot, [host, port, id, ...], replicas...]`.
+fn primaries_in(slots: Vec<redis::Value>) -> Result<Vec<(String, u16)>, Error> {
     let mut primaries: Vec<(String, u16)> = Vec::new();
     for range in slots {
         let redis::Value::Array(fields) = range else {
