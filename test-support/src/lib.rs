@@ -6,7 +6,8 @@
 //! under test ([`Harness`], [`on_both_backends!`]) with key prefixes of its
 //! own per test, reference encoders written from the documented key encoding
 //! independently of the crate ([`reference`](mod@reference)), log capture ([`Logs`]),
-//! and reads through a local tier ([`tier`]).
+//! reads through a local tier ([`tier`]), and a TCP relay that can freeze a
+//! connection without closing it ([`TcpRelay`]).
 //! No mocks.
 
 mod cluster;
@@ -15,6 +16,7 @@ mod logs;
 mod poll;
 pub mod race;
 pub mod reference;
+mod relay;
 mod sentinel;
 mod server;
 pub mod tier;
@@ -25,6 +27,7 @@ pub use cluster::{ClusterNode, NodeRole, TestCluster};
 pub use harness::Harness;
 pub use logs::Logs;
 pub use poll::{command_counts, until};
+pub use relay::TcpRelay;
 /// A primary, a replica and three sentinels.
 pub use sentinel::TestSentinel;
 pub use server::TestRedis;
