@@ -642,3 +642,66 @@ async fn stale_calls_bypass_the_local_tier_and_still_refresh() {
     assert_eq!(cache.stats().local_hits, 0, "stale calls read Redis");
     assert_eq!(cache.stats().local_entries, 0, "and keep nothing locally");
 }
+
+#[tokio::test]
+async fn get_reads_the_local_tier_like_get_or_set() {
+    let redis = TestRedis::spawn(&[]);
+    let (cache, other) = (local_cache(&redis).await, local_cache(&redis).await);
+    let mut plain = redis.client().await;
+    other.set("get:1", &5u64, 300).await.unwrap();
+    until("get holds get:1 locally", async || {
+        let before = cache.stats().local_hits;
+        assert_eq!(cache.get::<u64>("get:1").await.unwrap(), Some(5));
+        cache.stats().local_hits > before
+    })
+    .await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut plain)
+        .await
+        .unwrap();
+    let before = cache.stats();
+    for _ in 0..100 {
+        assert_eq!(cache.get::<u64>("get:1").await.unwrap(), Some(5));
+    }
+    let counts = command_counts(&mut plain).await;
+    assert_eq!(
+        counts.get("get"),
+        None,
+        "no GET for 100 local gets: {counts:?}"
+    );
+    let after = cache.stats();
+    assert_eq!(after.local_hits - before.local_hits, 100);
+    assert_eq!(after.hits - before.hits, 100, "local hits are hits");
+
+    // Another client's change reaches it, and a get reads the new value.
+    other.set("get:1", &6u64, 300).await.unwrap();
+    until("get sees the other handle's write", async || {
+        cache.get::<u64>("get:1").await.unwrap() == Some(6)
+    })
+    .await;
+    let _: u64 = redis::cmd("DEL")
+        .arg("get:1")
+        .query_async(&mut plain)
+        .await
+        .unwrap();
+    until("get sees a plain DEL", async || {
+        cache.get::<u64>("get:1").await.unwrap().is_none()
+    })
+    .await;
+
+    // What get_or_set keeps, get hits locally, and the other way round.
+    let v: u64 = cache.get_or_set("get:2", 300, || async { 7 }).await;
+    assert_eq!(v, 7);
+    until("get hits what get_or_set kept", async || {
+        let before = cache.stats().local_hits;
+        assert_eq!(cache.get::<u64>("get:2").await.unwrap(), Some(7));
+        cache.stats().local_hits > before
+    })
+    .await;
+    assert_eq!(
+        cache.get::<String>("get:2").await.unwrap(),
+        None,
+        "does not decode"
+    );
+}
