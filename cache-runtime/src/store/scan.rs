@@ -1,4 +1,5 @@
-//! Prefix invalidation on Redis: every key that literally starts with a prefix.
+//! Prefix invalidation on Redis: every key that literally starts with a prefix
+//! (and the listing of those keys, [`keys_with_prefix`], for tooling).
 //!
 //! It is `SCAN cursor MATCH <escaped prefix>* COUNT 1000`, with each
 //! batch's `UNLINK` pipelined together with the next `SCAN`: one round trip per
@@ -109,6 +110,54 @@ pub(crate) async fn redis_delete_prefix(
         deleted += n;
         (cursor, keys) = (next, next_keys);
     }
+}
+
+/// Every key that starts with `prefix`, sorted, each once: `SCAN` on the
+/// server, or on every primary of a cluster (`cluster`) in turn.
+pub(crate) async fn keys_with_prefix(
+    store: &RedisStore,
+    cluster: Option<&ClusterHandle>,
+    prefix: &str,
+) -> Result<Vec<String>, Error> {
+    let pattern = format!("{}*", escape_glob(prefix));
+    let mut keys = Vec::new();
+    match cluster {
+        None => {
+            let mut cursor = 0;
+            loop {
+                let (next, page): (u64, Vec<String>) =
+                    store.query(&scan_cmd(&pattern, cursor)).await?;
+                keys.extend(page);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Some(handle) => {
+            let conn = handle.current();
+            for (host, port) in primaries(store).await? {
+                let node = Node {
+                    store,
+                    conn: conn.clone(),
+                    route: SingleNodeRoutingInfo::ByAddress { host, port },
+                    id: "",
+                };
+                let mut cursor = 0;
+                loop {
+                    let (next, page) = node.scan(&pattern, cursor).await?;
+                    keys.extend(page);
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
 }
 
 /// How many passes over a cluster a prefix deletion makes at most before it
