@@ -201,43 +201,46 @@ impl LocalTier {
     }
 
     /// Whether Redis pushes the changes of `key` now: tracking is on and its
-    /// prefix is registered on every tracking connection. A prefix not
-    /// registered yet is asked for.
+    /// prefix is registered on every tracking connection.
     fn tracked(&self, key: &str) -> bool {
-        let coverage = self.prefixes.coverage(key);
-        let tracking = self.coherence() == Coherence::Tracking;
-        if coverage == Coverage::Never && tracking {
-            warn_limited!(
-                self.warnings,
-                Warning::LocalTier,
-                prefix = prefixes::segment(key).unwrap_or_default(),
-                "redis-memo: the local tier tracks at most {} key prefixes (a key's text up to \
-                 its first ':' or '@'); entries of keys under others live at most local_ttl. \
-                 Give keys fewer distinct first segments (`users:42` rather than `user-42`)",
-                prefixes::MAX_PREFIXES
-            );
-        }
-        tracking && coverage == Coverage::Covered
+        self.coherence() == Coherence::Tracking && self.prefixes.covers(key)
     }
 
     /// Makes sure the prefix of `key` is registered on every tracking
-    /// connection before a read or write of it begins: the first time, one
-    /// round trip (waited for at most the tier's bound on it). Nothing to
-    /// wait for while tracking is off.
+    /// connection before a read or write of it that the tier is to keep
+    /// begins: asks for it the first time, and waits for it (one round trip,
+    /// at most the tier's bound on it). Nothing to wait for while tracking is
+    /// off.
     pub(crate) async fn track(&self, key: &str) {
-        if self.prefixes.coverage(key) != Coverage::Pending
-            || self.coherence() != Coherence::Tracking
-        {
+        let coverage = self.prefixes.coverage(key);
+        if self.coherence() != Coherence::Tracking {
             return;
+        }
+        match coverage {
+            Coverage::Covered => return,
+            Coverage::Pending => {}
+            // The empty key: under no prefix but every key's.
+            Coverage::Never if key.is_empty() => return,
+            Coverage::Never => {
+                warn_limited!(
+                    self.warnings,
+                    Warning::LocalTier,
+                    prefix = prefixes::segment(key).unwrap_or_default(),
+                    "redis-memo: the local tier tracks at most {} key prefixes (a key's text up \
+                     to its first ':' or '@'); entries of keys under others live at most \
+                     local_ttl. Give keys fewer distinct first segments (`users:42` rather than \
+                     `user-42`)",
+                    prefixes::MAX_PREFIXES
+                );
+                return;
+            }
         }
         let registered = async {
             loop {
                 let notified = self.changed.notified();
                 let mut notified = std::pin::pin!(notified);
                 notified.as_mut().enable();
-                if self.coherence() != Coherence::Tracking
-                    || self.prefixes.coverage(key) != Coverage::Pending
-                {
+                if self.coherence() != Coherence::Tracking || self.prefixes.covers(key) {
                     return;
                 }
                 notified.await;
@@ -612,5 +615,32 @@ mod tests {
         fill.finish(b"v");
         assert!(tier.lock().pending.is_empty());
         assert_eq!(tier.get("k").as_deref().map(Held::bytes), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn entries_filled_before_their_prefix_is_covered_are_dropped_when_it_is() {
+        let tier = LocalTier::new(
+            1 << 20,
+            DEFAULT_LOCAL_TTL,
+            Duration::ZERO,
+            Coherence::Tracking,
+        );
+        tier.prefixes.coverage("u:1");
+        let fill = tier.begin("u:1");
+        assert!(!fill.tracked, "its prefix is not registered yet");
+        fill.finish(b"v");
+        assert!(tier.get("u:1").is_some(), "kept, for at most the bound");
+        let racing = tier.begin("u:2");
+        tier.cover(tier.prefixes.all().version);
+        assert!(
+            tier.get("u:1").is_none(),
+            "dropped once its prefix is covered"
+        );
+        racing.finish(b"w");
+        assert!(tier.get("u:2").is_none(), "a fill begun before is refused");
+        let fill = tier.begin("u:3");
+        assert!(fill.tracked);
+        fill.finish(b"x");
+        assert!(tier.get("u:3").is_some());
     }
 }

@@ -98,6 +98,16 @@ impl Prefixes {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether `key`'s prefix is registered on every connection (wanting
+    /// nothing new).
+    pub(crate) fn covers(&self, key: &str) -> bool {
+        let state = self.lock();
+        state
+            .wanted
+            .iter()
+            .any(|(p, version)| key.starts_with(p.as_str()) && *version <= state.covered)
+    }
+
     /// Whether `key`'s changes reach the tier now; a segment not wanted yet
     /// becomes wanted.
     pub(crate) fn coverage(&self, key: &str) -> Coverage {
@@ -205,6 +215,9 @@ mod tests {
         assert_eq!(all.prefixes, ["users:", "orders:"]);
         assert_eq!(prefixes.cover(1), ["users:"]);
         assert_eq!(prefixes.coverage("users:3"), Coverage::Covered);
+        assert!(prefixes.covers("users:3") && !prefixes.covers("orders:1"));
+        assert!(!prefixes.covers("new:1"));
+        assert_eq!(prefixes.all().prefixes.len(), 2, "covers wants nothing new");
         assert_eq!(prefixes.coverage("orders:1"), Coverage::Pending);
         assert_eq!(prefixes.since(1).prefixes, ["orders:"]);
         assert_eq!(prefixes.cover(all.version), ["orders:"]);
