@@ -122,9 +122,9 @@ pub(super) async fn run(
                     Warning::LocalTier,
                     server = %addr,
                     error = %err,
-                    "redis-memo: the server refused CLIENT TRACKING (it needs Redis 6+ with RESP3, \
-                     and the `client` command for this user); local entries are served for at most \
-                     local_ttl, so other processes' changes may be seen that late"
+                    "redis-memo: the server refused tracking (it needs Redis 6+ with RESP3, and \
+                     the `client` and `ping` commands for this user); local entries are served for \
+                     at most local_ttl, so other processes' changes may be seen that late"
                 );
                 RETRY_REFUSED
             }
@@ -211,8 +211,14 @@ async fn session(
             }
             _ = ping.tick() => {
                 let pong: redis::RedisResult<()> = redis::cmd("PING").query_async(&mut conn).await;
-                if let Err(err) = pong {
-                    return Ended::Lost(err);
+                match pong {
+                    Ok(()) => {}
+                    // Refused (an ACL without `ping`): without it, a
+                    // connection that stops answering would go unnoticed.
+                    Err(err) if matches!(err.kind(), ErrorKind::Server(_)) => {
+                        return Ended::Refused(err);
+                    }
+                    Err(err) => return Ended::Lost(err),
                 }
                 if tier.strong_count() == 0 {
                     return Ended::Dropped;
