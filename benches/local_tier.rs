@@ -264,22 +264,7 @@ async fn standalone(calls: u64, seconds: u64, invalidations: u64) {
     );
 
     let variants: Vec<(&str, Variant)> = vec![
-        ("raw-mux", {
-            let mux = mux.clone();
-            variant(move |id| {
-                let (mut conn, key) = (mux.clone(), raw_key(id % IDS));
-                async move {
-                    let bytes: Option<Vec<u8>> = redis::cmd("GET")
-                        .arg(key)
-                        .query_async(&mut conn)
-                        .await
-                        .expect("GET");
-                    let user: User =
-                        serde_json::from_slice(&bytes.expect("warm key")).expect("JSON");
-                    std::hint::black_box(user);
-                }
-            })
-        }),
+        ("raw-mux", raw_get_variant(&mux, raw_key)),
         ("raw moka", {
             let moka = moka.clone();
             variant(move |id| {

@@ -6,32 +6,11 @@
 
 use std::sync::Arc;
 
-use redis::cluster_async::ClusterConnection;
 use redis_memo::Cache;
 
 use super::common::*;
 use super::support;
 use super::{coherence, latencies, memo_get_user, memo_get_user_key, print_coherence};
-
-/// A raw GET + decode of the key `key(id)` on `conn`.
-fn raw_variant(
-    conn: &ClusterConnection,
-    key: impl Fn(u64) -> String + Send + Sync + 'static,
-) -> Variant {
-    let conn = conn.clone();
-    variant(move |id| {
-        let (mut conn, key) = (conn.clone(), key(id % IDS));
-        async move {
-            let bytes: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(key)
-                .query_async(&mut conn)
-                .await
-                .expect("GET");
-            let user: User = serde_json::from_slice(&bytes.expect("warm key")).expect("JSON");
-            std::hint::black_box(user);
-        }
-    })
-}
 
 pub(super) async fn run(calls: u64, seconds: u64, invalidations: u64) {
     let cluster = tokio::task::spawn_blocking(support::TestCluster::start)
@@ -64,7 +43,7 @@ pub(super) async fn run(calls: u64, seconds: u64, invalidations: u64) {
     let variants: Vec<(&str, Variant)> = vec![
         (
             "raw cluster",
-            raw_variant(&raw, move |id| keys[id as usize].clone()),
+            raw_get_variant(&raw, move |id| keys[id as usize].clone()),
         ),
         ("local tier", {
             let cache = local.clone();

@@ -7,13 +7,11 @@
 use redis_memo_test_support as support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use redis::AsyncCommands;
 use redis_memo::Cache;
-use support::tier::{hold_locally, read, stops_serving};
+use support::tier::{hold_locally, load_through, read, stops_serving};
 use support::{TestCluster, until};
 
 /// A cache on `cluster` with a local tier whose entries outlive the test
@@ -135,87 +133,15 @@ async fn under_load_through_a_killed_primary_every_value_is_one_written_and_the_
         .into_values()
         .flatten()
         .collect();
-    let keys = Arc::new(keys);
-    // The highest version written to each key so far.
-    let written: Arc<Vec<AtomicU64>> = Arc::new(keys.iter().map(|_| AtomicU64::new(0)).collect());
-    for key in keys.iter() {
-        writer.set(key, &0u64, 300).await.unwrap();
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let (reads, unknown) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut tasks = Vec::new();
-    for task in 0..4 {
-        let (reader, keys, written, stop) =
-            (reader.clone(), keys.clone(), written.clone(), stop.clone());
-        let (reads, unknown) = (reads.clone(), unknown.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut i = task;
-            while !stop.load(SeqCst) {
-                let k = i % keys.len();
-                let seen = read(&reader, &keys[k]).await;
-                // 0 is also what the body returns when the key is missing.
-                if seen > written[k].load(SeqCst) {
-                    unknown.fetch_add(1, SeqCst);
-                }
-                reads.fetch_add(1, SeqCst);
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }));
-    }
-    let write_all = async |version: u64| {
-        for (k, key) in keys.iter().enumerate() {
-            written[k].fetch_max(version, SeqCst);
-            // Fails open while the key's primary is down.
-            let _ = writer.set(key, &version, 300).await;
-        }
-    };
-    for version in 1..=20 {
-        write_all(version).await;
-    }
     let victim = cluster.primary_for_key(&keys[0]).port;
-    cluster.wait_replicated().await;
-    tokio::task::block_in_place(|| cluster.kill(victim));
-    for version in 21..=25 {
-        write_all(version).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::task::block_in_place(|| cluster.wait_until_promoted(victim));
-    until("the reader tracks every primary again", async || {
-        reader.stats().local_tracking
-    })
-    .await;
-    // The last write of every key, once every primary takes writes again.
-    let last = 1000;
-    for (k, key) in keys.iter().enumerate() {
-        written[k].fetch_max(last, SeqCst);
-        until(&format!("{key} is written"), async || {
-            writer.set(key, &last, 300).await.is_ok()
+    load_through(&writer, &reader, &keys, async || {
+        cluster.wait_replicated().await;
+        tokio::task::block_in_place(|| cluster.kill(victim));
+        tokio::task::block_in_place(|| cluster.wait_until_promoted(victim));
+        until("the reader tracks every primary again", async || {
+            reader.stats().local_tracking
         })
         .await;
-    }
-    stop.store(true, SeqCst);
-    for task in tasks {
-        task.await.expect("no reader panicked");
-    }
-    assert!(reads.load(SeqCst) > 100, "the readers ran");
-    assert_eq!(
-        unknown.load(SeqCst),
-        0,
-        "a value that was never written was served"
-    );
-    for key in keys.iter() {
-        until(
-            &format!("the reader serves the last value of {key}"),
-            async || read(&reader, key).await == last,
-        )
-        .await;
-        hold_locally(&reader, key, last).await;
-    }
-    // And keeps serving it: nothing older came back into the tier.
-    for _ in 0..20 {
-        for key in keys.iter() {
-            assert_eq!(read(&reader, key).await, last, "{key}");
-        }
-    }
+    })
+    .await;
 }

@@ -6,13 +6,11 @@
 
 use redis_memo_test_support as support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use redis::AsyncCommands;
 use redis_memo::Cache;
-use support::tier::{hold_locally, read, stops_serving};
+use support::tier::{hold_locally, load_through, stops_serving};
 use support::{TestSentinel, until};
 
 async fn local_cache(sentinel: &TestSentinel) -> Cache {
@@ -98,89 +96,24 @@ async fn under_load_through_a_killed_primary_every_value_is_one_written_and_the_
         .await
         .unwrap();
     let (writer, reader) = (local_cache(&sentinel).await, local_cache(&sentinel).await);
-    let keys: Arc<Vec<String>> = Arc::new((0..8).map(|i| format!("lsload:{i}")).collect());
-    let written: Arc<Vec<AtomicU64>> = Arc::new(keys.iter().map(|_| AtomicU64::new(0)).collect());
-    for key in keys.iter() {
-        writer.set(key, &0u64, 300).await.unwrap();
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let (reads, unknown) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut tasks = Vec::new();
-    for task in 0..4 {
-        let (reader, keys, written, stop) =
-            (reader.clone(), keys.clone(), written.clone(), stop.clone());
-        let (reads, unknown) = (reads.clone(), unknown.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut i = task;
-            while !stop.load(SeqCst) {
-                let k = i % keys.len();
-                if read(&reader, &keys[k]).await > written[k].load(SeqCst) {
-                    unknown.fetch_add(1, SeqCst);
-                }
-                reads.fetch_add(1, SeqCst);
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }));
-    }
-    let write_all = async |version: u64| {
-        for (k, key) in keys.iter().enumerate() {
-            written[k].fetch_max(version, SeqCst);
-            let _ = writer.set(key, &version, 300).await;
-        }
-    };
-    for version in 1..=20 {
-        write_all(version).await;
-    }
+    let keys: Vec<String> = (0..8).map(|i| format!("lsload:{i}")).collect();
     let old = sentinel.primary_port();
-    tokio::task::block_in_place(|| sentinel.kill(old));
-    for version in 21..=25 {
-        write_all(version).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::task::block_in_place(|| sentinel.wait_for_primary_change(old));
-    until("the reader tracks the new primary", async || {
-        reader.stats().local_tracking
-    })
-    .await;
-    let last = 1000;
-    for (k, key) in keys.iter().enumerate() {
-        written[k].fetch_max(last, SeqCst);
-        until(&format!("{key} is written"), async || {
-            writer.set(key, &last, 300).await.is_ok()
+    load_through(&writer, &reader, &keys, async || {
+        tokio::task::block_in_place(|| sentinel.kill(old));
+        tokio::task::block_in_place(|| sentinel.wait_for_primary_change(old));
+        until("the reader tracks the new primary", async || {
+            reader.stats().local_tracking
         })
         .await;
-    }
-    stop.store(true, SeqCst);
-    for task in tasks {
-        task.await.expect("no reader panicked");
-    }
-    assert!(reads.load(SeqCst) > 100, "the readers ran");
-    assert_eq!(
-        unknown.load(SeqCst),
-        0,
-        "a value that was never written was served"
-    );
-    for key in keys.iter() {
-        until(
-            &format!("the reader serves the last value of {key}"),
-            async || read(&reader, key).await == last,
-        )
-        .await;
-        hold_locally(&reader, key, last).await;
-    }
-    for _ in 0..20 {
-        for key in keys.iter() {
-            assert_eq!(read(&reader, key).await, last, "{key}");
-        }
-    }
+    })
+    .await;
     // Tracking is on the new primary: another client's change reaches it.
     let mut plain = sentinel.node_client(sentinel.primary_port()).await;
     let _: u64 = plain.del("lsload:0").await.unwrap();
     stops_serving(
         &reader,
         "lsload:0",
-        last,
+        1_000_000,
         "the reader sees a DEL on the new primary",
     )
     .await;
