@@ -112,6 +112,20 @@ fn print_latencies(
     }
 }
 
+/// Reads every id through `cache` until each read is a local hit (a miss's
+/// writes echo back as invalidations, which may drop its first entry).
+async fn warm_locally(cache: &Cache) {
+    for id in 0..IDS {
+        loop {
+            let before = cache.stats().local_hits;
+            memo_get_user(cache, id).await;
+            if cache.stats().local_hits > before {
+                break;
+            }
+        }
+    }
+}
+
 /// Reads `key` through `cache` until a read is a local hit.
 async fn hold_locally(cache: &Cache, key: &str) {
     loop {
@@ -246,16 +260,7 @@ async fn standalone(calls: u64, seconds: u64, invalidations: u64) {
         memo_get_user(&memory, id).await;
         moka.get_with(id, async move { make_user(id) }).await;
     }
-    // Own writes echo back as invalidations: read until every id is local.
-    for id in 0..IDS {
-        loop {
-            let before = local.stats().local_hits;
-            memo_get_user(&local, id).await;
-            if local.stats().local_hits > before {
-                break;
-            }
-        }
-    }
+    warm_locally(&local).await;
     println!(
         "value size: {} bytes of JSON; local tier: {} entries, {} bytes",
         serde_json::to_vec(&make_user(500)).expect("JSON").len(),

@@ -10,7 +10,9 @@ use redis_memo::Cache;
 
 use super::common::*;
 use super::support;
-use super::{coherence, latencies, memo_get_user, memo_get_user_key, print_coherence};
+use super::{
+    coherence, latencies, memo_get_user, memo_get_user_key, print_coherence, warm_locally,
+};
 
 pub(super) async fn run(calls: u64, seconds: u64, invalidations: u64) {
     let cluster = tokio::task::spawn_blocking(support::TestCluster::start)
@@ -29,16 +31,7 @@ pub(super) async fn run(calls: u64, seconds: u64, invalidations: u64) {
         memo_get_user(&local, id).await;
         keys.push(memo_get_user_key(&local, id).await.expect("key"));
     }
-    // Own writes echo back as invalidations: read until every id is local.
-    for id in 0..IDS {
-        loop {
-            let before = local.stats().local_hits;
-            memo_get_user(&local, id).await;
-            if local.stats().local_hits > before {
-                break;
-            }
-        }
-    }
+    warm_locally(&local).await;
     let keys = Arc::new(keys);
     let variants: Vec<(&str, Variant)> = vec![
         (
