@@ -34,6 +34,9 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
+use super::{Coherence, LocalTier};
+use crate::health::{Warning, warn_limited};
+
 /// The most prefixes a cache registers.
 pub(crate) const MAX_PREFIXES: usize = 128;
 
@@ -187,6 +190,73 @@ impl Prefixes {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().wanted.len()
+    }
+}
+
+/// The tier's side of registration: which of its fills are tracked, and
+/// waiting for a prefix to be registered.
+impl LocalTier {
+    /// Whether Redis pushes the changes of `key` now: tracking is on and its
+    /// prefix is registered on every tracking connection.
+    pub(super) fn tracked(&self, key: &str) -> bool {
+        self.coherence() == Coherence::Tracking && self.prefixes.covers(key)
+    }
+
+    /// Makes sure the prefix of `key` is registered on every tracking
+    /// connection before a read or write of it that the tier is to keep
+    /// begins: asks for it the first time, and waits for it (one round trip,
+    /// at most the tier's bound on it). Nothing to wait for while tracking is
+    /// off.
+    pub(crate) async fn track(&self, key: &str) {
+        let coverage = self.prefixes.coverage(key);
+        if self.coherence() != Coherence::Tracking {
+            return;
+        }
+        match coverage {
+            Coverage::Covered => return,
+            Coverage::Pending => {}
+            // The empty key: under no prefix but every key's.
+            Coverage::Never if key.is_empty() => return,
+            Coverage::Never => {
+                warn_limited!(
+                    self.warnings,
+                    Warning::LocalTier,
+                    prefix = segment(key).unwrap_or_default(),
+                    "redis-memo: the local tier tracks at most {} key prefixes (a key's text up \
+                     to its first ':' or '@'); entries of keys under others live at most \
+                     local_ttl. Give keys fewer distinct first segments (`users:42` rather than \
+                     `user-42`)",
+                    MAX_PREFIXES
+                );
+                return;
+            }
+        }
+        let registered = async {
+            loop {
+                let notified = self.changed.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable();
+                if self.coherence() != Coherence::Tracking || self.prefixes.covers(key) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(self.wait, registered).await;
+    }
+
+    /// Every prefix up to `version` is registered on every tracking
+    /// connection: the entries of those newly covered are dropped (they were
+    /// filled while their changes were not pushed), and reads waiting for
+    /// them go on.
+    pub(crate) fn cover(&self, version: u64) {
+        let covered = self.prefixes.cover(version);
+        for prefix in &covered {
+            self.invalidate_prefix(prefix);
+        }
+        if !covered.is_empty() {
+            self.changed.notify_waiters();
+        }
     }
 }
 
