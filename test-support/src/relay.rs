@@ -46,18 +46,19 @@ impl TcpRelay {
                     continue;
                 };
                 let frozen = Arc::new(AtomicBool::new(false));
-                for (from, to) in [(&client, &server), (&server, &client)] {
-                    let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
-                        continue;
-                    };
+                let pumps = [(&client, &server), (&server, &client)]
+                    .map(|(from, to)| Some((from.try_clone().ok()?, to.try_clone().ok()?)));
+                // Listed before a byte crosses it.
+                list.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Relayed {
+                        frozen: frozen.clone(),
+                        sockets: [client, server],
+                    });
+                for (from, to) in pumps.into_iter().flatten() {
                     let frozen = frozen.clone();
                     std::thread::spawn(move || pump(from, to, &frozen));
                 }
-                let mut list = list.lock().unwrap_or_else(|p| p.into_inner());
-                list.push(Relayed {
-                    frozen,
-                    sockets: [client, server],
-                });
             }
         });
         TcpRelay {
