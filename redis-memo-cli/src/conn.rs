@@ -53,6 +53,9 @@ impl Conn {
     }
 
     /// The cache on the same Redis: a cluster cache when this is a cluster.
+    /// Built lazily: the plain connection was made already, and a server
+    /// `Cache::connect` would refuse to cache in (a replica) can still be
+    /// listed.
     pub async fn cache(&self, url: &str) -> Result<Cache, String> {
         let builder = Cache::builder()
             .connect_timeout(TIMEOUT)
@@ -61,12 +64,7 @@ impl Conn {
             Conn::Single(_) => builder.url(url),
             Conn::Cluster(_) => builder.cluster_nodes([url]),
         };
-        builder.build().await.map_err(|err| match err {
-            redis_memo::Error::Connection(_) | redis_memo::Error::Timeout(_) => {
-                format!("cannot connect to Redis: {err}")
-            }
-            err => err.to_string(),
-        })
+        builder.build_lazy().await.map_err(|err| err.to_string())
     }
 
     /// Runs one command, routed by its key on a cluster.
