@@ -32,7 +32,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
-use super::{LocalTier, broadcast};
+use super::{Coherence, LocalTier, broadcast};
 use crate::health::{Warning, warn_limited};
 
 /// The name of a tracking connection in `CLIENT LIST`.
@@ -89,10 +89,17 @@ pub(super) async fn run(
         let started = tokio::time::Instant::now();
         let ended = session(&tier, &client, config.clone(), id, &reports).await;
         let Some(local) = tier.upgrade() else { return };
-        // Messages published while the subscription is down are lost.
         let state = match &ended {
             Ended::Refused(_) => State::Refused,
-            _ => State::Connecting,
+            Ended::Dropped => return,
+            // Pushes may have been missed from the moment the connection
+            // went: the tier is cleared now, not once the supervisor has
+            // read the report (it may be looking for servers meanwhile).
+            Ended::Lost(_) | Ended::Reset => {
+                local.set_broadcasting(false);
+                local.set_coherence(Coherence::Connecting);
+                State::Connecting
+            }
         };
         if reports.send((id, state)).is_err() {
             return;

@@ -107,8 +107,8 @@ async fn supervise(tier: Weak<LocalTier>, nodes: Nodes, settings: Settings) {
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = look.tick() => {}
-            () = nodes.switched() => {}
+            // Reports first: a lost server must not wait for a look.
+            biased;
             report = reported.recv() => {
                 let Some((id, state)) = report else { return };
                 if let Some(child) = children.values_mut().find(|c| c.id == id) {
@@ -124,6 +124,8 @@ async fn supervise(tier: Weak<LocalTier>, nodes: Nodes, settings: Settings) {
                 settle(&local, &children);
                 continue;
             }
+            _ = look.tick() => {}
+            () = nodes.switched() => {}
         }
         if let Some(servers) = nodes.servers(&settings).await {
             children.retain(|addr, _| servers.iter().any(|(a, _)| a == addr));
