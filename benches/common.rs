@@ -72,6 +72,29 @@ pub fn round_order(n: usize, round: u64) -> Vec<usize> {
     order
 }
 
+/// Hand-written hits on `conn` (a `MultiplexedConnection`, a
+/// `ClusterConnection`): a GET + serde_json of `key(id)` for the warm ids,
+/// each call building its key as hand-written code does.
+pub fn raw_get_variant<C, K>(conn: &C, key: K) -> Variant
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+    K: Fn(u64) -> String + Send + Sync + 'static,
+{
+    let conn = conn.clone();
+    variant(move |id| {
+        let (mut conn, key) = (conn.clone(), key(id % IDS));
+        async move {
+            let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .expect("GET");
+            let user: User = serde_json::from_slice(&bytes.expect("warm key")).expect("JSON");
+            std::hint::black_box(user);
+        }
+    })
+}
+
 /// Calls per second of each variant at `tasks` concurrent tasks (ids taken
 /// modulo [`IDS`]), in alternating quarter-second rounds adding up to
 /// `seconds` per variant. Each task counts its own calls, so the loop adds no

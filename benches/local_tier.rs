@@ -14,10 +14,20 @@
 //! cache can tell), timed until the handle with a local tier serves the new
 //! value.
 //!
+//! Then how many keys a tier is told about while another client writes
+//! 100,000 keys outside its prefixes, and the same hit and coherence phases
+//! on a Redis Cluster (`local_tier_cluster.rs`): local hits against a raw
+//! `ClusterConnection` GET, and a `DEL` on any primary until the tier serves
+//! the new value.
+//!
 //! Environment: `BENCH_SECONDS` (throughput phase length, default 5),
 //! `BENCH_CALLS` (latency samples per variant, default 20000),
-//! `BENCH_INVALIDATIONS` (coherence samples, default 2000), `REDIS_URL`.
+//! `BENCH_INVALIDATIONS` (coherence samples, default 2000),
+//! `BENCH_UNRELATED` (unrelated writes, default 100000), `BENCH_CLUSTER=0`
+//! (skip the cluster) or `only` (only the cluster), `REDIS_URL`.
 
+#[path = "local_tier_cluster.rs"]
+mod cluster;
 mod common;
 use redis_memo_test_support as support;
 
@@ -102,6 +112,20 @@ fn print_latencies(
     }
 }
 
+/// Reads every id through `cache` until each read is a local hit (a miss's
+/// writes echo back as invalidations, which may drop its first entry).
+async fn warm_locally(cache: &Cache) {
+    for id in 0..IDS {
+        loop {
+            let before = cache.stats().local_hits;
+            memo_get_user(cache, id).await;
+            if cache.stats().local_hits > before {
+                break;
+            }
+        }
+    }
+}
+
 /// Reads `key` through `cache` until a read is a local hit.
 async fn hold_locally(cache: &Cache, key: &str) {
     loop {
@@ -114,13 +138,19 @@ async fn hold_locally(cache: &Cache, key: &str) {
 }
 
 /// The time from sending a `DEL` on `plain` to `cache` serving the new value
-/// (its body runs and returns `round`), for `rounds` rounds.
-async fn coherence(cache: &Cache, plain: &MultiplexedConnection, rounds: u64) -> Vec<Duration> {
-    let key = "benchlocal:coherence";
+/// (its body runs and returns `round`), for `rounds` rounds, taking `keys`
+/// in turn.
+async fn coherence<C>(cache: &Cache, plain: &C, keys: &[String], rounds: u64) -> Vec<Duration>
+where
+    C: redis::aio::ConnectionLike + Clone + Send,
+{
     let mut plain = plain.clone();
     let mut samples = Vec::with_capacity(rounds as usize);
-    let _: u64 = cache.get_or_set(key, 3600, || async { 0 }).await;
+    for key in keys {
+        let _: u64 = cache.get_or_set(key, 3600, || async { 0 }).await;
+    }
     for round in 1..=rounds {
+        let key = &keys[round as usize % keys.len()];
         hold_locally(cache, key).await;
         let start = Instant::now();
         let _: u64 = redis::cmd("DEL")
@@ -141,11 +171,72 @@ async fn coherence(cache: &Cache, plain: &MultiplexedConnection, rounds: u64) ->
     samples
 }
 
+/// Prints the quantiles of a [`coherence`] run.
+fn print_coherence(samples: &[Duration]) {
+    println!(
+        "p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
+        us(quantile(samples, 0.5)),
+        us(quantile(samples, 0.9)),
+        us(quantile(samples, 0.99)),
+        us(quantile(samples, 1.0)),
+    );
+}
+
+/// How many keys `cache`'s tier is told about while another client writes
+/// `n` keys outside its prefixes: the writes, then a key of its own as a
+/// marker (pushed after any push of those writes), counted from before to
+/// the marker's push.
+async fn unrelated_pushes(cache: &Cache, plain: &MultiplexedConnection, n: u64) -> u64 {
+    let (mut plain, marker) = (plain.clone(), "benchlocal:marker");
+    let _: u64 = cache.get_or_set(marker, 3600, || async { 1 }).await;
+    // A change of the marker seen: every push before it has arrived, those
+    // of the cache's own writes too.
+    set_marker(cache, &mut plain, marker, 2).await;
+    hold_locally(cache, marker).await;
+    let before = cache.stats().local_pushes;
+    for start in (0..n).step_by(1000) {
+        let mut pipe = redis::pipe();
+        for i in start..(start + 1000).min(n) {
+            pipe.cmd("SET")
+                .arg(format!("elsewhere:{i}"))
+                .arg("x")
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut plain).await.expect("SET");
+    }
+    set_marker(cache, &mut plain, marker, 3).await;
+    cache.stats().local_pushes - before - 1
+}
+
+/// Sets `marker` to `value` with `plain`, and waits until `cache` serves it.
+async fn set_marker(cache: &Cache, plain: &mut MultiplexedConnection, marker: &str, value: u64) {
+    let _: () = redis::cmd("SET")
+        .arg(marker)
+        .arg(value)
+        .query_async(plain)
+        .await
+        .expect("SET");
+    while cache.get_or_set(marker, 3600, || async { 0 }).await != value {
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let calls = env_or("BENCH_CALLS", 20_000.0) as u64;
     let seconds = env_or("BENCH_SECONDS", 5.0) as u64;
     let invalidations = env_or("BENCH_INVALIDATIONS", 2_000.0) as u64;
+    let only_cluster = std::env::var("BENCH_CLUSTER").is_ok_and(|v| v == "only");
+    if !only_cluster {
+        standalone(calls, seconds, invalidations).await;
+    }
+    if only_cluster || env_or("BENCH_CLUSTER", 1.0) != 0.0 {
+        cluster::run(calls, seconds, invalidations).await;
+    }
+}
+
+/// Every phase on a standalone server.
+async fn standalone(calls: u64, seconds: u64, invalidations: u64) {
     let redis = support::TestRedis::start();
     let client = redis::Client::open(redis.url()).expect("URL");
     let mux = client
@@ -169,16 +260,7 @@ async fn main() {
         memo_get_user(&memory, id).await;
         moka.get_with(id, async move { make_user(id) }).await;
     }
-    // Own writes echo back as invalidations: read until every id is local.
-    for id in 0..IDS {
-        loop {
-            let before = local.stats().local_hits;
-            memo_get_user(&local, id).await;
-            if local.stats().local_hits > before {
-                break;
-            }
-        }
-    }
+    warm_locally(&local).await;
     println!(
         "value size: {} bytes of JSON; local tier: {} entries, {} bytes",
         serde_json::to_vec(&make_user(500)).expect("JSON").len(),
@@ -187,22 +269,7 @@ async fn main() {
     );
 
     let variants: Vec<(&str, Variant)> = vec![
-        ("raw-mux", {
-            let mux = mux.clone();
-            variant(move |id| {
-                let (mut conn, key) = (mux.clone(), raw_key(id % IDS));
-                async move {
-                    let bytes: Option<Vec<u8>> = redis::cmd("GET")
-                        .arg(key)
-                        .query_async(&mut conn)
-                        .await
-                        .expect("GET");
-                    let user: User =
-                        serde_json::from_slice(&bytes.expect("warm key")).expect("JSON");
-                    std::hint::black_box(user);
-                }
-            })
-        }),
+        ("raw-mux", raw_get_variant(&mux, raw_key)),
         ("raw moka", {
             let moka = moka.clone();
             variant(move |id| {
@@ -251,17 +318,19 @@ async fn main() {
         stats.local_tracking
     );
 
-    let samples = coherence(&local, &mux, invalidations).await;
+    let keys = ["benchlocal:coherence".to_owned()];
+    let samples = coherence(&local, &mux, &keys, invalidations).await;
     println!(
         "\nDEL on another connection -> the local tier serves the new value, {invalidations} rounds \
          (from sending the DEL, its own round trip included)"
     );
+    print_coherence(&samples);
+
+    let unrelated = env_or("BENCH_UNRELATED", 100_000.0) as u64;
+    let pushes = unrelated_pushes(&local, &mux, unrelated).await;
     println!(
-        "p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
-        us(quantile(&samples, 0.5)),
-        us(quantile(&samples, 0.9)),
-        us(quantile(&samples, 0.99)),
-        us(quantile(&samples, 1.0)),
+        "\nkeys pushed to the local tier while another client wrote {unrelated} keys outside its \
+         prefixes: {pushes}"
     );
     local
         .invalidate_prefix("benchlocal:")

@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use redis_memo::{Cache, Policy, cached, refresh};
-use redis_memo_test_support::{
-    TestCluster, TestRedis, TestSentinel, TlsOptions, command_counts, tls_supported, until,
-};
+use redis_memo_test_support::tier::{hold_locally, read, stops_serving, until_local_hit};
+use redis_memo_test_support::{TestRedis, TlsOptions, command_counts, tls_supported, until};
 
 /// A cache on `redis` with a 1 MiB local tier.
 async fn local_cache(redis: &TestRedis) -> Cache {
@@ -23,40 +22,6 @@ async fn local_cache(redis: &TestRedis) -> Cache {
         .build()
         .await
         .expect("connect with a local tier")
-}
-
-/// What `key` holds for `cache`: its value, or 0 when there is none (the
-/// body runs and stores 0).
-async fn read(cache: &Cache, key: &str) -> u64 {
-    cache.get_or_set(key, 300, || async { 0 }).await
-}
-
-/// Reads `key` on `cache` until a read is a local hit, checking each read
-/// gives `value`. (A write's invalidation can reach a handle after its next
-/// read began; that read then leaves the tier as it was.)
-async fn hold_locally(cache: &Cache, key: &str, value: u64) {
-    until_local_hit(cache, key, async || read(cache, key).await, value).await;
-}
-
-/// Calls `call` on `cache` until a call is a local hit, checking each call
-/// gives `value`.
-async fn until_local_hit(
-    cache: &Cache,
-    what: &str,
-    mut call: impl AsyncFnMut() -> u64,
-    value: u64,
-) {
-    until(&format!("{what} is held locally"), async || {
-        let before = cache.stats().local_hits;
-        assert_eq!(call().await, value, "{what}");
-        cache.stats().local_hits > before
-    })
-    .await;
-}
-
-/// `cache` eventually stops serving `old` for `key`.
-async fn stops_serving(cache: &Cache, key: &str, old: u64, what: &str) {
-    until(what, async || read(cache, key).await != old).await;
 }
 
 static RUNS: AtomicU64 = AtomicU64::new(0);
@@ -553,57 +518,6 @@ async fn on_a_server_that_refuses_tracking_entries_live_at_most_local_ttl() {
     assert_eq!(read(&cache, "bound:1").await, 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_a_cluster_entries_live_at_most_local_ttl_and_own_changes_are_broadcast() {
-    let cluster = TestCluster::start();
-    let cache = Cache::builder()
-        .cluster_nodes(cluster.seed_urls())
-        .local_cache(1 << 20)
-        .local_ttl(Duration::from_millis(200))
-        .build()
-        .await
-        .unwrap();
-    let other = Cache::connect_cluster(cluster.seed_urls()).await.unwrap();
-    assert!(!cache.stats().local_tracking, "a cluster is not tracked");
-    for i in 0..20u64 {
-        let key = format!("clt:{i}");
-        other.set(&key, &i, 300).await.unwrap();
-        hold_locally(&cache, &key, i).await;
-        other.set(&key, &(i + 100), 300).await.unwrap();
-        stops_serving(&cache, &key, i, "the entry expires after local_ttl").await;
-        cache.set(&key, &(i + 200), 300).await.unwrap();
-        assert_eq!(read(&cache, &key).await, i + 200, "own write, at once");
-    }
-
-    // Two caches with a local tier hear each other's changes at once
-    // (local_ttl far beyond the test).
-    let connect = || {
-        Cache::builder()
-            .cluster_nodes(cluster.seed_urls())
-            .local_cache(1 << 20)
-            .local_ttl(Duration::from_secs(3600))
-            .build()
-    };
-    let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
-    for i in 0..10u64 {
-        let key = format!("clb:{i}");
-        a.set(&key, &i, 300).await.unwrap();
-        hold_locally(&b, &key, i).await;
-        a.set(&key, &(i + 1), 300).await.unwrap();
-        stops_serving(&b, &key, i, "b hears a's set on the cluster").await;
-    }
-    a.set("clbp:1", &5u64, 300).await.unwrap();
-    hold_locally(&b, "clbp:1", 5).await;
-    a.invalidate_prefix("clbp:").await.unwrap();
-    stops_serving(
-        &b,
-        "clbp:1",
-        5,
-        "b hears a's invalidate_prefix on the cluster",
-    )
-    .await;
-}
-
 #[tokio::test]
 async fn tracking_works_over_tls_with_a_private_ca() {
     if !tls_supported() {
@@ -738,26 +652,65 @@ async fn stale_calls_are_served_by_the_local_tier_and_still_refresh() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn behind_sentinel_entries_live_at_most_local_ttl_and_own_writes_show_at_once() {
-    let sentinel = tokio::task::spawn_blocking(TestSentinel::start)
+#[tokio::test]
+async fn get_reads_the_local_tier_like_get_or_set() {
+    let redis = TestRedis::spawn(&[]);
+    let (cache, other) = (local_cache(&redis).await, local_cache(&redis).await);
+    let mut plain = redis.client().await;
+    other.set("get:1", &5u64, 300).await.unwrap();
+    until("get holds get:1 locally", async || {
+        let before = cache.stats().local_hits;
+        assert_eq!(cache.get::<u64>("get:1").await.unwrap(), Some(5));
+        cache.stats().local_hits > before
+    })
+    .await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut plain)
         .await
         .unwrap();
-    let cache = Cache::builder()
-        .sentinel(sentinel.sentinel_urls(), sentinel.service_name())
-        .local_cache(1 << 20)
-        .local_ttl(Duration::from_millis(200))
-        .build()
+    let before = cache.stats();
+    for _ in 0..100 {
+        assert_eq!(cache.get::<u64>("get:1").await.unwrap(), Some(5));
+    }
+    let counts = command_counts(&mut plain).await;
+    assert_eq!(
+        counts.get("get"),
+        None,
+        "no GET for 100 local gets: {counts:?}"
+    );
+    let after = cache.stats();
+    assert_eq!(after.local_hits - before.local_hits, 100);
+    assert_eq!(after.hits - before.hits, 100, "local hits are hits");
+
+    // Another client's change reaches it, and a get reads the new value.
+    other.set("get:1", &6u64, 300).await.unwrap();
+    until("get sees the other handle's write", async || {
+        cache.get::<u64>("get:1").await.unwrap() == Some(6)
+    })
+    .await;
+    let _: u64 = redis::cmd("DEL")
+        .arg("get:1")
+        .query_async(&mut plain)
         .await
         .unwrap();
-    let other = Cache::connect_sentinel(sentinel.sentinel_urls(), sentinel.service_name())
-        .await
-        .unwrap();
-    assert!(!cache.stats().local_tracking, "Sentinel is not tracked");
-    other.set("sen:1", &1u64, 300).await.unwrap();
-    hold_locally(&cache, "sen:1", 1).await;
-    other.set("sen:1", &2u64, 300).await.unwrap();
-    stops_serving(&cache, "sen:1", 1, "the entry expires after local_ttl").await;
-    cache.set("sen:1", &3u64, 300).await.unwrap();
-    assert_eq!(read(&cache, "sen:1").await, 3, "own write, at once");
+    until("get sees a plain DEL", async || {
+        cache.get::<u64>("get:1").await.unwrap().is_none()
+    })
+    .await;
+
+    // What get_or_set keeps, get hits locally, and the other way round.
+    let v: u64 = cache.get_or_set("get:2", 300, || async { 7 }).await;
+    assert_eq!(v, 7);
+    until("get hits what get_or_set kept", async || {
+        let before = cache.stats().local_hits;
+        assert_eq!(cache.get::<u64>("get:2").await.unwrap(), Some(7));
+        cache.stats().local_hits > before
+    })
+    .await;
+    assert_eq!(
+        cache.get::<String>("get:2").await.unwrap(),
+        None,
+        "does not decode"
+    );
 }

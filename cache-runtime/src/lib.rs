@@ -7,7 +7,7 @@
 //! The modules follow the data path of a call, each using only those before it:
 //! `key` (arguments to a key) → `store` (Redis, in memory) → `flight`
 //! (single-flight), `lease` (across processes), `health` (breaker, counters,
-//! warnings) → `local` (the in-process tier and its tracking connection) →
+//! warnings) → `local` (the in-process tier and its tracking connections) →
 //! `cache` (the handle, its builder, the default, and the one path every
 //! write and invalidation takes) → `call` (one
 //! call: spec, get-or-run, the typed API, helpers, refresh) → `private` (what

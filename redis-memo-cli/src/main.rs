@@ -9,7 +9,10 @@
 //!
 //! Talks to the Redis at `--url`, or `REDIS_URL`. On a Redis Cluster (`--cluster`,
 //! or a node whose `INFO cluster` says so), the URL is one seed node and
-//! list, show and invalidate act on every primary. Exit codes: 0 success,
+//! list, show and invalidate act on every primary. `list` and `invalidate`
+//! go through the library's own code (`Cache::keys_with_prefix`,
+//! `Cache::invalidate_prefix`): the same literal prefixes, and an
+//! invalidation that reaches the local tiers of running processes. Exit codes: 0 success,
 //! 1 error (Redis unreachable, no such key, refused), 2 bad usage.
 
 mod args;
@@ -19,7 +22,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use redis_memo::key::{FnName, KeyBuilder};
+use redis_memo::Cache;
+use redis_memo::key::{FnName, GENERATION_SUFFIX, KeyBuilder};
 
 use crate::args::Arg;
 use crate::conn::Conn;
@@ -116,11 +120,21 @@ async fn run(cli: Cli) -> Result<(), String> {
         println!("{}", call_key(name, args, prefix, *version)?);
         return Ok(());
     }
-    let mut conn = connect(cli.url, cli.cluster).await?;
+    let url = cli
+        .url
+        .or_else(|| std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()))
+        .ok_or("no Redis to talk to: set REDIS_URL or pass --url redis://host:port")?;
+    let mut conn = Conn::open(&url, cli.cluster).await?;
     match cli.command {
-        Command::List { prefix, limit } => list(&mut conn, &prefix, limit).await,
+        Command::List { prefix, limit } => {
+            let cache = conn.cache(&url).await?;
+            list(&cache, &mut conn, &prefix, limit).await
+        }
         Command::Show { key } => show(&mut conn, &key).await,
-        Command::Invalidate { prefix, yes } => invalidate(&mut conn, &prefix, yes).await,
+        Command::Invalidate { prefix, yes } => {
+            let cache = conn.cache(&url).await?;
+            invalidate(&cache, &prefix, yes).await
+        }
         Command::Key { .. } => Ok(()),
     }
 }
@@ -140,23 +154,13 @@ fn call_key(
         .map_err(|e| e.to_string())
 }
 
-async fn connect(url: Option<String>, cluster: bool) -> Result<Conn, String> {
-    let url = url
-        .or_else(|| std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()))
-        .ok_or("no Redis to talk to: set REDIS_URL or pass --url redis://host:port")?;
-    Conn::open(&url, cluster).await
-}
-
-async fn keys_under(conn: &mut Conn, prefix: &str) -> Result<Vec<String>, String> {
-    let mut all = Vec::new();
-    conn.scan_prefix(prefix, async |_, keys| {
-        all.extend(keys);
-        Ok(())
-    })
-    .await?;
-    all.sort();
-    all.dedup();
-    Ok(all)
+/// The keys under `prefix` (literally), sorted: the runtime's own scan of
+/// the server or of every primary.
+async fn keys_under(cache: &Cache, prefix: &str) -> Result<Vec<String>, String> {
+    cache
+        .keys_with_prefix(prefix)
+        .await
+        .map_err(|e| format!("SCAN failed: {e}"))
 }
 
 fn describe_ttl(ms: i64) -> String {
@@ -167,8 +171,13 @@ fn describe_ttl(ms: i64) -> String {
     }
 }
 
-async fn list(conn: &mut Conn, prefix: &str, limit: Option<usize>) -> Result<(), String> {
-    let keys = keys_under(conn, prefix).await?;
+async fn list(
+    cache: &Cache,
+    conn: &mut Conn,
+    prefix: &str,
+    limit: Option<usize>,
+) -> Result<(), String> {
+    let keys = keys_under(cache, prefix).await?;
     let total = keys.len();
     let shown = limit.unwrap_or(total).min(total);
     let mut out = std::io::stdout().lock();
@@ -236,11 +245,18 @@ async fn show(conn: &mut Conn, key: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn invalidate(conn: &mut Conn, prefix: &str, yes: bool) -> Result<(), String> {
+/// Deletes the keys under `prefix` through the runtime's
+/// `invalidate_prefix`, as an application would: group generation counters
+/// are kept, and other processes' local tiers drop what it deleted.
+async fn invalidate(cache: &Cache, prefix: &str, yes: bool) -> Result<(), String> {
     if prefix.is_empty() {
         return Err("refusing the empty prefix: it would delete every key of the database".into());
     }
-    let matching = keys_under(conn, prefix).await?.len();
+    let matching = keys_under(cache, prefix)
+        .await?
+        .iter()
+        .filter(|key| !key.ends_with(GENERATION_SUFFIX))
+        .count();
     if !yes {
         if !std::io::stdin().is_terminal() {
             return Err(format!(
@@ -259,20 +275,10 @@ async fn invalidate(conn: &mut Conn, prefix: &str, yes: bool) -> Result<(), Stri
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut deleted = 0u64;
-    conn.scan_prefix(prefix, async |conn, keys| {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let n: u64 = conn
-            .query(redis::cmd("UNLINK").arg(&keys))
-            .await
-            .map_err(|e| format!("UNLINK failed after {deleted} keys: {e}"))?;
-        deleted += n;
-        bar.inc(n);
-        Ok(())
-    })
-    .await?;
+    let deleted = cache
+        .invalidate_prefix_with(prefix, &|_| bar.inc(1))
+        .await
+        .map_err(|e| format!("invalidation failed: {e}"))?;
     bar.finish_and_clear();
     println!("deleted {deleted} keys under {prefix:?}");
     Ok(())

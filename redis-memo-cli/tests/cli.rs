@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 use redis_memo::{Cache, cached};
 use serde::{Deserialize, Serialize};
 use support::TestRedis;
+use support::tier::{hold_locally, stops_serving};
 
 fn cli(url: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_redis-memo"));
@@ -299,4 +300,77 @@ async fn an_invalidation_by_the_cli_wins_over_a_running_body() {
         },
     )
     .await;
+}
+
+/// A process with a local tier on the same Redis (a `Cache` with one,
+/// holding `keys`), whose entries outlive the test unless dropped.
+async fn holding(builder: redis_memo::CacheBuilder, keys: &[String]) -> Cache {
+    let cache = builder
+        .local_cache(1 << 20)
+        .local_ttl(std::time::Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    for (i, key) in keys.iter().enumerate() {
+        cache.set(key, &(i as u64 + 1), 300).await.unwrap();
+        hold_locally(&cache, key, i as u64 + 1).await;
+    }
+    cache
+}
+
+/// Runs `redis-memo invalidate {prefix} --yes` against `url` and checks that
+/// it deleted `n` keys and that `cache`'s tier stopped serving each of `keys`.
+async fn invalidate_reaches(cache: &Cache, url: &str, prefix: &str, keys: &[String]) {
+    let (url, args) = (url.to_owned(), ["invalidate", prefix, "--yes"]);
+    let args = args.map(str::to_owned);
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(Some(&url), &args)
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("deleted {} keys", keys.len())),
+        "{}",
+        stdout(&out)
+    );
+    for (i, key) in keys.iter().enumerate() {
+        stops_serving(cache, key, i as u64 + 1, &format!("the tier drops {key}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clis_invalidate_reaches_another_processs_local_tier() {
+    let redis = TestRedis::spawn(&[]);
+    let keys: Vec<String> = (0..5).map(|i| format!("tier:{i}")).collect();
+    let cache = holding(Cache::builder().url(redis.url()), &keys).await;
+    assert!(cache.stats().local_tracking);
+    invalidate_reaches(&cache, redis.url(), "tier:", &keys).await;
+
+    // A process whose user may not track hears the CLI's broadcast.
+    redis
+        .acl_setuser("notrack", &["on", ">pw", "~*", "&*", "+@all", "-client"])
+        .await;
+    let url = format!("redis://notrack:pw@127.0.0.1:{}", redis.port());
+    let untracked = holding(Cache::builder().url(&url), &keys).await;
+    assert!(!untracked.stats().local_tracking);
+    invalidate_reaches(&untracked, redis.url(), "tier:", &keys).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_the_clis_invalidate_reaches_another_processs_local_tier() {
+    let cluster = tokio::task::spawn_blocking(support::TestCluster::start)
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..12).map(|i| format!("ctier:{i}")).collect();
+    let builder = Cache::builder().cluster_nodes(cluster.seed_urls());
+    let cache = holding(builder, &keys).await;
+    assert!(cache.stats().local_tracking);
+    let on: std::collections::BTreeSet<u16> = keys
+        .iter()
+        .map(|key| cluster.primary_for_key(key).port)
+        .collect();
+    assert_eq!(on.len(), 3, "the keys are on every primary");
+    invalidate_reaches(&cache, &cluster.seed_urls()[0], "ctier:", &keys).await;
 }

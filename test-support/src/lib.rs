@@ -5,7 +5,9 @@
 //! ([`TestCluster`]) and a Sentinel setup ([`TestSentinel`]), the backend
 //! under test ([`Harness`], [`on_both_backends!`]) with key prefixes of its
 //! own per test, reference encoders written from the documented key encoding
-//! independently of the crate ([`reference`](mod@reference)), and log capture ([`Logs`]).
+//! independently of the crate ([`reference`](mod@reference)), log capture ([`Logs`]),
+//! reads through a local tier ([`tier`]), and a TCP relay that can freeze a
+//! connection without closing it ([`TcpRelay`]).
 //! No mocks.
 
 mod cluster;
@@ -14,8 +16,10 @@ mod logs;
 mod poll;
 pub mod race;
 pub mod reference;
+mod relay;
 mod sentinel;
 mod server;
+pub mod tier;
 mod tls;
 
 /// Six cluster nodes (three primaries, three replicas) and what a test does with them.
@@ -23,6 +27,7 @@ pub use cluster::{ClusterNode, NodeRole, TestCluster};
 pub use harness::Harness;
 pub use logs::Logs;
 pub use poll::{command_counts, until};
+pub use relay::TcpRelay;
 /// A primary, a replica and three sentinels.
 pub use sentinel::TestSentinel;
 pub use server::TestRedis;

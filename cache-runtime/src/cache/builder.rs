@@ -11,12 +11,13 @@ use crate::Error;
 use crate::codec::{Codec, Format};
 use crate::flight::Flights;
 use crate::health::{BreakerConfig, Health};
-use crate::local::{Coherence, DEFAULT_LOCAL_TTL, LocalTier, tracking};
+use crate::local::{DEFAULT_LOCAL_TTL, LocalTier, tracking};
 use crate::store::{
     Backend, ClusterHandle, Connection, Jitter, Managed, MemoryStore, Placeholders, RedisStore,
     Standalone, watch_failovers,
 };
 
+mod local;
 mod sentinel;
 pub(super) use self::sentinel::sentinel_from_env;
 
@@ -111,8 +112,11 @@ pub struct CacheBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     options: Options,
-    /// The client of a standalone server, for the local tier's tracking connection.
-    tracking_client: Option<redis::Client>,
+    /// How the local tier's tracking connections reach a server: the
+    /// standalone server's client, or a cluster seed's.
+    tracking_seed: Option<redis::Client>,
+    /// Tracking connections to the first address go to the second instead.
+    tracking_redirects: Vec<(String, String)>,
 }
 
 /// The sentinels and the service whose primary they name.
@@ -132,7 +136,8 @@ impl Default for CacheBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             options: Options::default(),
-            tracking_client: None,
+            tracking_seed: None,
+            tracking_redirects: Vec::new(),
         }
     }
 }
@@ -348,17 +353,22 @@ impl CacheBuilder {
     /// clones of (only the first hit of an entry decodes it).
     ///
     /// Entries stay coherent with Redis through server-assisted client-side
-    /// caching: a dedicated RESP3 connection (`CLIENT TRACKING ON BCAST`,
-    /// named `redis-memo-tracking` in `CLIENT LIST`) receives every change of
-    /// a key, by any client, and drops the entry: writes, deletes, expiries,
-    /// evictions, `FLUSHALL`. Writes and invalidations made through this
-    /// cache update the entry before they return. The cost: each process with
-    /// a local tier receives one small message per key changed in the
-    /// database, whether it holds that key or not. When tracking is not
-    /// available (a Redis Cluster, a server that refuses `CLIENT TRACKING`, a
-    /// tracking connection being re-established, which first clears the tier)
-    /// entries are served for at most [`local_ttl`](Self::local_ttl).
-    /// Behind Sentinel entries are bounded by `local_ttl` alone. Functions
+    /// caching, on every topology: a dedicated RESP3 connection per server
+    /// that holds keys (the standalone server, the primary the Sentinels
+    /// name, every primary of a cluster; named `redis-memo-tracking` in
+    /// `CLIENT LIST`) runs `CLIENT TRACKING ON BCAST PREFIX ...` with the
+    /// prefixes of the keys this cache uses (a key's text up to its first
+    /// `:` or `@`, registered the first time one is read or written), and
+    /// Redis pushes every change of a key under them, by any client: writes,
+    /// deletes, expiries, evictions, `FLUSHALL`. The entry is dropped when
+    /// the push arrives. Writes and invalidations made through this cache
+    /// update the entry before they return. The cost: each process with a
+    /// local tier receives one small message per change of a key under its
+    /// prefixes, and none for other keys of the database. Whenever a server
+    /// is not tracked (connecting, a lost or unanswering tracking connection,
+    /// a failover, a new primary, a server that refuses `CLIENT TRACKING`)
+    /// the tier is cleared and its entries are served for at most
+    /// [`local_ttl`](Self::local_ttl). Functions
     /// declared `grouped` keep their group's generation in the tier too;
     /// functions with `stale` judge freshness by the key's Redis TTL on every
     /// read and do not use the tier. No effect on the in-memory backend,
@@ -379,14 +389,16 @@ impl CacheBuilder {
     }
 
     /// The longest a local entry is served when Redis cannot tell this process
-    /// about changes (see [`local_cache`](Self::local_cache)): on a Redis
-    /// Cluster, on a server that refuses `CLIENT TRACKING`, and while the
-    /// tracking connection reconnects. This is the staleness bound in those
-    /// cases for changes made by other clients. On a cluster, and on a
-    /// standalone server that refuses tracking, caches with a local tier
-    /// also publish their own writes and invalidations to each other
-    /// (`PUBLISH` on `redis-memo:local-invalidate`), which reach them at
-    /// once. Default: [`DEFAULT_LOCAL_TTL`](crate::DEFAULT_LOCAL_TTL).
+    /// about changes (see [`local_cache`](Self::local_cache)): while a
+    /// server is not tracked (its tracking connection is being made or made
+    /// again, a failover or a new primary is being followed), on a server
+    /// that refuses `CLIENT TRACKING`, and for keys whose prefix is not
+    /// tracked (beyond the 128 prefixes a cache registers). This is the
+    /// staleness bound in those cases for changes made by other clients. On
+    /// a server that refuses tracking, caches with a local tier also publish
+    /// their own writes and invalidations to each other (`PUBLISH` on
+    /// `redis-memo:local-invalidate`), which reach them at once. Default:
+    /// [`DEFAULT_LOCAL_TTL`](crate::DEFAULT_LOCAL_TTL).
     ///
     /// ```
     /// let builder = redis_memo::Cache::builder()
@@ -446,10 +458,14 @@ impl CacheBuilder {
             let conn = crate::store::Connect::connect(&connector).await?;
             let handle = Managed::new(Some(conn), connector);
             watch_failovers(&handle, sentinels);
-            return Ok(self.finish(Connection::Sentinel(handle)));
+            let connect_timeout = self.connect_timeout;
+            let cache = self.finish(Connection::Sentinel(handle));
+            wait_for_tracking(&cache, connect_timeout).await;
+            return Ok(cache);
         }
         if let Some(nodes) = &self.cluster_nodes {
             let client = self.cluster_client(nodes)?;
+            let seed = open_client(&nodes[0], &self.tls)?;
             let conn =
                 match tokio::time::timeout(self.connect_timeout, client.get_async_connection())
                     .await
@@ -461,11 +477,11 @@ impl CacheBuilder {
                     Ok(Err(err)) => return Err(Error::from_connect(err)),
                     Err(_) => return Err(Error::Timeout(self.connect_timeout)),
                 };
-            return Ok(self.finish_cluster(conn, client).await);
+            return Ok(self.finish_cluster(conn, client, seed).await);
         }
         let client = open_client(self.url_or_default(), &self.tls)?;
         let mut this = self;
-        this.tracking_client = Some(client.clone());
+        this.tracking_seed = Some(client.clone());
         let connector = this.standalone(client);
         let conn = crate::store::Connect::connect(&connector).await?;
         let handle = Managed::new(Some(conn), connector);
@@ -499,15 +515,16 @@ impl CacheBuilder {
         }
         if let Some(nodes) = &self.cluster_nodes {
             let client = self.cluster_client(nodes)?;
+            let seed = open_client(&nodes[0], &self.tls)?;
             // No per-attempt response timeout: the client's overall one
             // bounds each command (see `cluster_client`).
             let config = ClusterConfig::new().set_connection_timeout(self.connect_timeout);
             let conn = client.get_pending_async_connection_with_config(config);
-            return Ok(self.finish_cluster(conn, client).await);
+            return Ok(self.finish_cluster(conn, client, seed).await);
         }
         let client = open_client(self.url_or_default(), &self.tls)?;
         let mut this = self;
-        this.tracking_client = Some(client.clone());
+        this.tracking_seed = Some(client.clone());
         let handle = Managed::new(None, this.standalone(client));
         handle.rebuild();
         let cache = this.finish(Connection::Single(handle));
@@ -567,12 +584,14 @@ impl CacheBuilder {
     }
 
     /// The cache on a cluster connection (made or pending), once its local
-    /// tier, if any, has settled.
+    /// tier, if any, has settled. `seed` is how the first seed is reached.
     async fn finish_cluster(
-        self,
+        mut self,
         conn: redis::cluster_async::ClusterConnection,
         client: ClusterClient,
+        seed: redis::Client,
     ) -> Cache {
+        self.tracking_seed = Some(seed);
         let handle = ClusterHandle::new(conn, client, self.connect_timeout);
         let connect_timeout = self.connect_timeout;
         let cache = self.finish(Connection::Cluster(handle));
@@ -581,43 +600,9 @@ impl CacheBuilder {
     }
 
     fn finish(self, conn: Connection) -> Cache {
-        let local = self.local_tier();
+        let local = self.local_tier(&conn);
         let store = RedisStore::new(conn, self.response_timeout);
         assemble_with(Backend::Redis(store), self.options, local)
-    }
-
-    /// The local tier, when `local_cache` is set: tracked through a
-    /// connection of its own on a standalone server, bounded by `local_ttl`
-    /// elsewhere.
-    fn local_tier(&self) -> (Option<Arc<LocalTier>>, Option<tracking::Tracker>) {
-        let Some(max_bytes) = self.options.local_bytes else {
-            return (None, None);
-        };
-        let Some(client) = &self.tracking_client else {
-            // A cluster: listen to this library's own changes instead
-            // (bounded by local_ttl, and connecting until subscribed).
-            let coherence = match self.cluster_nodes {
-                Some(_) => Coherence::Connecting,
-                None => Coherence::Bounded,
-            };
-            let tier = Arc::new(LocalTier::new(max_bytes, self.options.local_ttl, coherence));
-            let tracker = self.cluster_nodes.clone().map(|nodes| {
-                tracking::spawn_cluster(&tier, nodes, self.connect_timeout, self.response_timeout)
-            });
-            return (Some(tier), tracker);
-        };
-        let tier = Arc::new(LocalTier::new(
-            max_bytes,
-            self.options.local_ttl,
-            Coherence::Connecting,
-        ));
-        match tracking::spawn(&tier, client, self.connect_timeout, self.response_timeout) {
-            Ok(tracker) => (Some(tier), Some(tracker)),
-            Err(_) => {
-                tier.set_coherence(Coherence::Bounded);
-                (Some(tier), None)
-            }
-        }
     }
 }
 

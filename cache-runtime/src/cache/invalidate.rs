@@ -4,7 +4,7 @@ use super::{Cache, Write};
 use crate::Error;
 use crate::health::Family;
 use crate::key::{generation_key, is_generation_key};
-use crate::store::KeyFilter;
+use crate::store::{KeyFilter, Store};
 
 impl Cache {
     /// Deletes every key that starts with `prefix` and returns how many it deleted.
@@ -35,6 +35,70 @@ impl Cache {
         let not_generation = |key: &str| !is_generation_key(key);
         self.delete_prefix_counted(prefix, &not_generation, &Family::of_key(prefix))
             .await
+    }
+
+    /// [`invalidate_prefix`](Self::invalidate_prefix), calling `each` with
+    /// every key found to delete (as it is found, before its page is
+    /// deleted; a key found again by a later pass over a cluster is given
+    /// again, and so are the keys of this process's calls in flight under
+    /// the prefix): for a progress bar, as the ops CLI shows.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set_raw("users:1", b"{}", None).await?;
+    /// let found = AtomicU64::new(0);
+    /// let deleted = cache
+    ///     .invalidate_prefix_with("users:", &|_| {
+    ///         found.fetch_add(1, Ordering::Relaxed);
+    ///     })
+    ///     .await?;
+    /// assert_eq!((deleted, found.into_inner()), (1, 1));
+    /// # Ok(()) }
+    /// ```
+    #[doc(hidden)]
+    pub async fn invalidate_prefix_with(
+        &self,
+        prefix: &str,
+        each: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<u64, Error> {
+        if prefix.is_empty() {
+            return Err(Error::EmptyPrefix);
+        }
+        let counted = |key: &str| {
+            let entry = !is_generation_key(key);
+            if entry {
+                each(key);
+            }
+            entry
+        };
+        self.delete_prefix_counted(prefix, &counted, &Family::of_key(prefix))
+            .await
+    }
+
+    /// Every key that starts with `prefix` (literally: glob characters are
+    /// escaped, as for [`invalidate_prefix`](Self::invalidate_prefix)),
+    /// sorted: cache entries, the placeholders of calls running their body
+    /// ([`is_placeholder`](crate::is_placeholder) tells them by their value)
+    /// and group generation counters, and any other key under it. On Redis it
+    /// runs `SCAN ... MATCH ... COUNT 1000` (never `KEYS`), on a cluster on
+    /// every primary of the current topology; it holds every key found in
+    /// memory, so give it a prefix that names a bounded set. The empty prefix
+    /// lists every key. Not counted in [`stats`](Self::stats).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
+    /// let cache = redis_memo::Cache::in_memory();
+    /// cache.set_raw("users:2", b"{}", None).await?;
+    /// cache.set_raw("users:1", b"{}", None).await?;
+    /// cache.set_raw("orders:1", b"{}", None).await?;
+    /// assert_eq!(cache.keys_with_prefix("users:").await?, ["users:1", "users:2"]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        self.store().keys_with_prefix(prefix).await
     }
 
     /// Deletes every key of the database, cache entries or not, and returns

@@ -295,6 +295,7 @@ impl Cache {
         if let Some(local) = self.local() {
             (stats.local_bytes, stats.local_entries) = local.size();
             stats.local_tracking = local.coherence() == Coherence::Tracking;
+            stats.local_pushes = local.pushes();
         }
         stats
     }
@@ -463,12 +464,20 @@ impl Cache {
 
     /// Tells the other caches that cannot track what this one changed
     /// (see [`broadcast`](crate::local::broadcast)); call it after updating
-    /// the local tier. Nothing to do when the server tracks keys.
+    /// the local tier. Nothing to do when the server tracks keys. A cache
+    /// without a local tier cannot tell whether others track: it publishes
+    /// its prefix and whole-database invalidations (one `PUBLISH` each, next
+    /// to a scan of the keyspace), so that those of a tool such as the ops
+    /// CLI reach them too.
     pub(crate) async fn announce(&self, change: Change<'_>) {
-        let (Some(local), Some(store)) = (self.local(), self.store().redis()) else {
+        let Some(store) = self.store().redis() else {
             return;
         };
-        if !local.broadcasting() {
+        let publish = match self.local() {
+            Some(local) => local.broadcasting(),
+            None => matches!(change, Change::Prefix(_) | Change::All),
+        };
+        if !publish {
             return;
         }
         let mut publish = redis::cmd("PUBLISH");

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! a write ── too large for max_value_bytes? ───────────────► Err(ValueTooLarge)
-//!    │ local tier: begin, as a fill does (before anything is sent)
+//!    │ local tier: begin, as a fill does (before anything is sent; the
+//!    │             key's prefix tracked first, see local::prefixes)
 //!    ▼
 //! store: SET / compare-and-set (a miss's value: only over what the key held
 //!        when the miss looked) / UNLINK / SCAN + UNLINK / INCR
@@ -106,7 +107,7 @@ impl Cache {
                 local,
             } => {
                 self.within_limit(bytes)?;
-                let fill = self.local().map(|tier| tier.begin_write(key));
+                let fill = self.begin_write(key, local).await;
                 let written = self.store().set(key, bytes, ttl).await;
                 let written = self.health().record(key, written);
                 if let Some(tier) = self.local() {
@@ -128,7 +129,7 @@ impl Cache {
                 local,
             } => {
                 self.within_limit(bytes)?;
-                let fill = self.local().map(|tier| tier.begin_write(key));
+                let fill = self.begin_write(key, local).await;
                 let filled = self.store().fill(key, seen, bytes, ttl).await;
                 let filled = self.health().record(key, filled);
                 if let Some(tier) = self.local() {
@@ -183,7 +184,7 @@ impl Cache {
                 self.count_deleted(family, deleted)
             }
             Write::BumpGeneration(gen_key) => {
-                let fill = self.local().map(|tier| tier.begin_write(gen_key));
+                let fill = self.begin_write(gen_key, true).await;
                 let generation = self.store().bump_generation(gen_key).await;
                 if let Some(tier) = self.local() {
                     // Read-your-own-writes: the next call uses the new generation.
@@ -225,10 +226,10 @@ impl Cache {
             return outcome;
         };
         let tier = self.local();
-        let begun: Vec<_> = kept
-            .iter()
-            .map(|fill| tier.map(|tier| tier.begin_write(fill.key)))
-            .collect();
+        let mut begun = Vec::with_capacity(kept.len());
+        for fill in &kept {
+            begun.push(self.begin_write(fill.key, local).await);
+        }
         let filled = self.store().fill_many(&kept).await;
         let filled = self.health().record(first.key, filled);
         let results: Vec<Option<bool>> = match &filled {
@@ -257,6 +258,16 @@ impl Cache {
             outcome[i] = stored;
         }
         outcome
+    }
+
+    /// Begins a write of `key` in the local tier, if any; when the tier is
+    /// to keep it (`keep`), once its prefix is tracked (see `LocalTier::track`).
+    async fn begin_write(&self, key: &str, keep: bool) -> Option<crate::local::Fill<'_>> {
+        let tier = self.local()?;
+        if keep {
+            tier.track(key).await;
+        }
+        Some(tier.begin_write(key))
     }
 
     /// `Err(ValueTooLarge)` for a value above `max_value_bytes`.

@@ -4,16 +4,17 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::Arc;
 
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::batch::{Batch, ManyShape, run_many};
 use super::run::{Call, Shape, fresh, run};
-use super::spec::Policy;
+use super::spec::{Policy, Target};
 use crate::cache::Write;
 use crate::codec;
 use crate::health::{Counter, Family, Warning, warn_limited};
-use crate::store::{Seen, Store};
+use crate::store::{Held, Seen, Store};
 use crate::{Cache, Error};
 
 impl Cache {
@@ -266,6 +267,11 @@ impl Cache {
     /// into `T` (counted as corrupt, with a rate-limited warning naming the
     /// key); `Err` when the cache cannot be read.
     ///
+    /// With a [local tier](crate::CacheBuilder::local_cache) it is read
+    /// like [`get_or_set`](Self::get_or_set) reads: an entry held in this
+    /// process is returned without a network call (counted in `hits` and
+    /// `local_hits`), and a value read from Redis is kept there.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {
     /// let cache = redis_memo::Cache::in_memory();
@@ -278,9 +284,9 @@ impl Cache {
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         let family = Family::of_key(key);
         let health = self.health();
-        let bytes = match self.store().get(key).await.map(Seen::of) {
-            Ok(Seen::Value(bytes)) => bytes,
-            Ok(Seen::Absent | Seen::Placeholder(_)) => {
+        let (bytes, local) = match self.read_for_get(key).await {
+            Ok((Some(bytes), local)) => (bytes, local),
+            Ok((None, _)) => {
                 health.count(&family, Counter::Misses, 1);
                 return Ok(None);
             }
@@ -289,9 +295,12 @@ impl Cache {
                 return Err(err);
             }
         };
-        match self.format().decode(&bytes) {
+        match self.format().decode(bytes.bytes()) {
             Ok(value) => {
                 health.count(&family, Counter::Hits, 1);
+                if local {
+                    health.count(&family, Counter::LocalHits, 1);
+                }
                 Ok(Some(value))
             }
             Err(err) => {
@@ -305,6 +314,26 @@ impl Cache {
                 );
                 Ok(None)
             }
+        }
+    }
+
+    /// What `get` reads: the local tier's entry (then `true`), or the value
+    /// Redis holds (a placeholder is none), which fills the tier.
+    async fn read_for_get(&self, key: &str) -> Result<(Option<Found>, bool), Error> {
+        let target = Target::Key(key.to_owned());
+        let read = match self.local() {
+            Some(local) => {
+                if let Some((held, _)) = super::local::hit(local, &target) {
+                    tokio::task::consume_budget().await;
+                    return Ok((Some(Found::Local(held)), true));
+                }
+                super::local::read_through(self, local, &target).await?.0
+            }
+            None => self.store().get(key).await?,
+        };
+        match Seen::of(read) {
+            Seen::Value(bytes) => Ok((Some(Found::Read(bytes)), false)),
+            Seen::Absent | Seen::Placeholder(_) => Ok((None, false)),
         }
     }
 
@@ -353,5 +382,20 @@ impl Cache {
             local: policy.uses_local(),
         };
         self.write(write, Some(family)).await.map(drop)
+    }
+}
+
+/// A value `get` found: held in the local tier, or read from the store.
+enum Found {
+    Local(Arc<Held>),
+    Read(Vec<u8>),
+}
+
+impl Found {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Found::Local(held) => held.bytes(),
+            Found::Read(bytes) => bytes,
+        }
     }
 }

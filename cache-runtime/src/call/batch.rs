@@ -298,10 +298,15 @@ impl Elements<'_> {
                 }
                 continue;
             }
-            let fills: Vec<Fill<'_>> = match local {
-                Some(tier) => keys.iter().map(|key| tier.begin(key)).collect(),
-                None => Vec::new(),
-            };
+            let mut fills: Vec<Fill<'_>> = Vec::new();
+            if let Some(tier) = local {
+                // Each key's prefix is tracked before its fill begins (once
+                // per prefix; see `LocalTier::track`).
+                for key in &keys {
+                    tier.track(key).await;
+                    fills.push(tier.begin(key));
+                }
+            }
             let mut fills = fills.into_iter();
             let read = cache.store().get_many(&keys).await;
             match cache.health().record(keys[0], read) {

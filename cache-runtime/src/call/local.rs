@@ -2,6 +2,9 @@
 //! Redis read that fills the tier (see [`LocalTier`] for the ordering that
 //! keeps a fill from inserting a value older than an invalidation).
 //!
+//! Before its first read, a key's prefix is registered with the tracking
+//! connections (see [`prefixes`](crate::local::prefixes)): once per prefix.
+//!
 //! A grouped call keeps the group's generation counter in the tier too (its
 //! key changes, and is invalidated, on `invalidate_group`), so that a hit
 //! needs neither: the generation, then the value of that generation.
@@ -42,6 +45,7 @@ pub(crate) async fn read_through(
             // Read both from Redis; keep the generation (the value is kept
             // by the next call, which reads its key directly).
             None => {
+                local.track(gen_key).await;
                 let fill = local.begin(gen_key);
                 let read = Box::pin(cache.store().get_grouped(gen_key, head, tail)).await;
                 if let Ok((generation, _)) = &read {
@@ -51,6 +55,7 @@ pub(crate) async fn read_through(
             }
         },
     };
+    local.track(&key).await;
     let fill = local.begin(&key);
     let read = cache.store().get(&key).await;
     if let Ok(Some(bytes)) = &read

@@ -228,12 +228,20 @@ pub struct Stats {
     /// their decoded copies, counted at the size of the encoded value), at
     /// most its `max_bytes`.
     pub local_bytes: u64,
-    /// Whether the local tier is kept coherent by Redis tracking now. `false`
-    /// with a local tier means its entries are served for at most
-    /// [`local_ttl`](crate::CacheBuilder::local_ttl) (a cluster, a server
-    /// that refuses `CLIENT TRACKING`, or a tracking connection being
-    /// re-established), and a warning says why.
+    /// Whether the local tier is kept coherent by Redis tracking now: every
+    /// server holding keys (the standalone server, the primary behind
+    /// Sentinel, every primary of a cluster) is tracked. `false` with a local
+    /// tier means its entries are served for at most
+    /// [`local_ttl`](crate::CacheBuilder::local_ttl) (a server that refuses
+    /// `CLIENT TRACKING`, a tracking connection being made again, a new
+    /// primary not tracked yet), and a warning says why.
     pub local_tracking: bool,
+    /// Keys the local tier was told changed: the keys named in Redis's
+    /// invalidation pushes to its tracking connections (a flush counts one).
+    /// Only keys under the prefixes this cache's functions and keys use are
+    /// pushed, whoever changes them (this process included); 0 without a
+    /// local tier.
+    pub local_pushes: u64,
     /// How many times the circuit breaker opened.
     pub breaker_trips: u64,
     /// Whether the circuit breaker is open now.

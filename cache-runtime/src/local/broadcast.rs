@@ -1,9 +1,11 @@
-//! Where Redis cannot track keys for a local tier (a cluster, a server that
+//! Where Redis cannot track keys for a local tier (a server or ACL user that
 //! refuses `CLIENT TRACKING`), caches that cannot track
 //! tell each other about their own writes: after a write or an invalidation
 //! returns, this library publishes what changed on [`CHANNEL`], and every
-//! such cache subscribed to it drops those entries. Changes made by other
-//! clients (`redis-cli`, expiry, eviction) still wait for `local_ttl`.
+//! such cache subscribed to it drops those entries. A cache without a local
+//! tier (a tool, the ops CLI) publishes its prefix and whole-database
+//! invalidations too. Changes made by other clients (`redis-cli`, expiry,
+//! eviction) still wait for `local_ttl`.
 //!
 //! A message is one change: `k{key}`, `p{prefix}` or `*` (everything).
 
@@ -48,10 +50,16 @@ pub(crate) fn apply(tier: &LocalTier, message: &[u8]) {
 mod tests {
     use super::*;
     use crate::local::{Coherence, DEFAULT_LOCAL_TTL};
+    use std::time::Duration;
 
     #[test]
     fn messages_round_trip_and_garbage_clears() {
-        let tier = LocalTier::new(1 << 20, DEFAULT_LOCAL_TTL, Coherence::Bounded);
+        let tier = LocalTier::new(
+            1 << 20,
+            DEFAULT_LOCAL_TTL,
+            Duration::ZERO,
+            Coherence::Bounded,
+        );
         for key in ["a:1", "a:2", "b:1", "c:1"] {
             tier.begin(key).stored(b"v", None);
         }

@@ -13,6 +13,13 @@
 //! tracking connection lost or reset ── drop everything
 //! ```
 //!
+//! Redis tells this process about the keys under the [`prefixes`] its
+//! tracking connections registered (one per server: the standalone server,
+//! the primary Sentinel names, every primary of a cluster; see
+//! [`tracking`]). A fill or a write of a key whose prefix is not registered
+//! on all of them yet asks for it first; an entry that goes in before it is
+//! lives at most `local_ttl`, like every entry while tracking is not on.
+//!
 //! Entries are the encoded bytes as stored in Redis ([`Held`]): a hit decodes
 //! them like a Redis hit does, and for a `Clone` type keeps what it decoded
 //! for the next hits. Coherence rests on one lock ([`Sync`]) that orders the
@@ -21,14 +28,17 @@
 //! seen since it began; an invalidation seen after the insert removes it.
 
 pub(crate) mod broadcast;
+pub(crate) mod prefixes;
+mod session;
 pub(crate) mod tracking;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use self::prefixes::Prefixes;
 use crate::health::Warnings;
 use crate::store::{Held, Lifetime, OwnLifetime};
 
@@ -44,14 +54,16 @@ pub const DEFAULT_LOCAL_TTL: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Coherence {
-    /// The tracking connection is up with `CLIENT TRACKING ON BCAST`: every
-    /// change of a key reaches this process. Entries live until invalidated.
+    /// Every tracking connection is up (`CLIENT TRACKING ON BCAST PREFIX`):
+    /// every change of a key under a registered prefix reaches this process.
+    /// Entries of those keys live until invalidated.
     Tracking = 0,
-    /// Tracking is expected but not active (connecting, or reconnecting after
-    /// a lost connection): entries live at most `local_ttl`.
-    Connecting = 1,
-    /// The server cannot track (a cluster, `CLIENT TRACKING` refused): entries
+    /// Tracking is expected but not active on every server (connecting, or
+    /// reconnecting after a lost connection or a topology change): entries
     /// live at most `local_ttl`.
+    Connecting = 1,
+    /// A server cannot track (`CLIENT TRACKING` refused): entries live at
+    /// most `local_ttl`.
     Bounded = 2,
 }
 
@@ -111,6 +123,12 @@ pub(crate) struct LocalTier {
     broadcasting: AtomicBool,
     /// How long entries filled without tracking are served.
     bound: Duration,
+    /// The key prefixes the tracking connections register.
+    pub(crate) prefixes: Prefixes,
+    /// How long a read waits for its key's prefix to be registered.
+    wait: Duration,
+    /// Keys named in invalidation pushes (a flush counts one).
+    pushes: AtomicU64,
     pub(crate) warnings: Warnings,
 }
 
@@ -121,15 +139,22 @@ pub(crate) struct Fill<'a> {
     /// `None` once finished.
     key: Option<String>,
     began: u64,
-    coherence: Coherence,
+    /// Whether Redis pushes the key's changes (see [`LocalTier::tracked`]).
+    tracked: bool,
     /// A write of this process, whose invalidation comes back from Redis.
     echoes: bool,
 }
 
 impl LocalTier {
     /// A tier of at most `max_bytes` of keys and values; entries filled while
-    /// not tracking live at most `bound`.
-    pub(crate) fn new(max_bytes: u64, bound: Duration, coherence: Coherence) -> Self {
+    /// not tracking live at most `bound`. A read waits at most `wait` for its
+    /// key's prefix to be registered.
+    pub(crate) fn new(
+        max_bytes: u64,
+        bound: Duration,
+        wait: Duration,
+        coherence: Coherence,
+    ) -> Self {
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|key: &String, entry: &Entry| Held::weight(key, entry.held.bytes()))
@@ -145,6 +170,9 @@ impl LocalTier {
             changed: tokio::sync::Notify::new(),
             broadcasting: AtomicBool::new(false),
             bound,
+            prefixes: Prefixes::default(),
+            wait,
+            pushes: AtomicU64::new(0),
             warnings: Warnings::new(),
         }
     }
@@ -162,15 +190,24 @@ impl LocalTier {
         self.sync.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// How long an entry inserted now may live: its Redis TTL, and without
-    /// tracking at most the bound.
-    fn lifetime(&self, coherence: Coherence, ttl: Option<Duration>) -> Option<Duration> {
-        match coherence {
-            Coherence::Tracking => ttl,
-            Coherence::Connecting | Coherence::Bounded => {
-                Some(ttl.map_or(self.bound, |ttl| ttl.min(self.bound)))
-            }
+    /// How long an entry inserted now may live: its Redis TTL, and when its
+    /// changes are not tracked at most the bound.
+    fn lifetime(&self, tracked: bool, ttl: Option<Duration>) -> Option<Duration> {
+        if tracked {
+            ttl
+        } else {
+            Some(ttl.map_or(self.bound, |ttl| ttl.min(self.bound)))
         }
+    }
+
+    /// Counts keys named in invalidation pushes.
+    pub(crate) fn count_pushes(&self, n: u64) {
+        self.pushes.fetch_add(n, Relaxed);
+    }
+
+    /// Keys named in invalidation pushes so far (a flush counts one).
+    pub(crate) fn pushes(&self) -> u64 {
+        self.pushes.load(Relaxed)
     }
 
     /// Begins a fill of `key`: call it before the Redis read.
@@ -187,18 +224,19 @@ impl LocalTier {
     }
 
     fn begin_fill(&self, key: &str, echoes: bool) -> Fill<'_> {
-        let coherence = self.coherence();
+        let tracked = self.tracked(key);
+        let echoes = echoes && tracked;
         let mut sync = self.lock();
         let began = sync.seq;
         let pending = sync.pending.entry(key.to_owned()).or_default();
         pending.fills += 1;
-        pending.echoes += usize::from(echoes && coherence == Coherence::Tracking);
+        pending.echoes += usize::from(echoes);
         Fill {
             tier: self,
             key: Some(key.to_owned()),
             began,
-            coherence,
-            echoes: echoes && coherence == Coherence::Tracking,
+            tracked,
+            echoes,
         }
     }
 
@@ -206,7 +244,7 @@ impl LocalTier {
     /// invalidated or written, or the tier cleared, since the fill began.
     pub(crate) fn finish(&self, mut fill: Fill<'_>, bytes: &[u8]) {
         let Some(key) = fill.key.take() else { return };
-        let lifetime = self.lifetime(fill.coherence, None);
+        let lifetime = self.lifetime(fill.tracked, None);
         let mut sync = self.lock();
         let changed_at = release(&mut sync, &key, fill.echoes);
         if changed_at <= fill.began && sync.cleared_at <= fill.began {
@@ -225,7 +263,7 @@ impl LocalTier {
     /// is unknown: the entry is dropped instead (the next read goes to Redis).
     pub(crate) fn stored(&self, mut fill: Fill<'_>, bytes: &[u8], ttl: Option<Duration>) {
         let Some(key) = fill.key.take() else { return };
-        let lifetime = self.lifetime(fill.coherence, ttl);
+        let lifetime = self.lifetime(fill.tracked, ttl);
         let mut sync = self.lock();
         let changed_at = release(&mut sync, &key, fill.echoes);
         let unchanged = changed_at <= fill.began && sync.cleared_at <= fill.began;
@@ -384,113 +422,4 @@ impl Drop for Fill<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_weighted_size_stays_within_max_bytes_under_a_million_keys() {
-        let max_bytes = 1 << 20;
-        let tier = LocalTier::new(max_bytes, DEFAULT_LOCAL_TTL, Coherence::Tracking);
-        let value = [b'v'; 45];
-        for i in 0..1_000_000u32 {
-            let key = format!("user:{i}");
-            if i % 2 == 0 {
-                tier.begin(&key).finish(&value);
-            } else {
-                tier.begin(&key).stored(&value, None);
-            }
-            if i % 100_000 == 99_999 {
-                let (bytes, entries) = tier.size();
-                assert!(bytes <= max_bytes, "{bytes} > {max_bytes} after {i} keys");
-                assert!(entries > 0);
-            }
-        }
-        let (bytes, entries) = tier.size();
-        assert!(
-            bytes <= max_bytes && entries > max_bytes / 200,
-            "{bytes} bytes, {entries} entries"
-        );
-    }
-
-    #[test]
-    fn a_fill_that_began_before_an_invalidation_inserts_nothing() {
-        let tier = LocalTier::new(1 << 20, DEFAULT_LOCAL_TTL, Coherence::Tracking);
-        let fill = tier.begin("k");
-        tier.invalidate("k"); // arrives while the GET is in flight
-        fill.finish(b"old");
-        assert!(tier.get("k").is_none());
-
-        // One that began after it does.
-        tier.begin("k").finish(b"new");
-        assert_eq!(tier.get("k").as_deref().map(Held::bytes), Some(&b"new"[..]));
-    }
-
-    #[test]
-    fn a_fill_that_began_before_a_write_or_a_clear_inserts_nothing() {
-        let tier = LocalTier::new(1 << 20, DEFAULT_LOCAL_TTL, Coherence::Tracking);
-        let fill = tier.begin("k");
-        tier.begin("k").stored(b"mine", None);
-        fill.finish(b"older");
-        assert_eq!(
-            tier.get("k").as_deref().map(Held::bytes),
-            Some(&b"mine"[..])
-        );
-
-        // A write whose key was invalidated while it was sent is dropped.
-        let write = tier.begin("k");
-        tier.invalidate("k");
-        write.stored(b"raced", None);
-        assert!(tier.get("k").is_none());
-
-        let fill = tier.begin("j");
-        tier.clear();
-        fill.finish(b"old");
-        assert!(tier.get("j").is_none());
-
-        let fill = tier.begin("p:1");
-        tier.invalidate_prefix("p:");
-        fill.finish(b"old");
-        assert!(tier.get("p:1").is_none());
-
-        // Losing tracking clears too.
-        let fill = tier.begin("m");
-        tier.set_coherence(Coherence::Connecting);
-        fill.finish(b"old");
-        assert!(tier.get("m").is_none());
-    }
-
-    #[test]
-    fn the_push_of_an_own_write_does_not_drop_it_but_a_later_change_does() {
-        let tier = LocalTier::new(1 << 20, DEFAULT_LOCAL_TTL, Coherence::Tracking);
-        let write = tier.begin_write("k");
-        tier.pushed("k"); // this write's own push, before its reply
-        write.stored(b"mine", None);
-        assert_eq!(
-            tier.get("k").as_deref().map(Held::bytes),
-            Some(&b"mine"[..])
-        );
-
-        // Another client's change after the write: its push comes second.
-        let write = tier.begin_write("k");
-        tier.pushed("k");
-        tier.pushed("k");
-        write.stored(b"mine again", None);
-        assert!(tier.get("k").is_none());
-
-        // A push after the write returned drops the entry.
-        tier.begin_write("j").stored(b"v", None);
-        tier.pushed("j");
-        assert!(tier.get("j").is_none());
-        assert!(tier.lock().pending.is_empty());
-    }
-
-    #[test]
-    fn a_cancelled_fill_leaves_nothing_pending() {
-        let tier = LocalTier::new(1 << 20, DEFAULT_LOCAL_TTL, Coherence::Tracking);
-        drop(tier.begin("k"));
-        let fill = tier.begin("k");
-        fill.finish(b"v");
-        assert!(tier.lock().pending.is_empty());
-        assert_eq!(tier.get("k").as_deref().map(Held::bytes), Some(&b"v"[..]));
-    }
-}
+mod tests;

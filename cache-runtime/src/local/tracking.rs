@@ -1,363 +1,285 @@
-//! The tracking connection: server-assisted client-side caching in BCAST mode.
+//! Server-assisted client-side caching for the local tier, on every
+//! topology: one tracking connection per server that holds keys (see
+//! [`session`](super::session)), and a supervisor that knows which servers
+//! those are and what the tier's coherence is from their states.
 //!
-//! One dedicated RESP3 connection per cache sends `CLIENT TRACKING ON BCAST`
-//! and receives an `invalidate` push for every key any client changes (a
-//! write, a `DEL`, an expiry, an eviction), and a null one for `FLUSHALL` /
-//! `FLUSHDB`. BCAST rather than the default mode, because the default mode
-//! tracks the keys read *by that connection*: every fill would have to read
-//! through the tracking connection instead of the data connection, and the
-//! server would keep a table of keys × clients. In BCAST mode the data path is
-//! unchanged and the server keeps no per-key state; the cost is that every
-//! process receives an invalidation for every change of any key, whether it
-//! holds it or not (one small push per write, per process with a local tier).
+//! ```text
+//! which servers ([`Nodes`])                 one task per server (session.rs)
+//!   standalone: the server                    connect, CLIENT TRACKING ON BCAST
+//!   Sentinel: the primary the data            PREFIX ..., apply pushes, PING,
+//!     connection uses (moved with it)         register new prefixes
+//!   cluster: every primary (CLUSTER SLOTS,         │ its state
+//!     looked at every LOOK_EVERY)                  ▼
+//!          │ a server gone: its task ends   supervisor: every server tracking
+//!          │ a new one: a task, Connecting    ── Tracking (tier cleared when it
+//!          └────────────────────────────────►    turns on), prefixes covered
+//!                                             some connecting ── Connecting
+//!                                             refused ── Bounded (+ broadcast)
+//! ```
 //!
-//! A lost connection (a `CLIENT KILL`, a restart, a network cut, a `PING` that
-//! does not come back) may have missed invalidations: the tier is cleared,
-//! and entries filled until tracking is back on live at most `local_ttl`.
-//! A server that refuses tracking (an ACL without `client`) leaves the tier
-//! in that bounded mode, and the same connection subscribes to the
-//! [`broadcast`] of this library's own changes instead. One that cannot
-//! even do that (no RESP3) is asked again every [`RETRY_REFUSED`].
+//! Whenever a server is not tracked (connecting, a lost or frozen connection,
+//! a new primary after a failover or a resharding that the last look did not
+//! know), the tier is cleared and its entries live at most `local_ttl`; when
+//! every server is tracked again it is cleared once more (entries read
+//! meanwhile were not tracked). So a change is either pushed to the tier, or
+//! the tier is cleared within the time it takes to notice: at once for a
+//! closed connection, `PING_EVERY` + the response timeout for one that stopped
+//! answering, and on a cluster [`LOOK_EVERY`] + a connection for a new
+//! primary (behind Sentinel, the data connection's own switch).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use redis::{AsyncConnectionConfig, ErrorKind, ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ProtocolVersion};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Coherence, LocalTier, broadcast};
-use crate::health::{Warning, warn_limited};
+use super::session::{self, Reports, State};
+use super::{Coherence, LocalTier};
+use crate::store::{ClusterHandle, SentinelHandle, cluster_primaries};
 
-/// The name of the tracking connection in `CLIENT LIST`.
-pub(crate) const CLIENT_NAME: &str = "redis-memo-tracking";
-/// How often the tracking connection is checked with a `PING`.
-const PING_EVERY: Duration = Duration::from_secs(1);
-/// How long after a refusal of tracking it is asked again.
-const RETRY_REFUSED: Duration = Duration::from_secs(30);
-/// Reconnection backoff bounds.
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How often the servers to track are looked for again (a cluster's
+/// primaries, the primary behind Sentinel).
+pub(crate) const LOOK_EVERY: Duration = Duration::from_secs(1);
 
-/// Keeps the tracking task alive; dropping it (with the cache) ends it.
+/// Keeps the tracking tasks alive; dropping it (with the cache) ends them.
 pub(crate) struct Tracker {
     _stop: oneshot::Sender<()>,
 }
 
-/// How a tracking session ended.
-enum Ended {
-    /// The connection failed or was lost: reconnect.
-    Lost(redis::RedisError),
-    /// The server refused tracking: stay bounded, ask again later.
-    Refused(redis::RedisError),
-    /// The cache was dropped.
-    Dropped,
+/// Which servers hold the keys, and so which to track.
+pub(crate) enum Nodes {
+    /// A standalone server, reached like this client.
+    Single(redis::Client),
+    /// The primary the data connection behind Sentinel is connected to.
+    Sentinel(Weak<SentinelHandle>),
+    /// Every primary of a cluster, reached like this seed (its TLS,
+    /// credentials and db), at the address `CLUSTER SLOTS` gives.
+    Cluster {
+        handle: Weak<ClusterHandle>,
+        seed: ConnectionInfo,
+    },
 }
 
-/// Starts tracking for `tier` through a RESP3 connection opened like `client`'s.
-pub(crate) fn spawn(
-    tier: &Arc<LocalTier>,
-    client: &redis::Client,
-    connect_timeout: Duration,
-    response_timeout: Duration,
-) -> Result<Tracker, redis::RedisError> {
-    let info = client.get_connection_info().clone();
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    let client = redis::Client::open(info.set_redis_settings(settings))?;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(connect_timeout))
-        .set_response_timeout(Some(response_timeout));
+/// How tracking connections are made.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    /// Tracking connections to the first address (`host:port`) go to the
+    /// second instead (tests: through a relay).
+    pub(crate) redirects: Vec<(String, String)>,
+}
+
+/// Starts tracking for `tier` on `nodes`.
+pub(crate) fn spawn(tier: &Arc<LocalTier>, nodes: Nodes, settings: Settings) -> Tracker {
     let (stop, stopped) = oneshot::channel();
     let tier = Arc::downgrade(tier);
     tokio::spawn(async move {
         tokio::select! {
             _ = stopped => {}
-            () = track(tier, client, config) => {}
-        }
-    });
-    Ok(Tracker { _stop: stop })
-}
-
-/// Runs tracking sessions until the cache is dropped.
-async fn track(tier: Weak<LocalTier>, client: redis::Client, config: AsyncConnectionConfig) {
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        let started = tokio::time::Instant::now();
-        let ended = session(&tier, &client, config.clone()).await;
-        let Some(local) = tier.upgrade() else { return };
-        // Messages published while the subscription is down are lost.
-        local.set_broadcasting(false);
-        match ended {
-            Ended::Dropped => return,
-            Ended::Lost(err) => {
-                local.set_coherence(Coherence::Connecting);
-                warn_limited!(
-                    local.warnings,
-                    Warning::LocalTier,
-                    error = %err,
-                    "redis-memo: local tier lost its tracking connection; cleared it, and serves \
-                     local entries for at most local_ttl until tracking is back (reconnecting)"
-                );
-                drop(local);
-                if started.elapsed() > MAX_BACKOFF * 4 {
-                    backoff = MIN_BACKOFF;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-            Ended::Refused(err) => {
-                local.set_coherence(Coherence::Bounded);
-                warn_limited!(
-                    local.warnings,
-                    Warning::LocalTier,
-                    error = %err,
-                    "redis-memo: the server refused CLIENT TRACKING (it needs Redis 6+ with RESP3, \
-                     and the `client` command for this user); local entries are served for at most \
-                     local_ttl, so other processes' changes may be seen that late"
-                );
-                drop(local);
-                tokio::time::sleep(RETRY_REFUSED).await;
-            }
-        }
-    }
-}
-
-/// One connection: turns tracking on, then applies invalidations until the
-/// connection is lost.
-async fn session(
-    tier: &Weak<LocalTier>,
-    client: &redis::Client,
-    config: AsyncConnectionConfig,
-) -> Ended {
-    let (sender, mut pushes) = mpsc::unbounded_channel::<PushInfo>();
-    let config = config.set_push_sender(sender);
-    let mut conn = match client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-    {
-        Ok(conn) => conn,
-        Err(err) => return classify(err),
-    };
-    let named: redis::RedisResult<()> = redis::cmd("CLIENT")
-        .arg("SETNAME")
-        .arg(CLIENT_NAME)
-        .query_async(&mut conn)
-        .await;
-    if let Err(err) = named
-        && !matches!(err.kind(), ErrorKind::Server(_))
-    {
-        return Ended::Lost(err);
-    }
-    let on: redis::RedisResult<()> = redis::cmd("CLIENT")
-        .arg("TRACKING")
-        .arg("ON")
-        .arg("BCAST")
-        .query_async(&mut conn)
-        .await;
-    let tracked = match on {
-        Ok(()) => true,
-        Err(err) => match classify(err) {
-            // Cannot track: listen to the broadcast of this library's own
-            // changes instead, and bound every entry by local_ttl.
-            Ended::Refused(err) => match conn.subscribe(broadcast::CHANNEL).await {
-                Ok(()) => {
-                    let Some(local) = tier.upgrade() else {
-                        return Ended::Dropped;
-                    };
-                    warn_limited!(
-                        local.warnings,
-                        Warning::LocalTier,
-                        error = %err,
-                        "redis-memo: the server refused CLIENT TRACKING (it needs the `client` \
-                         command for this user); local entries are served for at most local_ttl, \
-                         and only this library's own changes reach other processes sooner"
-                    );
-                    false
-                }
-                Err(_) => return Ended::Refused(err),
-            },
-            ended => return ended,
-        },
-    };
-    {
-        let Some(local) = tier.upgrade() else {
-            return Ended::Dropped;
-        };
-        // Entries read before this point were not tracked.
-        if tracked {
-            local.set_coherence(Coherence::Tracking);
-        } else {
-            local.set_coherence(Coherence::Bounded);
-            local.set_broadcasting(true);
-        }
-        local.clear();
-    }
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            push = pushes.recv() => {
-                let Some(push) = push else {
-                    return Ended::Lost(closed("the push channel closed"));
-                };
-                let Some(local) = tier.upgrade() else {
-                    return Ended::Dropped;
-                };
-                match push.kind {
-                    PushKind::Invalidate => apply(&local, push.data),
-                    PushKind::Message => {
-                        if let Some(Value::BulkString(message)) = push.data.get(1) {
-                            broadcast::apply(&local, message);
-                        }
-                    }
-                    PushKind::Disconnection => {
-                        return Ended::Lost(closed("the server closed the connection"));
-                    }
-                    _ => {}
-                }
-            }
-            _ = ping.tick() => {
-                let pong: redis::RedisResult<()> = redis::cmd("PING").query_async(&mut conn).await;
-                if let Err(err) = pong {
-                    return Ended::Lost(err);
-                }
-                if tier.strong_count() == 0 {
-                    return Ended::Dropped;
-                }
-            }
-        }
-    }
-}
-
-/// On a Redis Cluster (no tracking connection): listens to the
-/// [`broadcast`] of this library's own changes through a RESP3 cluster
-/// connection on the seeds `nodes`.
-pub(crate) fn spawn_cluster(
-    tier: &Arc<LocalTier>,
-    nodes: Vec<String>,
-    connect_timeout: Duration,
-    response_timeout: Duration,
-) -> Tracker {
-    let (stop, stopped) = oneshot::channel();
-    let tier = Arc::downgrade(tier);
-    let builder = move || {
-        redis::cluster::ClusterClient::builder(nodes.clone())
-            .connection_timeout(connect_timeout)
-            .response_timeout(response_timeout)
-            .use_protocol(ProtocolVersion::RESP3)
-    };
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = stopped => {}
-            () = listen_cluster(tier, builder) => {}
+            () = supervise(tier, nodes, settings) => {}
         }
     });
     Tracker { _stop: stop }
 }
 
-/// Runs cluster subscriptions until the cache is dropped.
-async fn listen_cluster(
-    tier: Weak<LocalTier>,
-    builder: impl Fn() -> redis::cluster::ClusterClientBuilder,
-) {
+/// One server's task, and what it last reported.
+struct Child {
+    id: u64,
+    state: State,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Keeps one task per server to track, and the tier's coherence in line
+/// with their states, until the cache is dropped.
+async fn supervise(tier: Weak<LocalTier>, nodes: Nodes, settings: Settings) {
+    let (reports, mut reported) = mpsc::unbounded_channel();
+    let mut children: HashMap<String, Child> = HashMap::new();
+    let mut next_id = 0u64;
+    let mut look = tokio::time::interval(LOOK_EVERY);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let ended = cluster_session(&tier, builder()).await;
+        tokio::select! {
+            // Reports first: a lost server must not wait for a look.
+            biased;
+            report = reported.recv() => {
+                let Some((id, state)) = report else { return };
+                if let Some(child) = children.values_mut().find(|c| c.id == id) {
+                    child.state = state;
+                }
+                // Several reports at once: settle once, after all of them.
+                while let Ok((id, state)) = reported.try_recv() {
+                    if let Some(child) = children.values_mut().find(|c| c.id == id) {
+                        child.state = state;
+                    }
+                }
+                let Some(local) = tier.upgrade() else { return };
+                settle(&local, &children);
+                continue;
+            }
+            _ = look.tick() => {}
+            () = nodes.switched() => {}
+        }
+        if let Some(servers) = nodes.servers(&settings).await {
+            children.retain(|addr, _| servers.iter().any(|(a, _)| a == addr));
+            for (addr, info) in servers {
+                if children.contains_key(&addr) {
+                    continue;
+                }
+                next_id += 1;
+                let task = start(&tier, &addr, info, &settings, next_id, &reports);
+                let child = Child {
+                    id: next_id,
+                    state: State::Connecting,
+                    task,
+                };
+                children.insert(addr, child);
+            }
+        }
         let Some(local) = tier.upgrade() else { return };
-        local.set_broadcasting(false);
-        local.set_coherence(Coherence::Bounded);
-        local.clear();
-        let err = match ended {
-            Ended::Dropped => return,
-            Ended::Lost(err) | Ended::Refused(err) => err,
-        };
-        warn_limited!(
-            local.warnings,
-            Warning::LocalTier,
-            error = %err,
-            "redis-memo: the local tier cannot listen to other processes' changes on this \
-             cluster; it serves local entries for at most local_ttl (retrying)"
-        );
-        drop(local);
-        tokio::time::sleep(MAX_BACKOFF).await;
+        settle(&local, &children);
     }
 }
 
-/// One cluster connection subscribed to the broadcast, until it fails.
-async fn cluster_session(
+/// Starts the task of the server at `addr`.
+fn start(
     tier: &Weak<LocalTier>,
-    builder: redis::cluster::ClusterClientBuilder,
-) -> Ended {
-    let (sender, mut pushes) = mpsc::unbounded_channel::<PushInfo>();
-    let client = match builder.push_sender(sender).build() {
-        Ok(client) => client,
-        Err(err) => return Ended::Refused(err),
-    };
-    let mut conn = match client.get_async_connection().await {
-        Ok(conn) => conn,
-        Err(err) => return classify(err),
-    };
-    if let Err(err) = conn.subscribe(broadcast::CHANNEL).await {
-        return classify(err);
-    }
-    match tier.upgrade() {
-        Some(local) => {
-            local.set_coherence(Coherence::Bounded);
-            local.set_broadcasting(true);
-            local.clear();
+    addr: &str,
+    info: ConnectionInfo,
+    settings: &Settings,
+    id: u64,
+    reports: &Reports,
+) -> tokio::task::AbortHandle {
+    let info = settings.redirect(info);
+    let resp3 = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(settings.connect_timeout))
+        .set_response_timeout(Some(settings.response_timeout));
+    let (tier, addr, reports) = (tier.clone(), addr.to_owned(), reports.clone());
+    tokio::spawn(async move {
+        match redis::Client::open(info.set_redis_settings(resp3)) {
+            Ok(client) => session::run(tier, addr, client, config, id, reports).await,
+            // What opened once for the data connection opens here too.
+            Err(_) => drop(reports.send((id, State::Refused))),
         }
-        None => return Ended::Dropped,
+    })
+    .abort_handle()
+}
+
+/// The tier's coherence from its servers' states: tracking when every one
+/// tracks, connecting while one connects, bounded when one refuses.
+fn settle(local: &LocalTier, children: &HashMap<String, Child>) {
+    let states = || children.values().map(|child| child.state);
+    if children.is_empty() || states().any(|s| s == State::Connecting) {
+        local.set_broadcasting(false);
+        local.set_coherence(Coherence::Connecting);
+    } else if let Some(registered) = states()
+        .map(|s| match s {
+            State::Tracking(version) => Some(version),
+            _ => None,
+        })
+        .collect::<Option<Vec<u64>>>()
+    {
+        local.set_broadcasting(false);
+        local.set_coherence(Coherence::Tracking);
+        local.cover(registered.into_iter().min().unwrap_or(0));
+    } else {
+        local.set_coherence(Coherence::Bounded);
+        local.set_broadcasting(states().any(|s| s == State::Subscribed));
     }
-    loop {
-        let Some(push) = pushes.recv().await else {
-            return Ended::Lost(closed("the push channel closed"));
-        };
-        let Some(local) = tier.upgrade() else {
-            return Ended::Dropped;
-        };
-        match push.kind {
-            PushKind::Message => {
-                if let Some(Value::BulkString(message)) = push.data.get(1) {
-                    broadcast::apply(&local, message);
-                }
+}
+
+impl Nodes {
+    /// The servers to track now, by address (`host:port`), with how to
+    /// reach each; `None` when that cannot be told now (tracking goes on
+    /// where it is).
+    async fn servers(&self, settings: &Settings) -> Option<Vec<(String, ConnectionInfo)>> {
+        match self {
+            Nodes::Single(client) => {
+                let info = client.get_connection_info().clone();
+                Some(vec![(info.addr().to_string(), info)])
             }
-            // A node's connection dropped (redis-rs reconnects and subscribes
-            // again): messages may have been missed meanwhile.
-            PushKind::Disconnection | PushKind::Subscribe => local.clear(),
-            _ => {}
-        }
-    }
-}
-
-/// Applies one `invalidate` push: an array of keys, or null for a flush.
-fn apply(tier: &LocalTier, data: Vec<Value>) {
-    match data.into_iter().next() {
-        Some(Value::Array(keys)) | Some(Value::Set(keys)) => {
-            for key in keys {
-                match key {
-                    Value::BulkString(key) => tier.pushed(&String::from_utf8_lossy(&key)),
-                    Value::SimpleString(key) => tier.pushed(&key),
-                    Value::VerbatimString { text, .. } => tier.pushed(&text),
-                    // Not a key name: it could have been anything.
-                    _ => tier.clear(),
-                }
+            Nodes::Sentinel(handle) => {
+                let primary = handle.upgrade()?.connector().primary_client();
+                Some(
+                    primary
+                        .map(|client| {
+                            let info = client.get_connection_info().clone();
+                            (info.addr().to_string(), info)
+                        })
+                        .into_iter()
+                        .collect(),
+                )
+            }
+            Nodes::Cluster { handle, seed } => {
+                let conn = handle.upgrade()?.current();
+                let asked = cluster_primaries(&conn);
+                let primaries = tokio::time::timeout(settings.response_timeout * 2, asked)
+                    .await
+                    .ok()?
+                    .ok()?;
+                let servers = primaries
+                    .into_iter()
+                    .map(|(host, port)| (format!("{host}:{port}"), at(seed, &host, port)))
+                    .collect();
+                Some(servers)
             }
         }
-        _ => tier.clear(),
     }
-}
 
-/// A failure that a reconnection may cure, or a refusal that it will not.
-fn classify(err: redis::RedisError) -> Ended {
-    match err.kind() {
-        ErrorKind::Server(_) | ErrorKind::RESP3NotSupported | ErrorKind::AuthenticationFailed => {
-            Ended::Refused(err)
+    /// Returns when the data connection behind Sentinel switched to another
+    /// connection (maybe another primary); never elsewhere.
+    async fn switched(&self) {
+        if let Nodes::Sentinel(handle) = self
+            && let Some(handle) = handle.upgrade()
+        {
+            return handle.swapped().await;
         }
-        _ => Ended::Lost(err),
+        std::future::pending().await
     }
 }
 
-fn closed(why: &'static str) -> redis::RedisError {
-    redis::RedisError::from((ErrorKind::Io, "tracking connection lost", why.to_owned()))
+impl Settings {
+    /// `info`, at the address its own is redirected to, if any.
+    fn redirect(&self, info: ConnectionInfo) -> ConnectionInfo {
+        let addr = info.addr().to_string();
+        let to = self
+            .redirects
+            .iter()
+            .find(|(from, _)| *from == addr)
+            .and_then(|(_, to)| to.rsplit_once(':'))
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)));
+        match to {
+            Some((host, port)) => at(&info, host, port),
+            None => info,
+        }
+    }
+}
+
+/// `info` at `host:port`, with its TLS settings.
+fn at(info: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
+    let addr = match info.addr() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host.to_owned(), port),
+    };
+    info.clone().set_addr(addr)
 }

@@ -163,6 +163,11 @@ impl<C: Connect> Managed<C> {
         &self.connector
     }
 
+    /// Returns after the next attempt to connect again, made or failed.
+    pub(crate) async fn swapped(&self) {
+        self.swapped.notified().await
+    }
+
     /// Notes how a command ended; an error may start a rebuild or a recheck.
     pub(crate) fn observe<T>(self: &Arc<Self>, result: &Result<T, Error>) {
         let err = match result {

@@ -155,6 +155,25 @@ impl Store for MemoryStore {
         Ok(deleted + (before - generations.len()) as u64)
     }
 
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        let mut keys: Vec<String> = self
+            .entries
+            .iter()
+            .map(|(key, _)| String::clone(&key))
+            .filter(|key| key.starts_with(prefix))
+            .collect();
+        let generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        keys.extend(
+            generations
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned(),
+        );
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
     async fn get_grouped(
         &self,
         gen_key: &str,

@@ -28,7 +28,8 @@ pub(crate) use memory::MemoryStore;
 pub use placeholder::is_placeholder;
 pub(crate) use placeholder::{Claim, Placeholders, Seen, new_placeholder};
 pub(crate) use redis::{Connection, RedisStore};
-pub(crate) use sentinel::{SentinelConnector, watch_failovers};
+pub(crate) use scan::cluster_primaries;
+pub(crate) use sentinel::{SentinelConnector, SentinelHandle, watch_failovers};
 pub(crate) use standalone::Standalone;
 
 /// How long a stored key has left.
@@ -117,6 +118,8 @@ pub(crate) trait Store {
     /// Deletes every key that starts with `prefix` (literally) and that
     /// `filter` accepts, returning how many.
     async fn delete_prefix(&self, prefix: &str, filter: &KeyFilter<'_>) -> Result<u64, Error>;
+    /// Every key that starts with `prefix` (literally), sorted, each once.
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, Error>;
     /// Reads the generation counter `gen_key` (0 when absent) and the value
     /// under `{head}{generation}{tail}`, in one round trip.
     async fn get_grouped(
@@ -231,6 +234,10 @@ impl Store for Backend {
 
     async fn delete_prefix(&self, prefix: &str, filter: &KeyFilter<'_>) -> Result<u64, Error> {
         dispatch!(self, s => s.delete_prefix(prefix, filter).await)
+    }
+
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        dispatch!(self, s => s.keys_with_prefix(prefix).await)
     }
 
     async fn get_grouped(

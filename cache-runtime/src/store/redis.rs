@@ -396,6 +396,14 @@ impl Store for RedisStore {
         }
     }
 
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        let cluster = match &self.conn {
+            Connection::Cluster(handle) => Some(&**handle),
+            Connection::Single(_) | Connection::Sentinel(_) => None,
+        };
+        super::scan::keys_with_prefix(self, cluster, prefix).await
+    }
+
     async fn get_grouped(
         &self,
         gen_key: &str,

@@ -1,4 +1,5 @@
-//! Prefix invalidation on Redis: every key that literally starts with a prefix.
+//! Prefix invalidation on Redis: every key that literally starts with a prefix
+//! (and the listing of those keys, [`keys_with_prefix`], for tooling).
 //!
 //! It is `SCAN cursor MATCH <escaped prefix>* COUNT 1000`, with each
 //! batch's `UNLINK` pipelined together with the next `SCAN`: one round trip per
@@ -42,6 +43,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
+use redis::aio::ConnectionLike;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
@@ -108,6 +110,54 @@ pub(crate) async fn redis_delete_prefix(
         deleted += n;
         (cursor, keys) = (next, next_keys);
     }
+}
+
+/// Every key that starts with `prefix`, sorted, each once: `SCAN` on the
+/// server, or on every primary of a cluster (`cluster`) in turn.
+pub(crate) async fn keys_with_prefix(
+    store: &RedisStore,
+    cluster: Option<&ClusterHandle>,
+    prefix: &str,
+) -> Result<Vec<String>, Error> {
+    let pattern = format!("{}*", escape_glob(prefix));
+    let mut keys = Vec::new();
+    match cluster {
+        None => {
+            let mut cursor = 0;
+            loop {
+                let (next, page): (u64, Vec<String>) =
+                    store.query(&scan_cmd(&pattern, cursor)).await?;
+                keys.extend(page);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Some(handle) => {
+            let conn = handle.current();
+            for (host, port) in primaries(store).await? {
+                let node = Node {
+                    store,
+                    conn: conn.clone(),
+                    route: SingleNodeRoutingInfo::ByAddress { host, port },
+                    id: "",
+                };
+                let mut cursor = 0;
+                loop {
+                    let (next, page) = node.scan(&pattern, cursor).await?;
+                    keys.extend(page);
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
 }
 
 /// How many passes over a cluster a prefix deletion makes at most before it
@@ -202,7 +252,27 @@ pub(crate) async fn cluster_ping(
 
 /// The primaries serving slots, as `(host, port)`, from `CLUSTER SLOTS`.
 async fn primaries(store: &RedisStore) -> Result<Vec<(String, u16)>, Error> {
-    let slots: Vec<redis::Value> = store.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
+    primaries_in(store.query(&cluster_slots()).await?)
+}
+
+/// The primaries serving slots now, as `(host, port)`, asked through `conn`
+/// (`CLUSTER SLOTS` on any node): the servers a local tier tracks.
+pub(crate) async fn cluster_primaries(
+    conn: &ClusterConnection,
+) -> Result<Vec<(String, u16)>, Error> {
+    let reply = conn.clone().req_packed_command(&cluster_slots()).await;
+    primaries_in(parse(reply.map_err(Error::Redis)?)?)
+}
+
+fn cluster_slots() -> redis::Cmd {
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("SLOTS");
+    cmd
+}
+
+/// The primaries of a `CLUSTER SLOTS` reply, each once: every range is
+/// `[first slot, last slot, [host, port, id, ...], replicas...]`.
+fn primaries_in(slots: Vec<redis::Value>) -> Result<Vec<(String, u16)>, Error> {
     let mut primaries: Vec<(String, u16)> = Vec::new();
     for range in slots {
         let redis::Value::Array(fields) = range else {

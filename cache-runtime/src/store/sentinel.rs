@@ -37,6 +37,8 @@ pub(crate) struct SentinelConnector {
     response_timeout: Duration,
     /// `host:port` of the primary connected to, for the logs.
     primary: Mutex<Option<String>>,
+    /// How the primary connected to was reached: the local tier tracks it.
+    primary_client: Mutex<Option<redis::Client>>,
     /// Ends the `+switch-master` watcher with the connection.
     watcher: Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -58,8 +60,18 @@ impl SentinelConnector {
             connect_timeout,
             response_timeout,
             primary: Mutex::new(None),
+            primary_client: Mutex::new(None),
             watcher: Mutex::new(None),
         }
+    }
+
+    /// How the primary of the last connection made was reached (`None`
+    /// before the first).
+    pub(crate) fn primary_client(&self) -> Option<redis::Client> {
+        self.primary_client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Asks the sentinels for the primary: a client for it, and its address.
@@ -149,6 +161,10 @@ impl Connect for SentinelConnector {
                 }));
             }
         }
+        *self
+            .primary_client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(client);
         let mut primary = self.primary.lock().unwrap_or_else(|e| e.into_inner());
         if primary.as_deref() != Some(addr.as_str()) {
             crate::log::info!(
