@@ -5,6 +5,7 @@
 //! function and its helpers are still generated next to the errors (callers
 //! and the IDE keep seeing them).
 
+use crate::similar::closest;
 use proc_macro2::{Span, TokenTree};
 use syn::meta::ParseNestedMeta;
 use syn::parse::{Parse, ParseStream};
@@ -82,10 +83,36 @@ pub enum Ttl {
     Expr(Expr),
 }
 
-const KNOWN: &str = "`ttl`, `key_prefix`, `skip_cache`, `cache`, `ignore`, `key`, `name`, \
-                     `version`, `lease`, `grouped`, `codec`, `helpers`, `result`, `cache_none`, \
-                     `ttl_jitter`, `stale`, `fail_safe`, `fail_safe_throttle`, `soft_timeout`, \
-                     `local`, `batch`";
+/// Every argument the attribute takes.
+const KNOWN_NAMES: [&str; 21] = [
+    "ttl",
+    "key_prefix",
+    "skip_cache",
+    "cache",
+    "ignore",
+    "key",
+    "name",
+    "version",
+    "lease",
+    "grouped",
+    "codec",
+    "helpers",
+    "result",
+    "cache_none",
+    "ttl_jitter",
+    "stale",
+    "fail_safe",
+    "fail_safe_throttle",
+    "soft_timeout",
+    "local",
+    "batch",
+];
+
+/// The arguments, for an error: `` `ttl`, `key_prefix`, ... ``.
+fn known() -> String {
+    let quoted: Vec<String> = KNOWN_NAMES.iter().map(|n| format!("`{n}`")).collect();
+    quoted.join(", ")
+}
 
 impl Args {
     /// Whether the attribute names `key`, even with a value it refused.
@@ -113,13 +140,26 @@ impl Args {
     /// Parses one `key = value`, `key(...)` or `key` entry.
     fn parse_entry(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
         let Some(ident) = meta.path.get_ident() else {
-            return Err(meta.error(format!("unknown argument; expected one of {KNOWN}")));
+            return Err(meta.error(format!("unknown argument; expected one of {}", known())));
         };
         let key = ident.to_string();
         if self.seen.contains(&key) {
             return Err(meta.error(format!("duplicate argument `{key}`")));
         }
         self.seen.push(key.clone());
+        let takes_parens = match key.as_str() {
+            "ignore" => Some("`ignore(db, log)`, the parameters to leave out of the key"),
+            "key" => Some(
+                "`key(self.tenant_id)`, expressions to add to the key (the text every key starts \
+                 with is `key_prefix = \"users:\"`)",
+            ),
+            _ => None,
+        };
+        if let Some(expected) = takes_parens
+            && !meta.input.peek(syn::token::Paren)
+        {
+            return Err(meta.error(format!("`{key}` takes parentheses: {expected}")));
+        }
         match key.as_str() {
             "ttl" => self.ttl = Some(parse_ttl("ttl", meta.value()?.parse()?)?),
             "lease" => {
@@ -282,9 +322,14 @@ impl Args {
             }
             "helpers" => self.parse_helpers(&meta)?,
             _ => {
-                return Err(
-                    meta.error(format!("unknown argument `{key}`; expected one of {KNOWN}"))
-                );
+                let hint = match meant(&key) {
+                    Some(meant) => format!(" (did you mean `{meant}`?)"),
+                    None => String::new(),
+                };
+                return Err(meta.error(format!(
+                    "unknown argument `{key}`{hint}; expected one of {}",
+                    known()
+                )));
             }
         }
         Ok(())
@@ -325,6 +370,23 @@ fn flag(meta: &ParseNestedMeta<'_>) -> syn::Result<bool> {
     } else {
         Ok(true)
     }
+}
+
+/// The argument an unknown `key` was most likely meant to be: a typo of
+/// one, or a name other caching libraries give it.
+fn meant(key: &str) -> Option<&'static str> {
+    let alias = match key {
+        "time" | "expire" | "expires" | "expiry" | "expiration" | "ex" | "timeout" | "seconds"
+        | "ttl_secs" | "ttl_seconds" => Some("ttl"),
+        "prefix" | "namespace" => Some("key_prefix"),
+        "skip" | "bypass" | "unless" | "condition" => Some("skip_cache"),
+        "exclude" | "skip_args" => Some("ignore"),
+        "stale_while_revalidate" | "swr" => Some("stale"),
+        "jitter" => Some("ttl_jitter"),
+        "failover" | "fallback" => Some("fail_safe"),
+        _ => None,
+    };
+    alias.or_else(|| closest(key, KNOWN_NAMES.iter().copied()))
 }
 
 /// Skips what is left of a bad entry, up to the next top-level comma.

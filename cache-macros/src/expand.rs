@@ -32,6 +32,7 @@ use syn::{
 use crate::attr::{Args, Ttl};
 use crate::batch::Batch;
 use crate::function::{Function, bound_idents, mentions};
+use crate::similar::closest;
 
 /// The version of the macro, checked against the runtime's by generated code.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -73,6 +74,10 @@ struct Model {
     params: Vec<Ident>,
     /// The parameters in the key, in declaration order.
     key_params: Vec<Ident>,
+    /// `false` when the key's parameters are not known for sure (an
+    /// `ignore(..)` named no parameter): then none is put in the key, so that
+    /// the error says what is wrong and no follow-on error what is not.
+    key_args: bool,
     /// Whether `key(...)` expressions use `self`.
     key_uses_self: bool,
     /// The declared parameters the helpers take: those the key depends on.
@@ -108,13 +113,23 @@ impl Model {
             }
         }
 
+        // A name that is no parameter leaves the key without arguments: the
+        // parameter it meant to leave out (a pool, a client) is often not
+        // `Serialize`, and one error is enough.
+        let mut key_args = true;
         args.ignore.retain(|ignored| {
             let known = params.contains(ignored) || (ignored == "self" && is_method);
             if !known {
+                let names = params.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+                let hint = match closest(&ignored.to_string(), names.iter().map(String::as_str)) {
+                    Some(name) => format!(" (did you mean `{name}`?)"),
+                    None => format!(" (its parameters: {})", list(&names)),
+                };
                 errors.push(syn::Error::new(
                     ignored.span(),
-                    format!("`{ignored}` is not a parameter of `{}`", sig.ident),
+                    format!("`{ignored}` is not a parameter of `{}`{hint}", sig.ident),
                 ));
+                key_args = false;
             }
             known
         });
@@ -228,6 +243,7 @@ impl Model {
             is_method,
             params,
             key_params,
+            key_args,
             key_uses_self,
             helper_inputs,
             generics,
@@ -428,6 +444,10 @@ impl Model {
         let (before, after) = match split {
             Some(at) => (&self.key_params[..at], &self.key_params[at + 1..]),
             None => (&self.key_params[..], &[][..]),
+        };
+        let (before, after) = match self.key_args {
+            true => (before, after),
+            false => (&[][..], &[][..]),
         };
         let arg = |p: &Ident| quote_spanned! {p.span()=> #key.arg(&#p); };
         let (before, after) = (before.iter().map(arg), after.iter().map(arg));
@@ -652,9 +672,18 @@ impl Model {
             .name
             .clone()
             .unwrap_or_else(|| sig.ident.clone());
+        // `pub` helpers would add public items a library did not ask for: by
+        // default they are at most `pub(crate)`, defined by a macro whose
+        // line says so in the error of a use from another crate.
+        let capped = args.helpers.vis.is_none() && matches!(func.vis, Visibility::Public(_));
         let vis = match &args.helpers.vis {
             Some(vis) => vis.to_token_stream(),
-            None => capped(&func.vis),
+            None if capped => TokenStream::new(),
+            None => func.vis.to_token_stream(),
+        };
+        let define = |helper: TokenStream| match capped {
+            true => quote!(::redis_memo::__private::crate_helper! { #helper }),
+            false => helper,
         };
         let cfgs: Vec<&Attribute> = func
             .attrs
@@ -728,7 +757,7 @@ impl Model {
         let prime_call = quote_spanned! {self.ret_span=>
             ::redis_memo::__private::prime_call::<#value_type>(#cache, &#key, &__redis_memo_spec, #value).await
         };
-        quote! {
+        let key_helper = define(quote! {
             #(#cfgs)*
             #key_doc
             #allow
@@ -742,7 +771,8 @@ impl Model {
                 #build_key
                 ::redis_memo::__private::key_of(#cache, &#key, &__redis_memo_spec).await
             }
-
+        });
+        let invalidate_helper = define(quote! {
             #(#cfgs)*
             #invalidate_doc
             #allow
@@ -756,7 +786,8 @@ impl Model {
                 #build_key
                 ::redis_memo::__private::invalidate_call(#cache, &#key, &__redis_memo_spec).await
             }
-
+        });
+        let prime_helper = define(quote! {
             #(#cfgs)*
             #prime_doc
             #allow
@@ -772,7 +803,8 @@ impl Model {
                 #build_key
                 #prime_call
             }
-
+        });
+        let all_helper = define(quote! {
             #(#cfgs)*
             #all_doc
             #allow
@@ -782,6 +814,12 @@ impl Model {
                 let __redis_memo_spec = #spec;
                 ::redis_memo::__private::invalidate_function(#cache, &__redis_memo_spec).await
             }
+        });
+        quote! {
+            #key_helper
+            #invalidate_helper
+            #prime_helper
+            #all_helper
         }
     }
 }
@@ -795,15 +833,6 @@ enum SpecUse {
     Prime,
     /// The other helpers: no `ttl` (they neither read nor write values).
     Key,
-}
-
-/// `pub` helpers would add public items a library did not ask for: by
-/// default they are at most `pub(crate)` (`helpers(vis = pub)` widens them).
-fn capped(vis: &Visibility) -> TokenStream {
-    match vis {
-        Visibility::Public(_) => quote!(pub(crate)),
-        other => other.to_token_stream(),
-    }
 }
 
 /// `#![...]` inside the body becomes `#[...]` on the function: the body is
@@ -883,4 +912,14 @@ fn root_ident(expr: &Expr) -> Option<Ident> {
 
 fn mixed(name: &str) -> Ident {
     format_ident!("__redis_memo_{}", name, span = Span::mixed_site())
+}
+
+/// `a`, `a` and `b`, `a`, `b` and `c`: names in backticks.
+fn list(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.split_last() {
+        None => "none".to_owned(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
 }

@@ -8,6 +8,7 @@ mod attr;
 mod batch;
 mod expand;
 mod function;
+mod similar;
 mod windows;
 
 use proc_macro::TokenStream;

@@ -18,6 +18,20 @@ pub use crate::call::spec::{IntoTtl, Spec};
 pub use crate::key::{FnName, KeyBuilder};
 use crate::{Cache, log};
 
+/// Defines a helper of a `pub` function as `pub(crate)`: helpers are at most
+/// `pub(crate)` unless the attribute says `helpers(vis = pub)`. A use from
+/// another crate fails with "function is private", and its note shows the
+/// line below, where the helper is defined: the comment on it is the hint.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __crate_helper {
+    ($(#[$attr:meta])* async fn $($rest:tt)*) => {
+        $(#[$attr])*
+        pub(crate) async fn $($rest)* // `#[cached]` helpers are at most pub(crate): `#[cached(helpers(vis = pub))]` makes them pub
+    };
+}
+pub use crate::__crate_helper as crate_helper;
+
 /// `cache = EXPR` binds `&(EXPR)` here, so anything that derefs to a `Cache` works.
 #[inline]
 pub fn cache_ref(cache: &Cache) -> Option<Cache> {

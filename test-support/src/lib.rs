@@ -7,12 +7,14 @@
 //! own per test, reference encoders written from the documented key encoding
 //! independently of the crate ([`reference`](mod@reference)), log capture ([`Logs`]),
 //! reads through a local tier ([`tier`]), and a TCP relay that can freeze a
-//! connection without closing it ([`TcpRelay`]).
+//! connection without closing it ([`TcpRelay`]); and a cached function
+//! whose helpers another crate cannot use ([`other_crate`]).
 //! No mocks.
 
 mod cluster;
 mod harness;
 mod logs;
+pub mod other_crate;
 mod poll;
 pub mod race;
 pub mod reference;

@@ -94,6 +94,29 @@ impl ser::Error for KeyError {
     }
 }
 
+/// What can be part of a cache key: every `serde::Serialize` type.
+///
+/// It exists for its compile errors: a parameter of a `#[cached]` function
+/// that is not `Serialize` (and not left out with `ignore(..)`) is reported
+/// as such, with what to do, and a generic or `impl Trait` parameter can be
+/// bounded by it (or by `serde::Serialize`, which is the same).
+///
+/// ```
+/// fn takes_a_key_part(_: &impl redis_memo::key::KeyPart) {}
+/// takes_a_key_part(&("alice", 42u64));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key: it does not implement `serde::Serialize`",
+    label = "part of the key, but not `serde::Serialize`",
+    note = "derive or implement `serde::Serialize` for it, or leave the parameter out of the key \
+            with `#[cached(ignore(..))]`; for an `impl Trait` parameter, add `+ serde::Serialize` \
+            to its bounds or take a concrete type (`&str` or `String` for `impl AsRef<str>`)"
+)]
+pub trait KeyPart: Serialize {}
+
+#[diagnostic::do_not_recommend]
+impl<T: ?Sized + Serialize> KeyPart for T {}
+
 /// Accumulates the canonical encoding of a call's arguments and turns it into a key.
 ///
 /// Generated code creates one per call, feeds it every non-ignored argument with
@@ -156,7 +179,7 @@ impl KeyBuilder {
     }
 
     /// Appends one argument.
-    pub fn arg<T: ?Sized + Serialize>(&mut self, value: &T) -> &mut Self {
+    pub fn arg<T: ?Sized + KeyPart>(&mut self, value: &T) -> &mut Self {
         if self.error.is_none()
             && let Err(err) = encode_value(&mut self.buf, value)
         {
