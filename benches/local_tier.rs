@@ -26,9 +26,8 @@
 //! `BENCH_UNRELATED` (unrelated writes, default 100000), `BENCH_CLUSTER=0`
 //! (skip the cluster) or `only` (only the cluster), `REDIS_URL`.
 
-#[path = "local_tier_cluster.rs"]
-mod cluster;
 mod common;
+mod local_tier_cluster;
 use redis_memo_test_support as support;
 
 use std::time::{Duration, Instant};
@@ -231,7 +230,7 @@ async fn main() {
         standalone(calls, seconds, invalidations).await;
     }
     if only_cluster || env_or("BENCH_CLUSTER", 1.0) != 0.0 {
-        cluster::run(calls, seconds, invalidations).await;
+        local_tier_cluster::run(calls, seconds, invalidations).await;
     }
 }
 

@@ -33,7 +33,7 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::Error;
+use crate::error::Error;
 
 /// How cached values are encoded. Choose one per cache
 /// ([`CacheBuilder::codec`](crate::CacheBuilder::codec)) or per function

@@ -26,7 +26,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::Error;
+use crate::error::Error;
 use crate::key::with_suffix_in_slot;
 use crate::store::{RedisStore, Seen, Store, new_placeholder};
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::cache::Cache;
 pub use crate::call::Ttl;
 pub use crate::call::batch::Batch;
 use crate::call::batch::{ManyShape, run_many};
@@ -16,7 +17,7 @@ pub use crate::call::run::Call;
 use crate::call::run::{self as run, Shape};
 pub use crate::call::spec::{IntoTtl, Spec};
 pub use crate::key::{FnName, KeyBuilder};
-use crate::{Cache, log};
+use crate::log;
 
 /// Defines a helper of a `pub` function as `pub(crate)`: helpers are at most
 /// `pub(crate)` unless the attribute says `helpers(vis = pub)`. A use from
@@ -42,7 +43,7 @@ static WARNED_NO_DEFAULT: AtomicBool = AtomicBool::new(false);
 
 /// The process-wide default cache; warns once when none is installed.
 pub fn default_cache() -> Option<Cache> {
-    let cache = crate::default_cache();
+    let cache = crate::cache::default_cache();
     if cache.is_none() && !WARNED_NO_DEFAULT.swap(true, Ordering::Relaxed) {
         log::warning!(
             "redis-memo: a #[cached] function without `cache = ...` was called but no default \

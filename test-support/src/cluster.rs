@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use redis::cluster::ClusterClient;
 
-use crate::server::{
+use crate::process::{
     free_port, info_field, kill_child, log_tail, poll_until, query, server_binary,
     spawn_or_explain, wait_for_ping,
 };

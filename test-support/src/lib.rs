@@ -16,6 +16,7 @@ mod harness;
 mod logs;
 pub mod other_crate;
 mod poll;
+mod process;
 pub mod race;
 pub mod reference;
 mod relay;

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::TestCerts;
-use crate::server::{
+use crate::process::{
     free_port, info_field, kill_child, log_tail, poll_until, query, server_binary,
     spawn_or_explain, wait_for_ping,
 };

@@ -4,14 +4,13 @@
 //! harnesses share: the binaries, free ports, and blocking queries with
 //! timeouts.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis_memo::Cache;
 
-use crate::tls::{TestCerts, TlsOptions};
+use crate::process::{free_port, server_binary, spawn_or_explain, wait_for_ping};
+use crate::tls::{TestCerts, TlsOptions, wait_for_tls_ping};
 
 /// A Redis server for one test.
 pub struct TestRedis {
@@ -259,22 +258,6 @@ impl Drop for TestRedis {
     }
 }
 
-pub(crate) fn server_binary() -> String {
-    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
-}
-
-/// The spawned server, or a panic that says how to install one.
-pub(crate) fn spawn_or_explain(binary: &str, spawned: std::io::Result<Child>) -> Child {
-    match spawned {
-        Ok(child) => child,
-        Err(err) => panic!(
-            "cannot start `{binary}` ({err}). The tests need a real Redis: install it \
-             (`apt-get install redis-server`, `brew install redis`), or point REDIS_URL \
-             at a scratch server (redis://127.0.0.1:6379/15), or REDIS_SERVER at the binary."
-        ),
-    }
-}
-
 /// A server that listens only for TLS on `port`.
 fn tls_server_command(
     binary: &str,
@@ -298,98 +281,6 @@ fn tls_server_command(
     command
 }
 
-/// Waits until the TLS server on `port` answers PING to a client that
-/// trusts the test CA and shows the test client certificate; an error says
-/// why not (the server exited, or never answered).
-pub(crate) fn wait_for_tls_ping(
-    child: &mut Child,
-    port: u16,
-    certs: &TestCerts,
-    limit: Duration,
-) -> Result<(), String> {
-    let url = format!("rediss://127.0.0.1:{port}");
-    let client = redis::Client::build_with_tls(url.as_str(), certs.with_client_cert())
-        .map_err(|err| format!("TLS client for {url}: {err}"))?;
-    let start = Instant::now();
-    let mut last = String::from("no answer");
-    while start.elapsed() < limit {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "redis-server with --tls-port {port} exited ({status})"
-            ));
-        }
-        match ping_with(&client) {
-            Ok(()) => return Ok(()),
-            Err(err) => last = err.to_string(),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(format!(
-        "redis-server on TLS port {port} did not answer PING: {last}"
-    ))
-}
-
-fn ping_with(client: &redis::Client) -> redis::RedisResult<()> {
-    let mut conn = client.get_connection_with_timeout(Duration::from_secs(1))?;
-    conn.set_read_timeout(Some(Duration::from_secs(1)))?;
-    redis::cmd("PING").query::<String>(&mut conn).map(drop)
-}
-
-/// One command on a fresh blocking connection to `127.0.0.1:{port}`, with
-/// timeouts so that a stopped or dead node gives an error instead of a hang.
-pub(crate) fn query<T: redis::FromRedisValue>(
-    port: u16,
-    cmd: &redis::Cmd,
-) -> redis::RedisResult<T> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
-    let mut conn = client.get_connection_with_timeout(Duration::from_secs(1))?;
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(2)))?;
-    cmd.query(&mut conn)
-}
-
-/// The fields of an `INFO` reply, or of `CLUSTER INFO`: `name:value` lines.
-pub(crate) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
-    info.lines().find_map(|line| {
-        line.trim_end()
-            .strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix(':'))
-    })
-}
-
-/// Polls `check` every 100 ms until it gives a value; after `limit`, panics
-/// with `what` and the last error it gave.
-pub(crate) fn poll_until<T>(
-    what: &str,
-    limit: Duration,
-    mut check: impl FnMut() -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        let seen = match check() {
-            Ok(value) => return value,
-            Err(err) => err,
-        };
-        if Instant::now() > deadline {
-            panic!("waited {limit:?} for {what}; last seen: {seen}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// SIGKILLs a child and reaps it.
-pub(crate) fn kill_child(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// The last lines of a log file, to say in a panic why a node did not come up.
-pub(crate) fn log_tail(path: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
-}
-
 /// A private server: loopback only, no persistence, its own directory.
 fn server_command(binary: &str, port: u16, dir: &std::path::Path, extra: &[&str]) -> Command {
     let mut command = Command::new(binary);
@@ -402,29 +293,4 @@ fn server_command(binary: &str, port: u16, dir: &std::path::Path, extra: &[&str]
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command
-}
-
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
-}
-
-pub(crate) fn wait_for_ping(port: u16, limit: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-            let mut buf = [0u8; 7];
-            if stream.write_all(b"PING\r\n").is_ok()
-                && stream.read_exact(&mut buf).is_ok()
-                && &buf == b"+PONG\r\n"
-            {
-                return true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }

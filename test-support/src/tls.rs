@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -14,7 +14,7 @@ use rcgen::{
 };
 use redis::{ClientTlsConfig, TlsCertificates};
 
-use crate::server::{free_port, kill_child, server_binary, spawn_or_explain, wait_for_tls_ping};
+use crate::process::{free_port, kill_child, server_binary, spawn_or_explain};
 
 /// How [`TestRedis::spawn_tls`](crate::TestRedis::spawn_tls) configures the server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -259,4 +259,41 @@ pub fn tls_supported() -> bool {
             answered.is_ok()
         })
     })
+}
+
+/// Waits until the TLS server on `port` answers PING to a client that
+/// trusts the test CA and shows the test client certificate; an error says
+/// why not (the server exited, or never answered).
+pub(crate) fn wait_for_tls_ping(
+    child: &mut Child,
+    port: u16,
+    certs: &TestCerts,
+    limit: Duration,
+) -> Result<(), String> {
+    let url = format!("rediss://127.0.0.1:{port}");
+    let client = redis::Client::build_with_tls(url.as_str(), certs.with_client_cert())
+        .map_err(|err| format!("TLS client for {url}: {err}"))?;
+    let start = Instant::now();
+    let mut last = String::from("no answer");
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "redis-server with --tls-port {port} exited ({status})"
+            ));
+        }
+        match ping_with(&client) {
+            Ok(()) => return Ok(()),
+            Err(err) => last = err.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!(
+        "redis-server on TLS port {port} did not answer PING: {last}"
+    ))
+}
+
+fn ping_with(client: &redis::Client) -> redis::RedisResult<()> {
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(1))?;
+    conn.set_read_timeout(Some(Duration::from_secs(1)))?;
+    redis::cmd("PING").query::<String>(&mut conn).map(drop)
 }

@@ -7,8 +7,8 @@ use redis::AsyncConnectionConfig;
 use redis::cluster::{ClusterClient, ClusterConfig};
 
 use super::{Cache, Inner};
-use crate::Error;
 use crate::codec::{Codec, Format};
+use crate::error::Error;
 use crate::flight::Flights;
 use crate::health::{BreakerConfig, Health};
 use crate::local::{DEFAULT_LOCAL_TTL, LocalTier, tracking};
@@ -874,7 +874,7 @@ fn url_list_from_env(var: &str, what: &str) -> Result<Option<Vec<String>>, Error
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Cache;
+    use crate::cache::Cache;
 
     #[tokio::test]
     async fn bad_urls_are_typed_errors() {

@@ -1,7 +1,7 @@
 //! Dropping entries: by prefix, by group, every key, or named keys.
 
 use super::{Cache, Write};
-use crate::Error;
+use crate::error::Error;
 use crate::health::Family;
 use crate::key::{generation_key, is_generation_key};
 use crate::store::{KeyFilter, Store};

@@ -18,12 +18,13 @@ pub use default::{clear_default_cache, default_cache, set_default_cache};
 pub(crate) use write::{Write, Written};
 
 use crate::codec::Format;
+use crate::error::Error;
 use crate::flight::Flights;
 use crate::health::{Health, Stats};
 use crate::local::broadcast::{CHANNEL, Change};
 use crate::local::{Coherence, LocalTier, tracking::Tracker};
+use crate::log;
 use crate::store::{Backend, Jitter, KeyTtl, Placeholders, Store, is_placeholder};
-use crate::{Error, log};
 
 /// A handle to one cache: Redis, or the embedded in-memory store.
 ///

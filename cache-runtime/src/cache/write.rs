@@ -26,7 +26,7 @@
 use std::time::Duration;
 
 use super::Cache;
-use crate::Error;
+use crate::error::Error;
 use crate::health::{Counter, Family};
 use crate::local::broadcast::Change;
 use crate::store::{FillOf, KeyFilter, Store, every_key};

@@ -11,11 +11,12 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::batch::{Batch, ManyShape, run_many};
 use super::run::{Call, Shape, fresh, run};
 use super::spec::{Policy, Target};
+use crate::cache::Cache;
 use crate::cache::Write;
 use crate::codec;
+use crate::error::Error;
 use crate::health::{Counter, Family, Warning, warn_limited};
 use crate::store::{Held, Seen, Store};
-use crate::{Cache, Error};
 
 impl Cache {
     /// The value cached under `key`, or the value of `f()`, which is then
@@ -323,11 +324,13 @@ impl Cache {
         let target = Target::Key(key.to_owned());
         let read = match self.local() {
             Some(local) => {
-                if let Some((held, _)) = super::local::hit(local, &target) {
+                if let Some((held, _)) = super::local_read::hit(local, &target) {
                     tokio::task::consume_budget().await;
                     return Ok((Some(Found::Local(held)), true));
                 }
-                super::local::read_through(self, local, &target).await?.0
+                super::local_read::read_through(self, local, &target)
+                    .await?
+                    .0
             }
             None => self.store().get(key).await?,
         };

@@ -38,13 +38,14 @@ use serde::{Serialize, de::DeserializeOwned};
 use tracing::{Instrument, Span};
 
 use super::spec::{Policy, Spec, Target, Windows};
+use crate::cache::Cache;
 use crate::codec::{self, Format};
+use crate::error::Error;
 use crate::flight::{Leader, Outcome as FlightOutcome, Role, Waiter};
 use crate::health::{CallStart, Family, Outcome, Warning, info_limited, warn_limited};
 use crate::key::{FnName, KeyBuilder};
 use crate::local::Fill;
 use crate::store::{Claim, FillOf, Held, Seen, Store, is_placeholder};
-use crate::{Cache, Error};
 
 /// How many keys one `MGET` asks for, and how many claims or stores are
 /// sent at once: a batch of any size holds at most this many in flight.

@@ -4,10 +4,11 @@
 use serde::Serialize;
 
 use super::spec::{Spec, Target};
+use crate::cache::Cache;
+use crate::error::Error;
 use crate::health::Family;
 use crate::key::KeyBuilder;
 use crate::store::Store;
-use crate::{Cache, Error};
 
 /// `{fn}_key`: the key one call reads and writes.
 pub async fn key_of(cache: &Cache, args: &KeyBuilder, spec: &Spec<'_>) -> Result<String, Error> {

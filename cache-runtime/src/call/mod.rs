@@ -7,7 +7,7 @@
 mod api;
 pub(crate) mod batch;
 pub(crate) mod helpers;
-mod local;
+mod local_read;
 pub(crate) mod refresh;
 pub(crate) mod reuse;
 pub(crate) mod run;

@@ -5,8 +5,8 @@ use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 
-use crate::Error;
 use crate::codec::Format;
+use crate::error::Error;
 use crate::store::Held;
 
 /// How a call's value type reuses decoded values: built only for types

@@ -46,14 +46,16 @@ use tracing::{Instrument, Span};
 use super::refresh::take_refresh;
 use super::reuse::{self, Reuse};
 use super::spec::{Age, Policy, Spec, Target, Windows};
+use crate::cache::Cache;
 use crate::cache::{Write, Written};
 use crate::codec::{self, Format, now_ms};
+use crate::error::Error;
 use crate::flight::{Leader, Outcome as FlightOutcome, Role};
 use crate::health::{CallStart, Counter, Family, Outcome, Warning, info_limited, warn_limited};
 use crate::key::{FnName, KeyBuilder};
 use crate::local::LocalTier;
 use crate::store::{Claim, Held, Seen, Store, is_placeholder};
-use crate::{Cache, Error, lease, log};
+use crate::{lease, log};
 
 /// Values that know when they stop being fresh: stale-while-revalidate, and
 /// the soft timeout that needs a body run in the background. A part of this
@@ -239,7 +241,7 @@ impl Call {
         };
         let local = self.local_tier(cache);
         if let (Some(local), false) = (local, self.refresh)
-            && let Some((bytes, generation)) = super::local::hit(local, target)
+            && let Some((bytes, generation)) = super::local_read::hit(local, target)
         {
             // No I/O: take part in cooperative scheduling, like an await
             // on a socket would.
@@ -278,7 +280,7 @@ impl Call {
                 .await
                 .map(|bytes| (bytes, 0)),
             (_, Some(local)) => {
-                Box::pin(super::local::read_through(cache, local, target))
+                Box::pin(super::local_read::read_through(cache, local, target))
                     .instrument(span)
                     .await
             }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::Cache;
+use crate::cache::Cache;
 use crate::codec::{Codec, Format, Times, now_ms};
 use crate::key::{FnName, KeyBuilder, KeyError, generation_key};
 pub(crate) use crate::store::Jitter;

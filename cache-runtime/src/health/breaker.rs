@@ -19,7 +19,8 @@ use std::sync::atomic::{
 };
 use std::time::{Duration, Instant};
 
-use crate::{Error, log};
+use crate::error::Error;
+use crate::log;
 
 /// Circuit-breaker settings; see [`CacheBuilder::circuit_breaker`](crate::CacheBuilder::circuit_breaker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ pub(crate) use stats::{Counter, Family, Outcome};
 pub use stats::{FunctionStats, Stats};
 pub(crate) use warn::{Warning, Warnings, info_limited, warn_limited};
 
-use crate::Error;
+use crate::error::Error;
 
 /// The health of one cache, shared by its clones.
 pub(crate) struct Health {

@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Consecutive failures after which the connection is built again.
 const REBUILD_AFTER: u32 = 3;

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
 
-use crate::Error;
+use super::server::{ServerKind, ask_server_kind};
+use crate::error::Error;
 
 /// First wait after a failed rebuild; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -74,7 +75,7 @@ pub(crate) trait Connect: Send + Sync + 'static {
 
     /// Called after a [`Reaction::Recheck`] found the server is no longer a
     /// primary.
-    fn demoted(&self, kind: super::redis::ServerKind) {
+    fn demoted(&self, kind: ServerKind) {
         let _ = kind;
     }
 }
@@ -258,12 +259,12 @@ impl<C: Connect> Managed<C> {
         let timeout = self.connector.response_timeout();
         let weak = Arc::downgrade(self);
         runtime.spawn(async move {
-            let Ok(kind) = super::redis::ask_server_kind(conn, timeout).await else {
+            let Ok(kind) = ask_server_kind(conn, timeout).await else {
                 return;
             };
             if let Some(this) = weak.upgrade()
-                && kind != super::redis::ServerKind::Primary
-                && kind != super::redis::ServerKind::Unknown
+                && kind != ServerKind::Primary
+                && kind != ServerKind::Unknown
             {
                 this.connector.demoted(kind);
             }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{Claim, FillOf, Held, KeyFilter, KeyTtl, Seen, Store, is_placeholder};
-use crate::Error;
+use crate::error::Error;
 
 /// How many locks the keys are spread over.
 const STRIPES: usize = 64;

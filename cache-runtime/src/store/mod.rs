@@ -13,12 +13,13 @@ mod placeholder;
 mod redis;
 mod scan;
 mod sentinel;
+mod server;
 mod standalone;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Error;
+use crate::error::Error;
 
 pub(crate) use cluster::ClusterHandle;
 pub(crate) use held::Held;

@@ -48,7 +48,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 use super::{ClusterHandle, KeyFilter, RedisStore};
-use crate::Error;
+use crate::error::Error;
 use crate::key::key_slot;
 
 /// How many keys one `SCAN` step asks for.

@@ -20,8 +20,8 @@ use redis::aio::MultiplexedConnection;
 use redis::sentinel::SentinelClient;
 
 use super::managed::{Connect, Managed, Reaction};
-use super::redis::{ServerKind, ask_server_kind};
-use crate::Error;
+use super::server::{ServerKind, ask_server_kind};
+use crate::error::Error;
 
 /// The connection to the primary of a Sentinel-managed service.
 pub(crate) type SentinelHandle = Managed<SentinelConnector>;

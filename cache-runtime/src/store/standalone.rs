@@ -7,8 +7,8 @@ use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
 use super::managed::{Connect, Managed, Reaction};
-use super::redis::ServerKind;
-use crate::Error;
+use super::server::ServerKind;
+use crate::error::Error;
 
 /// A standalone server's connection.
 pub(crate) type StandaloneHandle = Managed<Standalone>;

@@ -5,7 +5,7 @@ use super::{
     CacheBuilder, SentinelSpec, TlsFiles, check_scheme, open_client, url_from_env,
     url_list_from_env,
 };
-use crate::Error;
+use crate::error::Error;
 use crate::store::SentinelConnector;
 
 impl CacheBuilder {

@@ -37,10 +37,11 @@ use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument;
 
 use super::{Call, Join, Lead, OutOfLine, Read, Shape, resolve};
+use crate::cache::Cache;
 use crate::call::spec::Age;
 use crate::health::{CallStart, Outcome, Warning, warn_limited};
+use crate::lease;
 use crate::store::{Seen, Store};
-use crate::{Cache, lease};
 
 /// Runs a call of a function whose values carry their times and whose body
 /// can run in the background: like [`run`](super::run), and a stale value is

@@ -12,9 +12,10 @@
 use std::sync::Arc;
 
 use super::spec::Target;
+use crate::cache::Cache;
+use crate::error::Error;
 use crate::local::LocalTier;
 use crate::store::{Held, Store, is_placeholder};
-use crate::{Cache, Error};
 
 /// The local copy of the call's value, and the generation it belongs to.
 pub(crate) fn hit(local: &LocalTier, target: &Target) -> Option<(Arc<Held>, u64)> {
