@@ -125,10 +125,11 @@
 pub use redis_memo_macros::cached;
 pub use redis_memo_runtime::DEFAULT_LOCAL_TTL;
 pub use redis_memo_runtime::{
-    BATCH_CHUNK, Cache, CacheBuilder, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FAIL_SAFE_THROTTLE,
-    DEFAULT_MAX_VALUE_BYTES, DEFAULT_MEMORY_CAPACITY, DEFAULT_PLACEHOLDER_TTL,
-    DEFAULT_RESPONSE_TIMEOUT, DEFAULT_TTL, Error, FunctionStats, KeyTtl, Policy, Result, Stats,
-    Ttl, clear_default_cache, default_cache, is_placeholder, key, refresh, set_default_cache,
+    BATCH_CHUNK, Cache, CacheBuilder, Codec, Counts, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_VALUE_BYTES, DEFAULT_MEMORY_CAPACITY,
+    DEFAULT_PLACEHOLDER_TTL, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_TTL, Error, FunctionStats, KeyTtl,
+    Policy, Result, Stats, Ttl, clear_default_cache, default_cache, is_placeholder, key, refresh,
+    set_default_cache,
 };
 
 #[doc(hidden)]

@@ -45,6 +45,6 @@ pub use cache::{
 pub use call::{BATCH_CHUNK, DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_TTL, Policy, Ttl, refresh};
 pub use codec::Codec;
 pub use error::{Error, Result};
-pub use health::{FunctionStats, Stats};
+pub use health::{Counts, FunctionStats, Stats};
 pub use local::DEFAULT_LOCAL_TTL;
 pub use store::{KeyTtl, is_placeholder};

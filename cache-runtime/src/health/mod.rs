@@ -8,7 +8,7 @@ mod warn;
 
 pub(crate) use breaker::{BreakerConfig, Breakers};
 pub(crate) use stats::{Counter, Family, Outcome};
-pub use stats::{FunctionStats, Stats};
+pub use stats::{Counts, FunctionStats, Stats};
 pub(crate) use warn::{Warning, Warnings, info_limited, warn_limited};
 
 use crate::error::Error;

@@ -77,27 +77,107 @@ impl Outcome {
     }
 }
 
-/// The counters kept per family, in [`FunctionStats`]' field order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Counter {
-    Hits,
-    Shared,
-    Misses,
-    Corrupt,
-    Errors,
-    Skipped,
-    BreakerSkipped,
-    Stores,
-    WriteErrors,
-    Invalidations,
-    Misconfigured,
-    Stale,
-    LocalHits,
-    FillsRefused,
-    FailSafe,
+/// Declares the counters once: for each, its [`Counts`] field (with the doc
+/// users read), its `Counter` (the index it is counted at), and, marked
+/// `call`, whether it is one of the outcomes that partition calls.
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $field:ident: $counter:ident $(, $call:ident)?; )*) => {
+        /// One counter kept per family (an index into its counts).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum Counter { $($counter,)* }
+
+        const COUNTERS: usize = [$(Counter::$counter),*].len();
+
+        /// The counters of a cache ([`Stats`], which derefs to them) or of
+        /// one family ([`FunctionStats`]).
+        ///
+        /// Every call through the cache (a `#[cached]` call,
+        /// [`get_or_set`](crate::Cache::get_or_set),
+        /// [`try_get_or_set`](crate::Cache::try_get_or_set) or
+        /// [`get`](crate::Cache::get)) is counted in exactly one of `hits`,
+        /// `stale`, `shared`, `fail_safe`, `misses`, `corrupt`, `errors`,
+        /// `skipped` and `breaker_skipped`: their sum is [`calls`](Self::calls).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct Counts {
+            $( $(#[$doc])* pub $field: u64, )*
+        }
+
+        impl Counts {
+            /// Every call counted: the sum of the counters that partition
+            /// calls (see above).
+            ///
+            /// ```
+            /// assert_eq!(redis_memo::Cache::in_memory().stats().calls(), 0);
+            /// ```
+            pub fn calls(&self) -> u64 {
+                0 $($( + { let $call = self.$field; $call } )?)*
+            }
+
+            fn from_array(counts: [u64; COUNTERS]) -> Counts {
+                let [$($field),*] = counts;
+                Counts { $($field),* }
+            }
+
+            fn add(&mut self, other: &Counts) {
+                $( self.$field += other.$field; )*
+            }
+        }
+    };
 }
 
-const COUNTERS: usize = Counter::FailSafe as usize + 1;
+counters! {
+    /// Calls answered with a value read from the cache.
+    hits: Hits, call;
+    /// Calls of functions with `stale` answered with a value read from the
+    /// cache past its TTL, within its stale window, while one background run
+    /// refreshes it. Not counted in `hits`.
+    stale: Stale, call;
+    /// Calls answered with another caller's value: a single-flight leader in
+    /// this process, or (with `lease`) the process holding the lease.
+    shared: Shared, call;
+    /// Calls of functions with `fail_safe` answered with a value kept past its
+    /// TTL instead of the body's: the body failed (an `Err`), ran past its
+    /// `soft_timeout`, or failed lately (within `fail_safe_throttle`).
+    fail_safe: FailSafe, call;
+    /// Calls that read no value and ran the body: nothing was stored, or the
+    /// read was skipped on purpose ([`refresh`](crate::refresh)).
+    misses: Misses, call;
+    /// Calls that read a value that did not decode, and ran the body (whose
+    /// value then overwrote it).
+    corrupt: Corrupt, call;
+    /// Calls whose read failed (Redis down, slow or refusing, or arguments
+    /// that could not be encoded into a key), and ran the body.
+    errors: Errors, call;
+    /// Calls that did not use the cache because `skip_cache` was true.
+    skipped: Skipped, call;
+    /// Calls that did not use the cache because the circuit breaker was open.
+    breaker_skipped: BreakerSkipped, call;
+    /// Values written: after a miss, by [`set`](crate::Cache::set) and by `{fn}_prime`.
+    stores: Stores;
+    /// Writes that failed: the value was returned but not cached.
+    write_errors: WriteErrors;
+    /// Values a body returned that were not stored because their key was
+    /// invalidated or rewritten while the body ran (by this process or any
+    /// other client): an invalidation always wins over a body that began
+    /// before it. The caller still got its value.
+    fills_refused: FillsRefused;
+    /// Entries dropped: keys deleted by any invalidation (`invalidate_prefix`,
+    /// `invalidate_all_keys`, `delete`, `{fn}_invalidate`) plus one per
+    /// `invalidate_group`.
+    invalidations: Invalidations;
+    /// Failed reads and writes (counted in `errors` and `write_errors` too)
+    /// whose reply means the cache is misconfigured, not briefly unavailable:
+    /// a cluster node reached as a standalone server (`MOVED`, `CROSSSLOT`),
+    /// a read-only replica, an ACL user without a permission, a failed
+    /// authentication, an unknown command (a Sentinel). Each is also logged,
+    /// rate-limited, with what to do. Not zero means nothing is being cached.
+    misconfigured: Misconfigured;
+    /// The part of `hits` served by the local tier
+    /// ([`CacheBuilder::local_cache`](crate::CacheBuilder::local_cache)),
+    /// without a network call. Counted in `hits` too.
+    local_hits: LocalHits;
+}
 
 /// Who counters belong to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -146,13 +226,9 @@ impl std::fmt::Display for Family<'_> {
     }
 }
 
-/// A snapshot of one cache's counters (shared by its clones).
-///
-/// Every call through the cache (a `#[cached]` call, [`get_or_set`](crate::Cache::get_or_set),
-/// [`try_get_or_set`](crate::Cache::try_get_or_set) or [`get`](crate::Cache::get))
-/// is counted in exactly one of `hits`, `stale`, `shared`, `fail_safe`,
-/// `misses`, `corrupt`, `errors`, `skipped` and `breaker_skipped`: their sum is
-/// the number of calls.
+/// A snapshot of one cache's counters (shared by its clones): the totals
+/// of every [`Counts`] field (`stats.hits`, through `Deref`), the state of
+/// the local tier and the circuit breaker, and the counts per family.
 /// The totals are the sums of the per-family figures in `functions`.
 ///
 /// ```
@@ -167,61 +243,14 @@ impl std::fmt::Display for Family<'_> {
 /// one(&cache).await;
 /// let stats = cache.stats();
 /// assert_eq!((stats.hits, stats.misses, stats.stores), (1, 1, 1));
+/// assert_eq!(stats.calls(), 2);
 /// # }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Calls answered with a value read from the cache.
-    pub hits: u64,
-    /// Calls of functions with `stale` answered with a value read from the
-    /// cache past its TTL, within its stale window, while one background run
-    /// refreshes it. Not counted in `hits`.
-    pub stale: u64,
-    /// Calls answered with another caller's value: a single-flight leader in
-    /// this process, or (with `lease`) the process holding the lease.
-    pub shared: u64,
-    /// Calls of functions with `fail_safe` answered with a value kept past its
-    /// TTL instead of the body's: the body failed (an `Err`), ran past its
-    /// `soft_timeout`, or failed lately (within `fail_safe_throttle`).
-    pub fail_safe: u64,
-    /// Calls that read no value and ran the body: nothing was stored, or the
-    /// read was skipped on purpose ([`refresh`](crate::refresh)).
-    pub misses: u64,
-    /// Calls that read a value that did not decode, and ran the body (whose
-    /// value then overwrote it).
-    pub corrupt: u64,
-    /// Calls whose read failed (Redis down, slow or refusing, or arguments
-    /// that could not be encoded into a key), and ran the body.
-    pub errors: u64,
-    /// Calls that did not use the cache because `skip_cache` was true.
-    pub skipped: u64,
-    /// Calls that did not use the cache because the circuit breaker was open.
-    pub breaker_skipped: u64,
-    /// Values written: after a miss, by [`set`](crate::Cache::set) and by `{fn}_prime`.
-    pub stores: u64,
-    /// Writes that failed: the value was returned but not cached.
-    pub write_errors: u64,
-    /// Values a body returned that were not stored because their key was
-    /// invalidated or rewritten while the body ran (by this process or any
-    /// other client): an invalidation always wins over a body that began
-    /// before it. The caller still got its value.
-    pub fills_refused: u64,
-    /// Entries dropped: keys deleted by any invalidation (`invalidate_prefix`,
-    /// `invalidate_all_keys`, `delete`, `{fn}_invalidate`) plus one per
-    /// `invalidate_group`.
-    pub invalidations: u64,
-    /// Failed reads and writes (counted in `errors` and `write_errors` too)
-    /// whose reply means the cache is misconfigured, not briefly unavailable:
-    /// a cluster node reached as a standalone server (`MOVED`, `CROSSSLOT`),
-    /// a read-only replica, an ACL user without a permission, a failed
-    /// authentication, an unknown command (a Sentinel). Each is also logged,
-    /// rate-limited, with what to do. Not zero means nothing is being cached.
-    pub misconfigured: u64,
-    /// The part of `hits` served by the local tier
-    /// ([`CacheBuilder::local_cache`](crate::CacheBuilder::local_cache)),
-    /// without a network call. Counted in `hits` too.
-    pub local_hits: u64,
+    /// The counters, summed over the families.
+    pub counts: Counts,
     /// Entries in the local tier now (0 without one).
     pub local_entries: u64,
     /// The weight of the local tier's entries now (keys, encoded values and
@@ -253,27 +282,16 @@ pub struct Stats {
     pub functions: Vec<FunctionStats>,
 }
 
-impl Stats {
-    /// Every call counted: `hits + stale + shared + fail_safe + misses + corrupt + errors + skipped + breaker_skipped`.
-    ///
-    /// ```
-    /// assert_eq!(redis_memo::Cache::in_memory().stats().calls(), 0);
-    /// ```
-    pub fn calls(&self) -> u64 {
-        self.hits
-            + self.stale
-            + self.shared
-            + self.fail_safe
-            + self.misses
-            + self.corrupt
-            + self.errors
-            + self.skipped
-            + self.breaker_skipped
+impl std::ops::Deref for Stats {
+    type Target = Counts;
+
+    fn deref(&self) -> &Counts {
+        &self.counts
     }
 }
 
-/// The counters of one family: a cached function, or a first key segment.
-/// The fields mean what they mean in [`Stats`].
+/// The counters of one family: a cached function, or a first key segment
+/// (`stats.functions[0].misses`, through `Deref`).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -294,92 +312,15 @@ impl Stats {
 pub struct FunctionStats {
     /// The function's qualified name as in its keys, or the key family (`user:`).
     pub name: String,
-    /// See [`Stats::hits`].
-    pub hits: u64,
-    /// See [`Stats::stale`].
-    pub stale: u64,
-    /// See [`Stats::shared`].
-    pub shared: u64,
-    /// See [`Stats::fail_safe`].
-    pub fail_safe: u64,
-    /// See [`Stats::misses`].
-    pub misses: u64,
-    /// See [`Stats::corrupt`].
-    pub corrupt: u64,
-    /// See [`Stats::errors`].
-    pub errors: u64,
-    /// See [`Stats::skipped`].
-    pub skipped: u64,
-    /// See [`Stats::breaker_skipped`].
-    pub breaker_skipped: u64,
-    /// See [`Stats::stores`].
-    pub stores: u64,
-    /// See [`Stats::write_errors`].
-    pub write_errors: u64,
-    /// See [`Stats::fills_refused`].
-    pub fills_refused: u64,
-    /// See [`Stats::invalidations`].
-    pub invalidations: u64,
-    /// See [`Stats::misconfigured`].
-    pub misconfigured: u64,
-    /// See [`Stats::local_hits`].
-    pub local_hits: u64,
+    /// Its counters.
+    pub counts: Counts,
 }
 
-impl FunctionStats {
-    /// Every call of this family; see [`Stats::calls`].
-    ///
-    /// ```
-    /// assert_eq!(redis_memo::FunctionStats::default().calls(), 0);
-    /// ```
-    pub fn calls(&self) -> u64 {
-        self.hits
-            + self.stale
-            + self.shared
-            + self.fail_safe
-            + self.misses
-            + self.corrupt
-            + self.errors
-            + self.skipped
-            + self.breaker_skipped
-    }
+impl std::ops::Deref for FunctionStats {
+    type Target = Counts;
 
-    fn from_counts(name: String, counts: [u64; COUNTERS]) -> Self {
-        let [
-            hits,
-            shared,
-            misses,
-            corrupt,
-            errors,
-            skipped,
-            breaker_skipped,
-            stores,
-            write_errors,
-            invalidations,
-            misconfigured,
-            stale,
-            local_hits,
-            fills_refused,
-            fail_safe,
-        ] = counts;
-        FunctionStats {
-            name,
-            hits,
-            stale,
-            shared,
-            fail_safe,
-            misses,
-            corrupt,
-            errors,
-            skipped,
-            breaker_skipped,
-            stores,
-            write_errors,
-            fills_refused,
-            invalidations,
-            misconfigured,
-            local_hits,
-        }
+    fn deref(&self) -> &Counts {
+        &self.counts
     }
 }
 
@@ -479,7 +420,10 @@ impl ByFamily {
             .0
             .load()
             .iter()
-            .map(|(family, counters)| FunctionStats::from_counts(family.name(), counters.sums()))
+            .map(|(family, counters)| FunctionStats {
+                name: family.name(),
+                counts: Counts::from_array(counters.sums()),
+            })
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
@@ -490,21 +434,7 @@ impl ByFamily {
 pub(crate) fn totals(functions: &[FunctionStats]) -> Stats {
     let mut stats = Stats::default();
     for f in functions {
-        stats.hits += f.hits;
-        stats.stale += f.stale;
-        stats.shared += f.shared;
-        stats.fail_safe += f.fail_safe;
-        stats.misses += f.misses;
-        stats.corrupt += f.corrupt;
-        stats.errors += f.errors;
-        stats.skipped += f.skipped;
-        stats.breaker_skipped += f.breaker_skipped;
-        stats.stores += f.stores;
-        stats.write_errors += f.write_errors;
-        stats.fills_refused += f.fills_refused;
-        stats.invalidations += f.invalidations;
-        stats.misconfigured += f.misconfigured;
-        stats.local_hits += f.local_hits;
+        stats.counts.add(&f.counts);
     }
     stats
 }
