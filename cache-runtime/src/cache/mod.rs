@@ -201,24 +201,12 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn from_env() -> Result<Cache, Error> {
-        if let Some(nodes) = builder::cluster_nodes_from_env()? {
-            let cache = Cache::connect_cluster(nodes).await?;
-            log::info!("redis-memo: caching in a Redis Cluster (REDIS_CLUSTER_NODES)");
-            return Ok(cache);
-        }
-        if let Some(sentinel) = builder::sentinel_from_env()? {
-            let cache = sentinel.build().await?;
-            log::info!("redis-memo: caching in the primary Sentinel names (REDIS_SENTINELS)");
-            return Ok(cache);
-        }
-        match builder::url_from_env()? {
-            Some(url) => {
-                let cache = Cache::connect(&url).await?;
-                log::info!("redis-memo: caching in Redis (REDIS_URL)");
-                Ok(cache)
-            }
-            None => Ok(Cache::in_memory_from_env()),
-        }
+        let Some((builder, source)) = builder::from_env()? else {
+            return Ok(Cache::in_memory_from_env());
+        };
+        let cache = builder.build().await?;
+        log::info!("redis-memo: caching in {source}");
+        Ok(cache)
     }
 
     /// Like [`from_env`](Self::from_env), but returns at once when `REDIS_URL`
@@ -234,31 +222,12 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn from_env_lazy() -> Result<Cache, Error> {
-        if let Some(nodes) = builder::cluster_nodes_from_env()? {
-            let cache = Cache::builder().cluster_nodes(nodes).build_lazy().await?;
-            log::info!(
-                "redis-memo: caching in a Redis Cluster (REDIS_CLUSTER_NODES), connecting in the background"
-            );
-            return Ok(cache);
-        }
-        if let Some(sentinel) = builder::sentinel_from_env()? {
-            let cache = sentinel.build_lazy().await?;
-            log::info!(
-                "redis-memo: caching in the primary Sentinel names (REDIS_SENTINELS), connecting \
-                 in the background"
-            );
-            return Ok(cache);
-        }
-        match builder::url_from_env()? {
-            Some(url) => {
-                let cache = Cache::connect_lazy(&url).await?;
-                log::info!(
-                    "redis-memo: caching in Redis (REDIS_URL), connecting in the background"
-                );
-                Ok(cache)
-            }
-            None => Ok(Cache::in_memory_from_env()),
-        }
+        let Some((builder, source)) = builder::from_env()? else {
+            return Ok(Cache::in_memory_from_env());
+        };
+        let cache = builder.build_lazy().await?;
+        log::info!("redis-memo: caching in {source}, connecting in the background");
+        Ok(cache)
     }
 
     fn in_memory_from_env() -> Cache {

@@ -1,10 +1,8 @@
 //! The Sentinel side of the builder: redis-rs's Sentinel client from the
-//! builder's URLs and certificates, and the `REDIS_SENTINELS` environment form.
+//! builder's URLs and certificates.
 
-use super::{
-    CacheBuilder, SentinelSpec, TlsFiles, check_scheme, open_client, url_from_env,
-    url_list_from_env,
-};
+use super::url::{TlsFiles, check_scheme, open_client};
+use super::{CacheBuilder, SentinelSpec};
 use crate::error::Error;
 use crate::store::SentinelConnector;
 
@@ -98,38 +96,4 @@ impl CacheBuilder {
         );
         Ok((connector, sentinels))
     }
-}
-
-/// `REDIS_SENTINELS` (comma-separated Sentinel URLs) and
-/// `REDIS_SENTINEL_SERVICE`, with `REDIS_URL` for the data nodes when set: a
-/// builder, or `None` when neither is set; an error when only one is.
-pub(in crate::cache) fn sentinel_from_env() -> Result<Option<CacheBuilder>, Error> {
-    let sentinels = url_list_from_env("REDIS_SENTINELS", "Sentinel URLs")?;
-    let service = std::env::var("REDIS_SENTINEL_SERVICE")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty());
-    let (sentinels, service) = match (sentinels, service) {
-        (None, None) => return Ok(None),
-        (Some(sentinels), Some(service)) => (sentinels, service),
-        (Some(_), None) => {
-            return Err(Error::InvalidUrl {
-                reason: "REDIS_SENTINELS is set but REDIS_SENTINEL_SERVICE is not; set it to \
-                         the service name the Sentinels monitor"
-                    .into(),
-            });
-        }
-        (None, Some(_)) => {
-            return Err(Error::InvalidUrl {
-                reason: "REDIS_SENTINEL_SERVICE is set but REDIS_SENTINELS is not; set it to \
-                         comma-separated Sentinel URLs"
-                    .into(),
-            });
-        }
-    };
-    let mut builder = CacheBuilder::default().sentinel(sentinels, service);
-    if let Some(url) = url_from_env()? {
-        builder = builder.url(url);
-    }
-    Ok(Some(builder))
 }
