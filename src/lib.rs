@@ -86,7 +86,7 @@
 //! another client's `DEL` or `FLUSHDB` has happened, no body that began
 //! before it stores its older value, and no call that begins after it in
 //! this process receives that value; the caller whose body ran still gets
-//! it, and [`Stats::fills_refused`] counts the refused store.
+//! it, and [`Counts::fills_refused`] counts the refused store.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redis_memo::Error> {

@@ -350,7 +350,7 @@ impl CacheBuilder {
     /// Redis, for every function and `get_or_set` of this cache
     /// (`#[cached(local = false)]` and
     /// [`Policy::local(false)`](crate::Policy::local) opt one out). A local hit
-    /// makes no network call; [`Stats::local_hits`](crate::Stats::local_hits)
+    /// makes no network call; [`Counts::local_hits`](crate::Counts::local_hits)
     /// counts them. An entry weighs its key, its encoded value, and as much
     /// again for the decoded copy that the hits of a `Clone` type return
     /// clones of (only the first hit of an entry decodes it).

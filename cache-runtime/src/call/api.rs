@@ -107,7 +107,7 @@ impl Cache {
     /// `f` (one per key in this process; one across processes with
     /// [`lease`](Policy::lease)) replaces it. So `f` must be owned by that
     /// run: `Send + 'static`, capturing owned values (`move`). A stale value
-    /// is counted in [`Stats::stale`](crate::Stats::stale). Without `stale` in
+    /// is counted in [`Counts::stale`](crate::Counts::stale). Without `stale` in
     /// the policy it is `get_or_set`. Needs a tokio runtime to spawn on.
     ///
     /// ```

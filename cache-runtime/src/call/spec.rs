@@ -351,7 +351,7 @@ impl Policy {
     /// the function runs as usual, and should it return `Err` (with
     /// [`try_get_or_set`](crate::Cache::try_get_or_set)), the kept value is
     /// returned as `Ok` instead, counted in
-    /// [`Stats::fail_safe`](crate::Stats::fail_safe), and the function is not
+    /// [`Counts::fail_safe`](crate::Counts::fail_safe), and the function is not
     /// run again for the key for [`fail_safe_throttle`](Self::fail_safe_throttle)
     /// (the kept value is returned meanwhile, by every process). No kept
     /// value (never stored, invalidated, or past `ttl + keep`): the error is
