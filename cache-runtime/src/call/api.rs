@@ -321,7 +321,7 @@ impl Cache {
     /// What `get` reads: the local tier's entry (then `true`), or the value
     /// Redis holds (a placeholder is none), which fills the tier.
     async fn read_for_get(&self, key: &str) -> Result<(Option<Found>, bool), Error> {
-        let target = Target::Key(key.to_owned());
+        let target = Target::Key(key.into());
         let read = match self.local() {
             Some(local) => {
                 if let Some((held, _)) = super::local_read::hit(local, &target) {

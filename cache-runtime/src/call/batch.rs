@@ -57,7 +57,7 @@ pub struct Batch<K> {
     cache: Option<Cache>,
     ids: Vec<K>,
     /// Each id's key; `None` when its key could not be built.
-    keys: Vec<Option<String>>,
+    keys: Vec<Option<Arc<str>>>,
     /// `Some`: a `#[cached]` function; `None`: keys used directly, each
     /// counted under its own first segment.
     function: Option<FnName<'static>>,
@@ -151,7 +151,7 @@ impl<K: Clone + Eq + Hash> Batch<K> {
     ) -> Batch<K> {
         let ids = distinct(ids);
         let mut batch = Batch::bare(Some(cache.clone()), None, policy, ids);
-        batch.keys = batch.ids.iter().map(|id| Some(key(id))).collect();
+        batch.keys = batch.ids.iter().map(|id| Some(key(id).into())).collect();
         batch.with_span()
     }
 
@@ -252,7 +252,7 @@ struct ToStore {
 /// The untyped steps of a batch, compiled once.
 struct Elements<'a> {
     cache: &'a Cache,
-    keys: &'a [Option<String>],
+    keys: &'a [Option<Arc<str>>],
     function: Option<FnName<'static>>,
     local: bool,
 }
@@ -762,7 +762,7 @@ fn family_of<'k>(function: Option<FnName<'static>>, key: &'k str) -> Family<'k> 
 fn finish(
     cache: &Cache,
     function: Option<FnName<'static>>,
-    keys: &[Option<String>],
+    keys: &[Option<Arc<str>>],
     outcomes: &[Outcome],
     start: CallStart,
 ) {

@@ -36,7 +36,7 @@ pub(crate) async fn read_through(
     target: &Target,
 ) -> Result<(Option<Vec<u8>>, u64), Error> {
     let (key, generation) = match target {
-        Target::Key(key) => (key.as_str().into(), 0),
+        Target::Key(key) => ((**key).into(), 0),
         Target::Grouped {
             gen_key,
             head,

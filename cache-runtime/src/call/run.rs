@@ -80,6 +80,9 @@ pub struct Call {
     refresh: bool,
     /// Whether the cache's local tier serves and keeps this call's value.
     local: bool,
+    /// The value this process holds for the call, found when the call was
+    /// made (see `Call::new`).
+    held: Option<Arc<Held>>,
     format: Format,
     span: Span,
     start: CallStart,
@@ -150,11 +153,43 @@ impl Call {
 
     /// A call of a `#[cached]` function with these arguments. The key is built
     /// only when there is a cache to use it with.
+    ///
+    /// A call whose value this process holds (a local tier, the in-memory
+    /// store) finds it by what identifies the call, the function and its
+    /// argument bytes, when it found it before and the key has not changed
+    /// since: then the key's SHA-256 is not computed and no key is looked up
+    /// (see `store::shortcut`).
     pub fn new(cache: Option<Cache>, args: &KeyBuilder, spec: &Spec<'static>) -> Call {
         let mut call = Call::bare(cache, CallFamily::Function(spec.name()), spec.policy());
         if let Some(cache) = &call.cache {
+            let held_here = !spec.is_grouped() && !call.refresh;
+            let id = held_here
+                .then(|| args.call_id(spec.prefix(), spec.name(), spec.version_in(cache)))
+                .flatten();
+            let local = cache.local().filter(|_| call.local);
+            let memory = cache.store().memory();
+            let shortcut = match (id, local, memory) {
+                (Some(id), Some(local), _) => local.shortcut(&id),
+                (Some(id), None, Some(memory)) => memory.shortcut(&id),
+                _ => None,
+            };
+            if let Some((key, held)) = shortcut {
+                call.target = Some(Target::Key(key));
+                call.held = Some(held);
+                return call.with_span();
+            }
             match spec.target(cache, args) {
-                Ok(target) => call.target = Some(target),
+                Ok(target) => {
+                    // Found the long way, and the shortcut remembered.
+                    call.held = match (id, &target, local, memory) {
+                        (Some(id), Target::Key(key), Some(local), _) => local.get_for(id, key),
+                        (Some(id), Target::Key(key), None, Some(memory)) => {
+                            memory.held_for(id, key)
+                        }
+                        _ => None,
+                    };
+                    call.target = Some(target);
+                }
                 Err(err) => {
                     call.bypass = Outcome::Error;
                     warn_limited!(
@@ -174,7 +209,7 @@ impl Call {
     pub(crate) fn direct(cache: &Cache, key: &str, policy: &Policy) -> Call {
         let len = key.find(':').map_or(0, |i| i + 1);
         let mut call = Call::bare(Some(cache.clone()), CallFamily::Key { len }, policy);
-        call.target = Some(Target::Key(key.to_owned()));
+        call.target = Some(Target::Key(key.into()));
         call.with_span()
     }
 
@@ -195,6 +230,7 @@ impl Call {
             lease: policy.lease_duration(),
             refresh: take_refresh(),
             local: policy.uses_local(),
+            held: None,
             format,
             span: Span::none(),
             start: CallStart::now(),
@@ -240,6 +276,14 @@ impl Call {
             return Read::Bypass(self.bypass);
         };
         let local = self.local_tier(cache);
+        if let Some(held) = &self.held {
+            tokio::task::consume_budget().await;
+            let outcome = match local {
+                Some(_) => Outcome::LocalHit,
+                None => Outcome::Hit,
+            };
+            return Read::Held(held.clone(), 0, outcome);
+        }
         if let (Some(local), false) = (local, self.refresh)
             && let Some((bytes, generation)) = super::local_read::hit(local, target)
         {

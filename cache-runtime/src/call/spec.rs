@@ -2,6 +2,7 @@
 //! ([`Ttl`], [`Policy`]), and, for `#[cached]` functions, how their keys are
 //! made ([`Spec`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::Cache;
@@ -580,19 +581,23 @@ impl<'a> Spec<'a> {
         self.grouped
     }
 
+    /// The version in the function's keys in `cache`.
+    pub(crate) fn version_in(&self, cache: &Cache) -> Option<u32> {
+        self.version.or(cache.default_version())
+    }
+
     pub(crate) fn policy(&self) -> &Policy {
         &self.policy
     }
 
     /// Where the call with these arguments keeps its value in `cache`.
     pub(crate) fn target(&self, cache: &Cache, args: &KeyBuilder) -> Result<Target, KeyError> {
-        let version = self.version.or(cache.default_version());
+        let version = self.version_in(cache);
         if !self.grouped {
-            return Ok(Target::Key(args.finish_versioned(
-                self.prefix,
-                &self.name,
-                version,
-            )?));
+            return Ok(Target::Key(
+                args.finish_versioned(self.prefix, &self.name, version)?
+                    .into(),
+            ));
         }
         let mut tail = String::from(":");
         args.push_tail(&mut tail, &self.name, version)?;
@@ -607,8 +612,8 @@ impl<'a> Spec<'a> {
 /// Where one call's value lives.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
-    /// A fixed key.
-    Key(String),
+    /// A fixed key (shared: a shortcut to a held value keeps it too).
+    Key(Arc<str>),
     /// `{head}{generation of gen_key}{tail}`, resolved with the read.
     Grouped {
         gen_key: String,
@@ -621,7 +626,7 @@ impl Target {
     /// The key under `generation` (ignored for a fixed key).
     pub(crate) fn key(&self, generation: u64) -> std::borrow::Cow<'_, str> {
         match self {
-            Target::Key(key) => key.as_str().into(),
+            Target::Key(key) => (**key).into(),
             Target::Grouped { head, tail, .. } => format!("{head}{generation}{tail}").into(),
         }
     }

@@ -262,6 +262,89 @@ impl KeyBuilder {
     }
 }
 
+/// What identifies one call of a cached function within a cache: its
+/// function, version and generic arguments, and the canonical bytes of its
+/// arguments. Equal identities have equal keys, so a value held in this
+/// process can be found from the identity alone, without the key's SHA-256
+/// (see `store::shortcut`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallId<'n, 'a> {
+    prefix: &'n str,
+    name: FnName<'n>,
+    version: Option<u32>,
+    generics: &'a str,
+    args: &'a [u8],
+}
+
+/// A [`CallId`] kept: the names are the function's own (`'static`), the
+/// rest copied.
+#[derive(Debug)]
+pub(crate) struct OwnedCallId {
+    prefix: &'static str,
+    name: FnName<'static>,
+    version: Option<u32>,
+    generics: Box<str>,
+    args: Box<[u8]>,
+}
+
+impl KeyBuilder {
+    /// The identity of a call of the function `name` with these arguments;
+    /// `None` when an argument could not be encoded.
+    pub(crate) fn call_id<'n>(
+        &self,
+        prefix: &'n str,
+        name: FnName<'n>,
+        version: Option<u32>,
+    ) -> Option<CallId<'n, '_>> {
+        self.error.is_none().then_some(CallId {
+            prefix,
+            name,
+            version,
+            generics: &self.generics,
+            args: &self.buf,
+        })
+    }
+}
+
+impl CallId<'_, '_> {
+    /// Feeds the identity to `state`: the names by address (they are the
+    /// function's own strings; equal identities at other addresses only
+    /// hash apart), the rest by value.
+    pub(crate) fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(self.prefix.as_ptr() as usize);
+        for part in self.name.parts() {
+            state.write_usize(part.as_ptr() as usize);
+        }
+        state.write_u32(self.version.map_or(0, |v| v.wrapping_add(1)));
+        state.write(self.generics.as_bytes());
+        state.write(self.args);
+    }
+}
+
+impl CallId<'static, '_> {
+    /// The identity, kept.
+    pub(crate) fn to_owned(self) -> OwnedCallId {
+        OwnedCallId {
+            prefix: self.prefix,
+            name: self.name,
+            version: self.version,
+            generics: self.generics.into(),
+            args: self.args.into(),
+        }
+    }
+}
+
+impl OwnedCallId {
+    /// Whether `id` is this identity.
+    pub(crate) fn is(&self, id: &CallId<'_, '_>) -> bool {
+        self.args[..] == *id.args
+            && self.version == id.version
+            && *self.generics == *id.generics
+            && self.prefix == id.prefix
+            && self.name == id.name
+    }
+}
+
 /// The two lowercase hex digits of every byte: one lookup per digest byte
 /// (this runs on every call).
 static HEX_PAIRS: [[u8; 2]; 256] = {
@@ -309,6 +392,20 @@ pub enum FnName<'a> {
 }
 
 impl FnName<'_> {
+    /// The strings the name is made of.
+    fn parts(&self) -> impl Iterator<Item = &str> {
+        let (a, b, c) = match *self {
+            FnName::Free { module, function } => (module, Some(function), None),
+            FnName::Method {
+                module,
+                self_type,
+                function,
+            } => (module, Some(self_type), Some(function)),
+            FnName::Custom(name) => (name, None, None),
+        };
+        std::iter::once(a).chain(b).chain(c)
+    }
+
     fn len_hint(&self) -> usize {
         match self {
             FnName::Free { module, function } => module.len() + 2 + function.len(),

@@ -36,11 +36,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use self::prefixes::Prefixes;
 use crate::health::Warnings;
-use crate::store::{Held, Lifetime, OwnLifetime};
+use crate::key::CallId;
+use crate::store::{Held, Lifetime, OwnLifetime, Shortcuts};
 
 /// Default bound on how long a local entry is served when the server cannot
 /// track keys (see [`CacheBuilder::local_ttl`](crate::CacheBuilder::local_ttl)).
@@ -82,6 +83,17 @@ impl Coherence {
 struct Entry {
     held: Arc<Held>,
     lifetime: Option<Duration>,
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn new(bytes: &[u8], lifetime: Option<Duration>) -> Entry {
+        Entry {
+            held: Arc::new(Held::new(bytes)),
+            lifetime,
+            expires_at: lifetime.and_then(|lifetime| Instant::now().checked_add(lifetime)),
+        }
+    }
 }
 
 impl Lifetime for Entry {
@@ -130,6 +142,9 @@ pub(crate) struct LocalTier {
     /// Keys named in invalidation pushes (a flush counts one).
     pushes: AtomicU64,
     pub(crate) warnings: Warnings,
+    /// From calls to the entries they found; every change of an entry
+    /// below ends the shortcuts to it.
+    shortcuts: Shortcuts,
 }
 
 /// A fill in progress: a local miss reading Redis. Dropped without
@@ -174,12 +189,29 @@ impl LocalTier {
             wait,
             pushes: AtomicU64::new(0),
             warnings: Warnings::new(),
+            shortcuts: Shortcuts::new(max_bytes),
         }
     }
 
     /// The entry of `key`, if this process holds one. No I/O, no lock.
     pub(crate) fn get(&self, key: &str) -> Option<Arc<Held>> {
         self.entries.get(key).map(|entry| entry.held)
+    }
+
+    /// The entry the call `id` found last time, with its key, if neither
+    /// changed since: no key to compute, no lookup.
+    pub(crate) fn shortcut(&self, id: &CallId<'_, '_>) -> Option<(Arc<str>, Arc<Held>)> {
+        self.shortcuts.get(id)
+    }
+
+    /// The entry of `key`, for the call `id`, which then finds it by
+    /// [`shortcut`](Self::shortcut) until the key changes.
+    pub(crate) fn get_for(&self, id: CallId<'static, '_>, key: &Arc<str>) -> Option<Arc<Held>> {
+        let mark = self.shortcuts.mark(key);
+        let entry = self.entries.get(&**key)?;
+        self.shortcuts
+            .remember(id, key, &entry.held, entry.expires_at, mark);
+        Some(entry.held)
     }
 
     pub(crate) fn coherence(&self) -> Coherence {
@@ -248,11 +280,9 @@ impl LocalTier {
         let mut sync = self.lock();
         let changed_at = release(&mut sync, &key, fill.echoes);
         if changed_at <= fill.began && sync.cleared_at <= fill.began {
-            let entry = Entry {
-                held: Arc::new(Held::new(bytes)),
-                lifetime,
-            };
-            self.entries.insert(key, entry);
+            self.entries
+                .insert(key.clone(), Entry::new(bytes, lifetime));
+            self.shortcuts.changed(&key);
         }
     }
 
@@ -269,14 +299,12 @@ impl LocalTier {
         let unchanged = changed_at <= fill.began && sync.cleared_at <= fill.began;
         changed(&mut sync, &key);
         if unchanged {
-            let entry = Entry {
-                held: Arc::new(Held::new(bytes)),
-                lifetime,
-            };
-            self.entries.insert(key, entry);
+            self.entries
+                .insert(key.clone(), Entry::new(bytes, lifetime));
         } else {
             self.entries.invalidate(&key);
         }
+        self.shortcuts.changed(&key);
     }
 
     /// Redis says `key` changed (a tracking push). The entry is dropped. When
@@ -293,6 +321,7 @@ impl LocalTier {
             _ => changed(&mut sync, key),
         }
         self.entries.invalidate(key);
+        self.shortcuts.changed(key);
     }
 
     /// `key` changed in Redis (or this process deleted it): the entry is
@@ -301,6 +330,7 @@ impl LocalTier {
         let mut sync = self.lock();
         changed(&mut sync, key);
         self.entries.invalidate(key);
+        self.shortcuts.changed(key);
     }
 
     /// Every key starting with `prefix` was deleted.
@@ -324,6 +354,7 @@ impl LocalTier {
         {
             self.entries.invalidate_all();
         }
+        self.shortcuts.changed_all();
     }
 
     /// Drops every entry; fills in progress will not insert.
@@ -332,6 +363,7 @@ impl LocalTier {
         sync.seq += 1;
         sync.cleared_at = sync.seq;
         self.entries.invalidate_all();
+        self.shortcuts.changed_all();
     }
 
     /// Sets how the tier learns about changes. Turning tracking on or off

@@ -17,6 +17,15 @@ pub(crate) struct Held {
     decoded: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("bytes", &self.bytes.len())
+            .field("decoded", &self.decoded.get().is_some())
+            .finish()
+    }
+}
+
 impl Held {
     pub(crate) fn new(bytes: &[u8]) -> Held {
         Held {

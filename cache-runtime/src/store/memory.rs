@@ -9,8 +9,9 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Claim, FillOf, Held, KeyFilter, KeyTtl, Seen, Store, is_placeholder};
+use super::{Claim, FillOf, Held, KeyFilter, KeyTtl, Seen, Shortcuts, Store, is_placeholder};
 use crate::error::Error;
+use crate::key::CallId;
 
 /// How many locks the keys are spread over.
 const STRIPES: usize = 64;
@@ -35,6 +36,9 @@ pub(crate) struct MemoryStore {
     generations: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     stripes: Box<[Mutex<()>]>,
     hasher: foldhash::quality::RandomState,
+    /// From calls to the entries they found; every change of a key below
+    /// ends the shortcuts to it.
+    shortcuts: Shortcuts,
 }
 
 impl MemoryStore {
@@ -49,7 +53,35 @@ impl MemoryStore {
             generations: Default::default(),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             hasher: foldhash::quality::RandomState::default(),
+            shortcuts: Shortcuts::new(max_bytes),
         }
+    }
+
+    /// The value the call `id` found last time, with its key, if neither
+    /// changed since: no key to compute, no lookup.
+    pub(crate) fn shortcut(&self, id: &CallId<'_, '_>) -> Option<(Arc<str>, Arc<Held>)> {
+        self.shortcuts.get(id)
+    }
+
+    /// The value of `key` (`None` also for a placeholder), for the call
+    /// `id`, which then finds it by [`shortcut`](Self::shortcut) until the
+    /// key changes.
+    pub(crate) fn held_for(&self, id: CallId<'static, '_>, key: &Arc<str>) -> Option<Arc<Held>> {
+        let mark = self.shortcuts.mark(key);
+        let entry = self.entries.get(&**key)?;
+        if is_placeholder(entry.held.bytes()) {
+            return None;
+        }
+        self.shortcuts
+            .remember(id, key, &entry.held, entry.expires_at, mark);
+        Some(entry.held)
+    }
+
+    /// Removes `key`; whether it was there.
+    fn remove(&self, key: &str) -> bool {
+        let removed = self.entries.remove(key).is_some();
+        self.shortcuts.changed(key);
+        removed
     }
 
     /// The value of `key`, without copying its bytes: the hit path of a
@@ -79,6 +111,7 @@ impl MemoryStore {
             expires_at: ttl.and_then(|ttl| Instant::now().checked_add(ttl)),
         };
         self.entries.insert(key.to_owned(), entry);
+        self.shortcuts.changed(key);
     }
 
     /// The bytes `key` holds now.
@@ -113,7 +146,7 @@ impl Store for MemoryStore {
         let mut n = 0;
         for key in keys {
             let _lock = self.lock(key);
-            n += u64::from(self.entries.remove(*key).is_some());
+            n += u64::from(self.remove(key));
         }
         Ok(n)
     }
@@ -146,7 +179,7 @@ impl Store for MemoryStore {
         let mut deleted = 0;
         for key in keys {
             let _lock = self.lock(&key);
-            deleted += u64::from(self.entries.remove(&key).is_some());
+            deleted += u64::from(self.remove(&key));
         }
         // Generation counters are keys as well on Redis.
         let mut generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
@@ -266,6 +299,6 @@ impl Store for MemoryStore {
         if self.current(key).is_none_or(|held| held.bytes() != value) {
             return Ok(false);
         }
-        Ok(self.entries.remove(key).is_some())
+        Ok(self.remove(key))
     }
 }

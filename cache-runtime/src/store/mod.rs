@@ -14,6 +14,7 @@ mod redis;
 mod scan;
 mod sentinel;
 mod server;
+mod shortcut;
 mod standalone;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub(crate) use placeholder::{Claim, Placeholders, Seen, new_placeholder};
 pub(crate) use redis::{Connection, RedisStore};
 pub(crate) use scan::cluster_primaries;
 pub(crate) use sentinel::{SentinelConnector, SentinelHandle, watch_failovers};
+pub(crate) use shortcut::Shortcuts;
 pub(crate) use standalone::Standalone;
 
 /// How long a stored key has left.

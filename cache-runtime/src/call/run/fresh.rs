@@ -205,6 +205,7 @@ impl Call {
             lease: self.lease,
             refresh: false,
             local: self.local,
+            held: None,
             format: self.format,
             span: self.span.clone(),
             start: CallStart::now(),

@@ -1,0 +1,95 @@
+//! Instructions per hit held in this process, counted by callgrind (no
+//! noise, no timing): a local-tier hit, an in-memory backend hit, and the
+//! floor, a moka `get_with` + clone keyed by the `u64` id, on the workload of
+//! the `local_tier` bench (a ~90-byte struct, 1,000 warm ids).
+//!
+//! `bash scripts/hit-instructions.sh` runs each variant twice under
+//! `valgrind --tool=callgrind` (N and 2N hits after the same warm-up) and
+//! prints the difference per hit: setup, connections and warm-up cancel
+//! out. Run by hand, the binary takes the variant and the number of hits:
+//!
+//! `target/release/deps/hit_instructions-* local 100000`
+//!
+//! valgrind hides SHA-NI, so SHA-256 runs in software under it: a path that
+//! computes the Redis key pays more here than on hardware.
+
+mod common;
+use redis_memo_test_support as support;
+
+use common::*;
+use redis_memo::{Cache, cached as memo};
+
+#[memo(ttl = 3600, key_prefix = "benchinstr:", cache = cache)]
+async fn memo_get_user(cache: &Cache, id: u64) -> User {
+    make_user(id)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(variant), Some(hits)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: hit_instructions <local|memory|moka> <hits>");
+        std::process::exit(2);
+    };
+    let hits: u64 = hits.parse().expect("a number of hits");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        match variant.as_str() {
+            "moka" => {
+                let moka: moka::future::Cache<u64, User> = moka::future::Cache::new(10_000);
+                for id in 0..IDS {
+                    moka.get_with(id, async move { make_user(id) }).await;
+                }
+                for i in 0..hits {
+                    let id = i % IDS;
+                    let user = moka.get_with(id, async move { make_user(id) }).await;
+                    std::hint::black_box(user);
+                }
+            }
+            "memory" => hit(&Cache::in_memory(), hits).await,
+            "local" => {
+                let redis = support::TestRedis::spawn(&[]);
+                // Under valgrind everything is slow: a response timeout
+                // that the tracking connection's pings cannot miss.
+                let cache = Cache::builder()
+                    .url(redis.url())
+                    .response_timeout(std::time::Duration::from_secs(30))
+                    .local_cache(64 << 20)
+                    .build()
+                    .await
+                    .expect("redis");
+                // Tracking may take longer than `build` waits for here: its
+                // entries would expire within `local_ttl` until it is on.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while !cache.stats().local_tracking {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "tracking never came on"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                hit(&cache, hits).await;
+                assert_eq!(
+                    cache.stats().local_hits,
+                    hits + IDS,
+                    "every timed call is a local hit"
+                );
+            }
+            other => panic!("unknown variant {other}"),
+        }
+    });
+}
+
+/// Warms every id (twice: the second read fills the local tier), then `hits` hits.
+async fn hit(cache: &Cache, hits: u64) {
+    for _ in 0..2 {
+        for id in 0..IDS {
+            memo_get_user(cache, id).await;
+        }
+    }
+    for i in 0..hits {
+        std::hint::black_box(memo_get_user(cache, i % IDS).await);
+    }
+}
