@@ -1,7 +1,9 @@
 //! Instructions per hit held in this process, counted by callgrind (no
 //! noise, no timing): a local-tier hit, an in-memory backend hit, and the
 //! floor, a moka `get_with` + clone keyed by the `u64` id, on the workload of
-//! the `local_tier` bench (a ~90-byte struct, 1,000 warm ids).
+//! the `local_tier` bench (a ~90-byte struct, 1,000 warm ids); and the
+//! client's side of a Redis hit (the server's work and the wait are not
+//! counted), to see what the library adds to a round trip.
 //!
 //! `bash scripts/hit-instructions.sh` runs each variant twice under
 //! `valgrind --tool=callgrind` (N and 2N hits after the same warm-up) and
@@ -27,7 +29,7 @@ async fn memo_get_user(cache: &Cache, id: u64) -> User {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(variant), Some(hits)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: hit_instructions <local|memory|moka> <hits>");
+        eprintln!("usage: hit_instructions <local|memory|redis|moka> <hits>");
         std::process::exit(2);
     };
     let hits: u64 = hits.parse().expect("a number of hits");
@@ -49,6 +51,19 @@ fn main() {
                 }
             }
             "memory" => hit(&Cache::in_memory(), hits).await,
+            // The client's side of a Redis hit, for comparison: the round
+            // trip itself is not counted.
+            "redis" => {
+                let redis = support::TestRedis::spawn(&[]);
+                let cache = Cache::builder()
+                    .url(redis.url())
+                    .response_timeout(std::time::Duration::from_secs(30))
+                    .build()
+                    .await
+                    .expect("redis");
+                hit(&cache, hits).await;
+                assert_eq!(cache.stats().hits, hits + IDS, "every timed call is a hit");
+            }
             "local" => {
                 let redis = support::TestRedis::spawn(&[]);
                 // Under valgrind everything is slow: a response timeout

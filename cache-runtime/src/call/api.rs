@@ -10,7 +10,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::batch::{Batch, ManyShape, run_many};
 use super::run::{Call, Shape, fresh, run};
-use super::spec::{Policy, Target};
+use super::spec::{KeyText, Policy, Target};
 use crate::cache::Cache;
 use crate::cache::Write;
 use crate::codec;
@@ -321,7 +321,7 @@ impl Cache {
     /// What `get` reads: the local tier's entry (then `true`), or the value
     /// Redis holds (a placeholder is none), which fills the tier.
     async fn read_for_get(&self, key: &str) -> Result<(Option<Found>, bool), Error> {
-        let target = Target::Key(key.into());
+        let target = Target::Key(KeyText::Built(key.to_owned()));
         let read = match self.local() {
             Some(local) => {
                 if let Some((held, _)) = super::local_read::hit(local, &target) {

@@ -37,7 +37,7 @@ use futures_util::future::join_all;
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::{Instrument, Span};
 
-use super::spec::{Policy, Spec, Target, Windows};
+use super::spec::{KeyText, Policy, Spec, Target, Windows};
 use crate::cache::Cache;
 use crate::codec::{self, Format};
 use crate::error::Error;
@@ -57,7 +57,7 @@ pub struct Batch<K> {
     cache: Option<Cache>,
     ids: Vec<K>,
     /// Each id's key; `None` when its key could not be built.
-    keys: Vec<Option<Arc<str>>>,
+    keys: Vec<Option<String>>,
     /// `Some`: a `#[cached]` function; `None`: keys used directly, each
     /// counted under its own first segment.
     function: Option<FnName<'static>>,
@@ -112,7 +112,7 @@ impl<K: Clone + Eq + Hash> Batch<K> {
                     args.rewind(head_len);
                     element(&mut args, id);
                     match spec.target(cache, &args) {
-                        Ok(Target::Key(key)) => Some(key),
+                        Ok(Target::Key(KeyText::Built(key))) => Some(key),
                         // (`grouped` is refused with `batch`.)
                         _ => None,
                     }
@@ -151,7 +151,7 @@ impl<K: Clone + Eq + Hash> Batch<K> {
     ) -> Batch<K> {
         let ids = distinct(ids);
         let mut batch = Batch::bare(Some(cache.clone()), None, policy, ids);
-        batch.keys = batch.ids.iter().map(|id| Some(key(id).into())).collect();
+        batch.keys = batch.ids.iter().map(|id| Some(key(id))).collect();
         batch.with_span()
     }
 
@@ -252,7 +252,7 @@ struct ToStore {
 /// The untyped steps of a batch, compiled once.
 struct Elements<'a> {
     cache: &'a Cache,
-    keys: &'a [Option<Arc<str>>],
+    keys: &'a [Option<String>],
     function: Option<FnName<'static>>,
     local: bool,
 }
@@ -762,7 +762,7 @@ fn family_of<'k>(function: Option<FnName<'static>>, key: &'k str) -> Family<'k> 
 fn finish(
     cache: &Cache,
     function: Option<FnName<'static>>,
-    keys: &[Option<Arc<str>>],
+    keys: &[Option<String>],
     outcomes: &[Outcome],
     start: CallStart,
 ) {

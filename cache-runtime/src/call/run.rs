@@ -45,7 +45,7 @@ use tracing::{Instrument, Span};
 
 use super::refresh::take_refresh;
 use super::reuse::{self, Reuse};
-use super::spec::{Age, Policy, Spec, Target, Windows};
+use super::spec::{Age, KeyText, Policy, Spec, Target, Windows};
 use crate::cache::Cache;
 use crate::cache::{Write, Written};
 use crate::codec::{self, Format, now_ms};
@@ -162,19 +162,20 @@ impl Call {
     pub fn new(cache: Option<Cache>, args: &KeyBuilder, spec: &Spec<'static>) -> Call {
         let mut call = Call::bare(cache, CallFamily::Function(spec.name()), spec.policy());
         if let Some(cache) = &call.cache {
-            let held_here = !spec.is_grouped() && !call.refresh;
+            let local = cache.local().filter(|_| call.local);
+            let memory = cache.store().memory();
+            let held_here =
+                (local.is_some() || memory.is_some()) && !spec.is_grouped() && !call.refresh;
             let id = held_here
                 .then(|| args.call_id(spec.prefix(), spec.name(), spec.version_in(cache)))
                 .flatten();
-            let local = cache.local().filter(|_| call.local);
-            let memory = cache.store().memory();
             let shortcut = match (id, local, memory) {
                 (Some(id), Some(local), _) => local.shortcut(&id),
                 (Some(id), None, Some(memory)) => memory.shortcut(&id),
                 _ => None,
             };
             if let Some((key, held)) = shortcut {
-                call.target = Some(Target::Key(key));
+                call.target = Some(Target::Key(KeyText::Shared(key)));
                 call.held = Some(held);
                 return call.with_span();
             }
@@ -209,7 +210,7 @@ impl Call {
     pub(crate) fn direct(cache: &Cache, key: &str, policy: &Policy) -> Call {
         let len = key.find(':').map_or(0, |i| i + 1);
         let mut call = Call::bare(Some(cache.clone()), CallFamily::Key { len }, policy);
-        call.target = Some(Target::Key(key.into()));
+        call.target = Some(Target::Key(KeyText::Built(key.to_owned())));
         call.with_span()
     }
 

@@ -594,10 +594,8 @@ impl<'a> Spec<'a> {
     pub(crate) fn target(&self, cache: &Cache, args: &KeyBuilder) -> Result<Target, KeyError> {
         let version = self.version_in(cache);
         if !self.grouped {
-            return Ok(Target::Key(
-                args.finish_versioned(self.prefix, &self.name, version)?
-                    .into(),
-            ));
+            let key = args.finish_versioned(self.prefix, &self.name, version)?;
+            return Ok(Target::Key(KeyText::Built(key)));
         }
         let mut tail = String::from(":");
         args.push_tail(&mut tail, &self.name, version)?;
@@ -612,14 +610,34 @@ impl<'a> Spec<'a> {
 /// Where one call's value lives.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
-    /// A fixed key (shared: a shortcut to a held value keeps it too).
-    Key(Arc<str>),
+    /// A fixed key.
+    Key(KeyText),
     /// `{head}{generation of gen_key}{tail}`, resolved with the read.
     Grouped {
         gen_key: String,
         head: String,
         tail: String,
     },
+}
+
+/// A fixed key's text: built for the call, or the one a shortcut to the
+/// call's held value keeps (no key to build, nothing to allocate). A key
+/// built for a call that reads Redis stays the `String` it was built as.
+#[derive(Debug, Clone)]
+pub(crate) enum KeyText {
+    Built(String),
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for KeyText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            KeyText::Built(key) => key,
+            KeyText::Shared(key) => key,
+        }
+    }
 }
 
 impl Target {

@@ -206,9 +206,9 @@ impl LocalTier {
 
     /// The entry of `key`, for the call `id`, which then finds it by
     /// [`shortcut`](Self::shortcut) until the key changes.
-    pub(crate) fn get_for(&self, id: CallId<'static, '_>, key: &Arc<str>) -> Option<Arc<Held>> {
+    pub(crate) fn get_for(&self, id: CallId<'static, '_>, key: &str) -> Option<Arc<Held>> {
         let mark = self.shortcuts.mark(key);
-        let entry = self.entries.get(&**key)?;
+        let entry = self.entries.get(key)?;
         self.shortcuts
             .remember(id, key, &entry.held, entry.expires_at, mark);
         Some(entry.held)

@@ -66,9 +66,9 @@ impl MemoryStore {
     /// The value of `key` (`None` also for a placeholder), for the call
     /// `id`, which then finds it by [`shortcut`](Self::shortcut) until the
     /// key changes.
-    pub(crate) fn held_for(&self, id: CallId<'static, '_>, key: &Arc<str>) -> Option<Arc<Held>> {
+    pub(crate) fn held_for(&self, id: CallId<'static, '_>, key: &str) -> Option<Arc<Held>> {
         let mark = self.shortcuts.mark(key);
-        let entry = self.entries.get(&**key)?;
+        let entry = self.entries.get(key)?;
         if is_placeholder(entry.held.bytes()) {
             return None;
         }

@@ -118,14 +118,14 @@ impl Shortcuts {
     pub(crate) fn remember(
         &self,
         id: CallId<'static, '_>,
-        key: &Arc<str>,
+        key: &str,
         held: &Arc<Held>,
         expires_at: Option<Instant>,
         mark: Mark,
     ) {
         let shortcut = Shortcut {
             id: id.to_owned(),
-            key: key.clone(),
+            key: key.into(),
             held: Arc::downgrade(held),
             stripe: mark.stripe,
             seen: mark.seen,
