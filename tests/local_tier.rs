@@ -11,18 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use redis_memo::{Cache, Policy, cached, refresh};
-use redis_memo_test_support::tier::{hold_locally, read, stops_serving, until_local_hit};
+use redis_memo_test_support::tier::{
+    hold_locally, local_cache, read, stops_serving, tracking_client_ids, until_local_hit,
+};
 use redis_memo_test_support::{TestRedis, TlsOptions, command_counts, tls_supported, until};
-
-/// A cache on `redis` with a 1 MiB local tier.
-async fn local_cache(redis: &TestRedis) -> Cache {
-    Cache::builder()
-        .url(redis.url())
-        .local_cache(1 << 20)
-        .build()
-        .await
-        .expect("connect with a local tier")
-}
 
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
@@ -235,17 +227,8 @@ async fn a_killed_tracking_connection_clears_the_tier_and_tracking_resumes() {
         a.set(&format!("kill:{i}"), &i, 300).await.unwrap();
         hold_locally(&b, &format!("kill:{i}"), i).await;
     }
-    let list = match redis.command(&["CLIENT", "LIST"]).await {
-        redis::Value::BulkString(bytes) => String::from_utf8(bytes).unwrap(),
-        redis::Value::VerbatimString { text, .. } => text,
-        other => panic!("CLIENT LIST: {other:?}"),
-    };
-    let ids: Vec<&str> = list
-        .lines()
-        .filter(|line| line.contains("name=redis-memo-tracking"))
-        .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
-        .collect();
-    assert_eq!(ids.len(), 2, "one tracking connection per cache: {list}");
+    let ids = tracking_client_ids(&redis).await;
+    assert_eq!(ids.len(), 2, "one tracking connection per cache: {ids:?}");
     for id in &ids {
         redis.command(&["CLIENT", "KILL", "ID", id]).await;
     }

@@ -9,21 +9,12 @@
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use redis_memo::{Cache, cached};
+use redis_memo_test_support::tier::{local_cache, tracking_client_ids};
 use redis_memo_test_support::{TestRedis, until};
 
-/// A cache on `redis` with a small local tier (1 MiB: about a thousand
-/// shortcut slots, so that the calls below share slots).
-async fn local_cache(redis: &TestRedis) -> Cache {
-    Cache::builder()
-        .url(redis.url())
-        .local_cache(1 << 20)
-        .build()
-        .await
-        .expect("connect with a local tier")
-}
-
 /// Both places a value can be held in this process: the in-memory backend,
-/// and a local tier in front of a server of the test's own.
+/// and a local tier in front of a server of the test's own (1 MiB: about a
+/// thousand shortcut slots, so that the calls below share slots).
 async fn backends() -> Vec<(&'static str, Cache, Option<TestRedis>)> {
     let redis = TestRedis::spawn(&[]);
     let local = local_cache(&redis).await;
@@ -233,17 +224,9 @@ async fn a_lost_tracking_connection_ends_repeat_hits() {
     let key = counted_key(&cache, 3).await.unwrap();
     held(&cache, 3).await;
 
-    let list = match redis.command(&["CLIENT", "LIST"]).await {
-        redis::Value::BulkString(bytes) => String::from_utf8(bytes).unwrap(),
-        redis::Value::VerbatimString { text, .. } => text,
-        other => panic!("CLIENT LIST: {other:?}"),
-    };
-    let id = list
-        .lines()
-        .filter(|line| line.contains("name=redis-memo-tracking"))
-        .find_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
-        .expect("a tracking connection");
-    redis.command(&["CLIENT", "KILL", "ID", id]).await;
+    let ids = tracking_client_ids(&redis).await;
+    assert_eq!(ids.len(), 1, "one tracking connection: {ids:?}");
+    redis.command(&["CLIENT", "KILL", "ID", &ids[0]]).await;
     // Written while no push can tell the tier.
     redis.command(&["SET", &key, "4242"]).await;
     until("the write is served", async || {

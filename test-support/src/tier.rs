@@ -1,9 +1,35 @@
-//! Reading through a cache's local tier: a test waits until a key is held
-//! there (a local hit), or until a change reached it.
+//! Reading through a cache's local tier: a cache with one, and its tracking
+//! connections; a test waits until a key is held there (a local hit), or
+//! until a change reached it.
 
 use redis_memo::Cache;
 
-use crate::until;
+use crate::{TestRedis, until};
+
+/// A cache on `redis` with a 1 MiB local tier.
+pub async fn local_cache(redis: &TestRedis) -> Cache {
+    Cache::builder()
+        .url(redis.url())
+        .local_cache(1 << 20)
+        .build()
+        .await
+        .expect("connect with a local tier")
+}
+
+/// The `CLIENT LIST` ids of the tracking connections on `redis` (named
+/// `redis-memo-tracking`), to kill them.
+pub async fn tracking_client_ids(redis: &TestRedis) -> Vec<String> {
+    let list = match redis.command(&["CLIENT", "LIST"]).await {
+        redis::Value::BulkString(bytes) => String::from_utf8(bytes).expect("CLIENT LIST is text"),
+        redis::Value::VerbatimString { text, .. } => text,
+        other => panic!("CLIENT LIST: {other:?}"),
+    };
+    list.lines()
+        .filter(|line| line.contains("name=redis-memo-tracking"))
+        .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .map(str::to_owned)
+        .collect()
+}
 
 /// What `key` holds for `cache`: its value, or 0 when there is none (the
 /// body runs and stores 0).
