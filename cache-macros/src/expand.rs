@@ -299,7 +299,7 @@ impl Model {
             }
         };
         let run = self.run(args, &call, &body);
-        let ret_type = &self.ret_type;
+        let returns_declared = returns_declared(&ret, &self.ret_type);
         let stmts = &func.block.stmts;
         quote! {
             #(#attrs)*
@@ -313,22 +313,7 @@ impl Model {
                 // A closure: the body's future is created only when the body
                 // runs, so a hit's future does not carry the body's state.
                 let #body = move || async move {
-                    // Gives the block the declared return type, so `?` and
-                    // `return` in the body check against it.
-                    #[allow(
-                        unknown_lints,
-                        unreachable_code,
-                        clippy::diverging_sub_expression,
-                        clippy::empty_loop,
-                        clippy::let_unit_value,
-                        clippy::let_with_type_underscore,
-                        clippy::needless_return,
-                        clippy::unreachable
-                    )]
-                    if false {
-                        let #ret: #ret_type = loop {};
-                        return #ret;
-                    }
+                    #returns_declared
                     #(#stmts)*
                 };
                 #run
@@ -529,7 +514,7 @@ impl Model {
         } else {
             quote!(batch_plain)
         };
-        let ret_type = &self.ret_type;
+        let returns_declared = returns_declared(&ret, &self.ret_type);
         let stmts = &func.block.stmts;
         let run = quote_spanned! {self.ret_span=>
             ::redis_memo::__private::#runner(#call, #body).await
@@ -547,20 +532,7 @@ impl Model {
                 // the ids to load, in its own type.
                 let #body = move |#missing: ::std::vec::Vec<#elem>| async move {
                     #rebind
-                    #[allow(
-                        unknown_lints,
-                        unreachable_code,
-                        clippy::diverging_sub_expression,
-                        clippy::empty_loop,
-                        clippy::let_unit_value,
-                        clippy::let_with_type_underscore,
-                        clippy::needless_return,
-                        clippy::unreachable
-                    )]
-                    if false {
-                        let #ret: #ret_type = loop {};
-                        return #ret;
-                    }
+                    #returns_declared
                     #(#stmts)*
                 };
                 #run
@@ -845,6 +817,27 @@ fn lift_inner_attributes(attrs: &mut [Attribute]) {
 
 /// The error for a function that is not `async`, telling `#[async_trait]`'s
 /// rewrite apart from a plain `fn`.
+/// A statement that gives a body's block the declared return type, so that
+/// `?` and `return` in the body check against it; it never runs.
+fn returns_declared(ret: &Ident, ret_type: &TokenStream) -> TokenStream {
+    quote! {
+        #[allow(
+            unknown_lints,
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            clippy::let_with_type_underscore,
+            clippy::needless_return,
+            clippy::unreachable
+        )]
+        if false {
+            let #ret: #ret_type = loop {};
+            return #ret;
+        }
+    }
+}
+
 fn not_async(sig: &Signature) -> syn::Error {
     let output = sig.output.to_token_stream().to_string();
     let rewritten = output.contains("Future") && output.contains("Pin")
