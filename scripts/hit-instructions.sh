@@ -15,7 +15,7 @@ variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(moka memory local redis)
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 cargo build --release -q -p redis-memo-benches --bench hit_instructions
-bin=$(ls -t target/release/deps/hit_instructions-* | grep -v '\.d$' | head -1)
+bin=$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/hit_instructions-* | grep -v '\.d$' | head -1)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
