@@ -26,10 +26,49 @@ async fn memo_get_user(cache: &Cache, id: u64) -> User {
     make_user(id)
 }
 
+#[memo(ttl = 3600, key_prefix = "benchinstr:", name = "users", batch = ids, cache = cache)]
+async fn memo_users(cache: &Cache, ids: Vec<u64>) -> std::collections::HashMap<u64, User> {
+    ids.into_iter().map(|id| (id, make_user(id))).collect()
+}
+
+/// Ids per batch in the batch variants.
+const BATCH: u64 = 100;
+
+/// The ids of batch `i`: `BATCH` consecutive warm ids.
+fn batch_ids(i: u64) -> Vec<u64> {
+    let first = (i * BATCH) % IDS;
+    (first..first + BATCH).collect()
+}
+
+/// A hand-written warm batch on redis-memo's keys: `MGET`, then decode.
+async fn raw_batch(
+    conn: &mut redis::aio::MultiplexedConnection,
+    ids: &[u64],
+) -> std::collections::HashMap<u64, User> {
+    let keys: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let mut args = redis_memo::key::KeyBuilder::new();
+            args.arg(id);
+            args.finish("benchinstr:", &redis_memo::key::FnName::Custom("users"))
+                .expect("key")
+        })
+        .collect();
+    let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+        .arg(&keys)
+        .query_async(conn)
+        .await
+        .expect("MGET");
+    ids.iter()
+        .zip(values)
+        .filter_map(|(&id, value)| Some((id, serde_json::from_slice(&value?).ok()?)))
+        .collect()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(variant), Some(hits)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: hit_instructions <local|memory|redis|moka> <hits>");
+        eprintln!("usage: hit_instructions <local|memory|redis|moka|batch|batch-raw> <hits>");
         std::process::exit(2);
     };
     let hits: u64 = hits.parse().expect("a number of hits");
@@ -91,6 +130,30 @@ fn main() {
                     hits + IDS,
                     "every timed call is a local hit"
                 );
+            }
+            // Instructions per warm batch of `BATCH` ids.
+            "batch" | "batch-raw" => {
+                let redis = support::TestRedis::spawn(&[]);
+                let cache = Cache::builder()
+                    .url(redis.url())
+                    .response_timeout(std::time::Duration::from_secs(30))
+                    .build()
+                    .await
+                    .expect("redis");
+                for i in 0..IDS / BATCH {
+                    memo_users(&cache, batch_ids(i)).await;
+                }
+                let mut conn = redis.client().await;
+                for i in 0..hits {
+                    let ids = batch_ids(i);
+                    let users = if variant == "batch" {
+                        memo_users(&cache, ids).await
+                    } else {
+                        raw_batch(&mut conn, &ids).await
+                    };
+                    assert_eq!(users.len() as u64, BATCH);
+                    std::hint::black_box(users);
+                }
             }
             other => panic!("unknown variant {other}"),
         }

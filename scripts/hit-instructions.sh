@@ -6,6 +6,7 @@
 #
 #   bash scripts/hit-instructions.sh [N] [VARIANT...]   # N defaults to 20000;
 #                                                       # variants: moka memory local redis
+#                                                       # batch batch-raw (per batch of 100)
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
