@@ -13,8 +13,8 @@ use redis_memo_test_support::tier::{local_cache, tracking_client_ids};
 use redis_memo_test_support::{TestRedis, until};
 
 /// Both places a value can be held in this process: the in-memory backend,
-/// and a local tier in front of a server of the test's own (1 MiB: about a
-/// thousand shortcut slots, so that the calls below share slots).
+/// and a local tier in front of a server of the test's own (1 MiB: 256
+/// shortcut slots, so that the calls below share slots).
 async fn backends() -> Vec<(&'static str, Cache, Option<TestRedis>)> {
     let redis = TestRedis::spawn(&[]);
     let local = local_cache(&redis).await;

@@ -22,7 +22,8 @@
 //!
 //! The table is direct-mapped (one shortcut per slot, the last remembered
 //! wins) and sized from the store's bound, so it needs no eviction policy
-//! of its own and its size is fixed.
+//! of its own and its size is fixed: calls that share a slot take turns,
+//! and the one not remembered takes the long way.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,12 +66,17 @@ pub(crate) struct Mark {
 }
 
 impl Shortcuts {
-    /// A table of about one slot per `bytes_per_slot` of a store bounded to
-    /// `max_bytes` (a power of two, 1,024 to 1,048,576 slots).
+    /// A table of at most one slot per 4 KiB of a store bounded to
+    /// `max_bytes` (a power of two, 256 to 262,144 slots). A remembered call
+    /// takes about 350 bytes (its identity, its key), so the table adds at
+    /// most about a tenth to what the store holds.
     pub(crate) fn new(max_bytes: u64) -> Shortcuts {
-        const BYTES_PER_SLOT: u64 = 1024;
-        let wanted = usize::try_from(max_bytes / BYTES_PER_SLOT).unwrap_or(usize::MAX);
-        let len = wanted.clamp(1 << 10, 1 << 20).next_power_of_two();
+        const BYTES_PER_SLOT: u64 = 4096;
+        let wanted = usize::try_from(max_bytes / BYTES_PER_SLOT)
+            .unwrap_or(usize::MAX)
+            .clamp(1 << 8, 1 << 18);
+        // The largest power of two not above it.
+        let len = 1 << (usize::BITS - 1 - wanted.leading_zeros());
         Shortcuts {
             slots: (0..len).map(|_| ArcSwapOption::empty()).collect(),
             changes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
