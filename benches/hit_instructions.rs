@@ -94,26 +94,13 @@ fn main() {
             // trip itself is not counted.
             "redis" => {
                 let redis = support::TestRedis::spawn(&[]);
-                let cache = Cache::builder()
-                    .url(redis.url())
-                    .response_timeout(std::time::Duration::from_secs(30))
-                    .build()
-                    .await
-                    .expect("redis");
+                let cache = cache_on(&redis, None).await;
                 hit(&cache, hits).await;
                 assert_eq!(cache.stats().hits, hits + IDS, "every timed call is a hit");
             }
             "local" => {
                 let redis = support::TestRedis::spawn(&[]);
-                // Under valgrind everything is slow: a response timeout
-                // that the tracking connection's pings cannot miss.
-                let cache = Cache::builder()
-                    .url(redis.url())
-                    .response_timeout(std::time::Duration::from_secs(30))
-                    .local_cache(64 << 20)
-                    .build()
-                    .await
-                    .expect("redis");
+                let cache = cache_on(&redis, Some(64 << 20)).await;
                 // Tracking may take longer than `build` waits for here: its
                 // entries would expire within `local_ttl` until it is on.
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -125,21 +112,19 @@ fn main() {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
                 hit(&cache, hits).await;
-                assert_eq!(
-                    cache.stats().local_hits,
-                    hits + IDS,
-                    "every timed call is a local hit"
+                // An entry filled before its prefix was tracked lives
+                // `local_ttl`, which valgrind's pace can outlast: a Redis read
+                // or two among the hits, each ~1 instruction per hit here.
+                let local_hits = cache.stats().local_hits;
+                assert!(
+                    local_hits + 10 >= hits + IDS,
+                    "the timed calls are local hits: {local_hits}"
                 );
             }
             // Instructions per warm batch of `BATCH` ids.
             "batch" | "batch-raw" => {
                 let redis = support::TestRedis::spawn(&[]);
-                let cache = Cache::builder()
-                    .url(redis.url())
-                    .response_timeout(std::time::Duration::from_secs(30))
-                    .build()
-                    .await
-                    .expect("redis");
+                let cache = cache_on(&redis, None).await;
                 for i in 0..IDS / BATCH {
                     memo_users(&cache, batch_ids(i)).await;
                 }
@@ -158,6 +143,19 @@ fn main() {
             other => panic!("unknown variant {other}"),
         }
     });
+}
+
+/// A cache on `redis`, with a local tier of `local` bytes. Under valgrind
+/// everything is slow: a response timeout that the tracking connection's
+/// pings cannot miss.
+async fn cache_on(redis: &support::TestRedis, local: Option<u64>) -> Cache {
+    let mut builder = Cache::builder()
+        .url(redis.url())
+        .response_timeout(std::time::Duration::from_secs(30));
+    if let Some(bytes) = local {
+        builder = builder.local_cache(bytes);
+    }
+    builder.build().await.expect("redis")
 }
 
 /// Warms every id (twice: the second read fills the local tier), then `hits` hits.

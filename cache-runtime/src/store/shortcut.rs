@@ -20,10 +20,11 @@
 //! the entry's own deadline. The held value is referenced weakly: an entry
 //! the store evicted for room is gone from here too.
 //!
-//! The table is direct-mapped (one shortcut per slot, the last remembered
-//! wins) and sized from the store's bound, so it needs no eviction policy
-//! of its own and its size is fixed: calls that share a slot take turns,
-//! and the one not remembered takes the long way.
+//! The table is two-way set-associative (a call may be remembered in one
+//! of two slots: a free one, or one whose shortcut is of no more use, else
+//! the one its hash picks) and sized from the store's bound, so it needs no
+//! eviction policy of its own and its size is fixed. Calls that share both
+//! slots take turns; the one not remembered takes the long way.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,30 +85,45 @@ impl Shortcuts {
         }
     }
 
-    fn slot(&self, id: &CallId<'_, '_>) -> &ArcSwapOption<Shortcut> {
+    /// The two slots the call `id` may be remembered in, and which of them
+    /// it takes when both hold shortcuts still in use.
+    fn pair(&self, id: &CallId<'_, '_>) -> (&[ArcSwapOption<Shortcut>], usize) {
         let mut state = self.hasher.build_hasher();
         id.hash(&mut state);
-        let hash = std::hash::Hasher::finish(&state) as usize;
-        &self.slots[hash & (self.slots.len() - 1)]
+        let hash = std::hash::Hasher::finish(&state);
+        let first = (hash as usize) & (self.slots.len() - 1) & !1;
+        (&self.slots[first..first + 2], (hash >> 63) as usize)
     }
 
     fn stripe(&self, key: &str) -> usize {
         self.hasher.hash_one(key) as usize % STRIPES
     }
 
+    /// Whether `shortcut` still leads to what a lookup would find.
+    fn holds(&self, shortcut: &Shortcut) -> bool {
+        self.changes[shortcut.stripe].load(Ordering::Acquire) == shortcut.seen
+            && shortcut.expires_at.is_none_or(|at| Instant::now() < at)
+            && shortcut.held.strong_count() > 0
+    }
+
     /// The held value and the key of the call `id`, when a lookup of it was
     /// remembered and its key has not changed since.
     pub(crate) fn get(&self, id: &CallId<'_, '_>) -> Option<(Arc<str>, Arc<Held>)> {
-        let guard = self.slot(id).load();
-        let shortcut = guard.as_deref()?;
-        if !shortcut.id.is(id)
-            || self.changes[shortcut.stripe].load(Ordering::Acquire) != shortcut.seen
-            || shortcut.expires_at.is_some_and(|at| Instant::now() >= at)
-        {
-            return None;
+        let (pair, _) = self.pair(id);
+        for slot in pair {
+            let guard = slot.load();
+            let Some(shortcut) = guard.as_deref().filter(|s| s.id.is(id)) else {
+                continue;
+            };
+            if self.changes[shortcut.stripe].load(Ordering::Acquire) != shortcut.seen
+                || shortcut.expires_at.is_some_and(|at| Instant::now() >= at)
+            {
+                return None;
+            }
+            let held = shortcut.held.upgrade()?;
+            return Some((shortcut.key.clone(), held));
         }
-        let held = shortcut.held.upgrade()?;
-        Some((shortcut.key.clone(), held))
+        None
     }
 
     /// Call before looking `key` up in the store, to remember the lookup.
@@ -137,7 +153,18 @@ impl Shortcuts {
             seen: mark.seen,
             expires_at,
         };
-        self.slot(&id).store(Some(Arc::new(shortcut)));
+        // Its own slot, a free one, or one of no more use; else the one its
+        // hash picks.
+        let (pair, pick) = self.pair(&id);
+        let slot = pair
+            .iter()
+            .find(|slot| {
+                slot.load()
+                    .as_deref()
+                    .is_none_or(|old| old.id.is(&id) || !self.holds(old))
+            })
+            .unwrap_or(&pair[pick]);
+        slot.store(Some(Arc::new(shortcut)));
     }
 
     /// `key` changed in the store: call after the change.
@@ -159,7 +186,10 @@ mod tests {
     use super::*;
     use crate::key::{FnName, KeyBuilder};
 
-    const NAME: FnName<'static> = FnName::Custom("users::get");
+    // Statics: a call's names are hashed by address, and a literal written
+    // twice need not have one address.
+    static PREFIX: &str = "users:";
+    static NAME: FnName<'static> = FnName::Custom("users::get");
 
     fn args(id: u64) -> KeyBuilder {
         let mut args = KeyBuilder::new();
@@ -171,7 +201,7 @@ mod tests {
         let key: Arc<str> = format!("users:{id}").into();
         let mark = shortcuts.mark(&key);
         let args = args(id);
-        let call = args.call_id("users:", NAME, None).unwrap();
+        let call = args.call_id(PREFIX, NAME, None).unwrap();
         shortcuts.remember(call, &key, held, None, mark);
         key
     }
@@ -182,12 +212,12 @@ mod tests {
         let held = Arc::new(Held::new(b"alice"));
         let key = remembered(&shortcuts, 7, &held);
         let (args7, args8) = (args(7), args(8));
-        let seven = args7.call_id("users:", NAME, None).unwrap();
+        let seven = args7.call_id(PREFIX, NAME, None).unwrap();
         let (found, bytes) = shortcuts.get(&seven).expect("remembered");
         assert_eq!((&*found, bytes.bytes()), (&*key, &b"alice"[..]));
-        let other = args8.call_id("users:", NAME, None).unwrap();
+        let other = args8.call_id(PREFIX, NAME, None).unwrap();
         assert!(shortcuts.get(&other).is_none(), "another call");
-        let versioned = args7.call_id("users:", NAME, Some(2)).unwrap();
+        let versioned = args7.call_id(PREFIX, NAME, Some(2)).unwrap();
         assert!(shortcuts.get(&versioned).is_none(), "another version");
         shortcuts.changed(&key);
         assert!(shortcuts.get(&seven).is_none(), "its key changed");
@@ -201,7 +231,7 @@ mod tests {
         let mark = shortcuts.mark(&key);
         shortcuts.changed(&key);
         let args = args(7);
-        let call = args.call_id("users:", NAME, None).unwrap();
+        let call = args.call_id(PREFIX, NAME, None).unwrap();
         shortcuts.remember(call, &key, &held, None, mark);
         assert!(shortcuts.get(&call).is_none());
     }
@@ -213,7 +243,7 @@ mod tests {
         remembered(&shortcuts, 1, &held);
         shortcuts.changed_all();
         let args1 = args(1);
-        let call = args1.call_id("users:", NAME, None).unwrap();
+        let call = args1.call_id(PREFIX, NAME, None).unwrap();
         assert!(shortcuts.get(&call).is_none(), "cleared");
 
         let key: Arc<str> = "users:1".into();
@@ -225,5 +255,40 @@ mod tests {
         assert!(shortcuts.get(&call).is_some());
         drop(held);
         assert!(shortcuts.get(&call).is_none(), "the store let go of it");
+    }
+
+    #[test]
+    fn two_calls_of_one_pair_are_both_remembered() {
+        let shortcuts = Shortcuts::new(0);
+        let held = Arc::new(Held::new(b"v"));
+        let first_slot = |id: u64| {
+            let args = args(id);
+            let call = args.call_id(PREFIX, NAME, None).unwrap();
+            shortcuts.pair(&call).0.as_ptr()
+        };
+        // Three calls whose pair is the same.
+        let mut ids = vec![0];
+        let mut next = 1;
+        while ids.len() < 3 {
+            if first_slot(next) == first_slot(0) {
+                ids.push(next);
+            }
+            next += 1;
+        }
+        let found = |id: u64| {
+            let args = args(id);
+            shortcuts
+                .get(&args.call_id(PREFIX, NAME, None).unwrap())
+                .is_some()
+        };
+        remembered(&shortcuts, ids[0], &held);
+        remembered(&shortcuts, ids[1], &held);
+        assert!(found(ids[0]) && found(ids[1]), "both slots used");
+        remembered(&shortcuts, ids[2], &held);
+        assert!(found(ids[2]), "the last one is remembered");
+        assert!(
+            found(ids[0]) != found(ids[1]),
+            "in the place of one of them"
+        );
     }
 }
