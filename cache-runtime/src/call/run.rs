@@ -80,12 +80,31 @@ pub struct Call {
     refresh: bool,
     /// Whether the cache's local tier serves and keeps this call's value.
     local: bool,
-    /// The value this process holds for the call, found when the call was
+    /// What this process holds for the call, looked up when the call was
     /// made (see `Call::new`).
-    held: Option<Arc<Held>>,
+    held: HeldHere,
     format: Format,
     span: Span,
     start: CallStart,
+}
+
+/// What this process holds for a call, looked up when the call was made,
+/// so that its read does not look again.
+#[derive(Debug, Clone, Default)]
+enum HeldHere {
+    /// Not looked up (no store in the process, a grouped key, a refresh):
+    /// the read looks.
+    #[default]
+    NotLooked,
+    /// Nothing, or a placeholder.
+    Absent,
+    Held(Arc<Held>),
+}
+
+impl From<Option<Arc<Held>>> for HeldHere {
+    fn from(held: Option<Arc<Held>>) -> HeldHere {
+        held.map_or(HeldHere::Absent, HeldHere::Held)
+    }
 }
 
 /// Whose counters a call adds to.
@@ -176,18 +195,20 @@ impl Call {
             };
             if let Some((key, held)) = shortcut {
                 call.target = Some(Target::Key(KeyText::Shared(key)));
-                call.held = Some(held);
+                call.held = HeldHere::Held(held);
                 return call.with_span();
             }
             match spec.target(cache, args) {
                 Ok(target) => {
                     // Found the long way, and the shortcut remembered.
                     call.held = match (id, &target, local, memory) {
-                        (Some(id), Target::Key(key), Some(local), _) => local.get_for(id, key),
-                        (Some(id), Target::Key(key), None, Some(memory)) => {
-                            memory.held_for(id, key)
+                        (Some(id), Target::Key(key), Some(local), _) => {
+                            HeldHere::from(local.get_for(id, key))
                         }
-                        _ => None,
+                        (Some(id), Target::Key(key), None, Some(memory)) => {
+                            HeldHere::from(memory.held_for(id, key))
+                        }
+                        _ => HeldHere::NotLooked,
                     };
                     call.target = Some(target);
                 }
@@ -231,7 +252,7 @@ impl Call {
             lease: policy.lease_duration(),
             refresh: take_refresh(),
             local: policy.uses_local(),
-            held: None,
+            held: HeldHere::NotLooked,
             format,
             span: Span::none(),
             start: CallStart::now(),
@@ -277,15 +298,19 @@ impl Call {
             return Read::Bypass(self.bypass);
         };
         let local = self.local_tier(cache);
-        if let Some(held) = &self.held {
-            tokio::task::consume_budget().await;
-            let outcome = match local {
-                Some(_) => Outcome::LocalHit,
-                None => Outcome::Hit,
-            };
-            return Read::Held(held.clone(), 0, outcome);
-        }
-        if let (Some(local), false) = (local, self.refresh)
+        let looked = match &self.held {
+            HeldHere::Held(held) => {
+                tokio::task::consume_budget().await;
+                let outcome = match local {
+                    Some(_) => Outcome::LocalHit,
+                    None => Outcome::Hit,
+                };
+                return Read::Held(held.clone(), 0, outcome);
+            }
+            HeldHere::Absent => true,
+            HeldHere::NotLooked => false,
+        };
+        if let (Some(local), false, false) = (local, self.refresh, looked)
             && let Some((bytes, generation)) = super::local_read::hit(local, target)
         {
             // No I/O: take part in cooperative scheduling, like an await
@@ -297,7 +322,11 @@ impl Call {
             (cache.store().memory(), target, self.refresh)
         {
             // In this process: no bytes to copy, maybe nothing to decode.
-            return match memory.held(key).await {
+            let held = match looked && local.is_none() {
+                true => None,
+                false => memory.held(key).await,
+            };
+            return match held {
                 Some(held) => Read::Held(held, 0, Outcome::Hit),
                 // Nothing, or a placeholder: the claim tells which.
                 None => Read::Run {

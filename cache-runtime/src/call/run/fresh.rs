@@ -36,7 +36,7 @@ use futures_util::FutureExt;
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument;
 
-use super::{Call, Join, Lead, OutOfLine, Read, Shape, resolve};
+use super::{Call, HeldHere, Join, Lead, OutOfLine, Read, Shape, resolve};
 use crate::cache::Cache;
 use crate::call::spec::Age;
 use crate::health::{CallStart, Outcome, Warning, warn_limited};
@@ -205,7 +205,7 @@ impl Call {
             lease: self.lease,
             refresh: false,
             local: self.local,
-            held: None,
+            held: HeldHere::NotLooked,
             format: self.format,
             span: self.span.clone(),
             start: CallStart::now(),
