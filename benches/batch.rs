@@ -164,11 +164,7 @@ fn variants(
 async fn main() {
     let seconds = env_or("BENCH_SECONDS", 5.0) as u64;
     let redis = support::TestRedis::start();
-    let client = redis::Client::open(redis.url()).expect("URL");
-    let mux = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("mux");
+    let mux = redis.client().await;
     let cache = redis.cache().await;
     cache.invalidate_prefix("benchb:").await.expect("clean");
     let warm: Vec<u64> = (0..WARM).collect();

@@ -237,11 +237,7 @@ async fn main() {
 /// Every phase on a standalone server.
 async fn standalone(calls: u64, seconds: u64, invalidations: u64) {
     let redis = support::TestRedis::start();
-    let client = redis::Client::open(redis.url()).expect("URL");
-    let mux = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("mux");
+    let mux = redis.client().await;
     let local = Cache::builder()
         .url(redis.url())
         .local_cache(64 << 20)

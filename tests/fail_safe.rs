@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use redis_memo::{Cache, Policy, cached};
-use support::reference::{envelope, now_ms, unenvelope};
+use support::reference::{envelope, expire_enveloped, now_ms, unenvelope};
 use support::{Harness, TestCluster, TestSentinel, until};
 use tokio::sync::watch;
 
@@ -274,20 +274,13 @@ async fn fail_safe_on_a_cluster_and_behind_sentinel() {
     let mut conn = cluster.client().await;
     for id in 0..6 {
         let key = rate_key(&cache, id).await.unwrap();
-        let bytes: Vec<u8> = ::redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let (_, _, inner) = unenvelope(&bytes).unwrap();
-        let _: () = ::redis::cmd("SET")
-            .arg(&key)
-            .arg(envelope(now_ms() - 10_000, 0, inner))
-            .arg("EX")
-            .arg(3000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        expire_enveloped(
+            &mut conn,
+            &key,
+            Duration::from_secs(10),
+            Duration::from_secs(3000),
+        )
+        .await;
     }
     origin.fail(true);
     for id in 0..6 {
@@ -304,26 +297,17 @@ async fn fail_safe_on_a_cluster_and_behind_sentinel() {
     let cache = Cache::connect_sentinel(sentinel.sentinel_urls(), sentinel.service_name())
         .await
         .unwrap();
-    let redis = sentinel.node_client(sentinel.primary_port()).await;
-    drop(redis);
     let origin = Origin::new();
     assert_eq!(slow(&cache, origin.clone(), 9).await, 109);
     let key = slow_key(&cache, 9).await.unwrap();
     let mut conn = sentinel.node_client(sentinel.primary_port()).await;
-    let bytes: Vec<u8> = ::redis::cmd("GET")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let (_, _, inner) = unenvelope(&bytes).unwrap();
-    let _: () = ::redis::cmd("SET")
-        .arg(&key)
-        .arg(envelope(now_ms() - 10_000, 0, inner))
-        .arg("EX")
-        .arg(3000)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    expire_enveloped(
+        &mut conn,
+        &key,
+        Duration::from_secs(10),
+        Duration::from_secs(3000),
+    )
+    .await;
     origin.open.send_replace(false);
     assert_eq!(
         slow(&cache, origin.clone(), 9).await,

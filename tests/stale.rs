@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use redis_memo::{Cache, Policy, cached};
-use support::reference::{envelope, now_ms, unenvelope};
+use support::reference::{envelope, expire_enveloped, now_ms, unenvelope};
 use support::{Harness, TestRedis, until};
 use tokio::sync::watch;
 
@@ -459,20 +459,8 @@ async fn stale_values_are_served_and_refreshed_on_a_cluster() {
         let key = value_key(&cache, id).await.unwrap();
         let ttl = cluster_ttl(&mut conn, &key).await;
         assert!((118..=120).contains(&ttl), "{key}: {ttl}");
-        let bytes: Vec<u8> = ::redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let (_, _, inner) = unenvelope(&bytes).unwrap();
-        let _: () = ::redis::cmd("SET")
-            .arg(&key)
-            .arg(envelope(now_ms() - 30_000, 0, inner))
-            .arg("PX")
-            .arg(30_000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let ago = Duration::from_secs(30);
+        expire_enveloped(&mut conn, &key, ago, ago).await;
     }
     for &id in &ids {
         assert_eq!(

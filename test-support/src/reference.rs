@@ -153,3 +153,29 @@ pub fn now_ms() -> u64 {
         .expect("after 1970")
         .as_millis() as u64
 }
+
+/// Rewrites the enveloped value of `key` through `conn` (a plain client of
+/// any topology) as if its `ttl` had ended `ago`, keeping its value and
+/// giving the key `left` to live, with no wait before a new run.
+pub async fn expire_enveloped(
+    conn: &mut impl redis::aio::ConnectionLike,
+    key: &str,
+    ago: std::time::Duration,
+    left: std::time::Duration,
+) {
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("GET");
+    let (_, _, inner) = unenvelope(&bytes).expect("an enveloped value");
+    let fresh_until = now_ms() - ago.as_millis() as u64;
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(envelope(fresh_until, 0, inner))
+        .arg("PX")
+        .arg(left.as_millis() as u64)
+        .query_async(conn)
+        .await
+        .expect("SET");
+}
